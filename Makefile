@@ -1,0 +1,51 @@
+# steadfast: make help lists the targets.
+
+GO            ?= go
+PKGS          ?= ./...
+FUZZTIME      ?= 10s
+BENCHTIME     ?= 1s
+GOLANGCI_VERSION ?= v2.15.0
+GOBIN         ?= $(shell $(GO) env GOPATH)/bin
+GOLANGCI      ?= $(GOBIN)/golangci-lint
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: ## run the example server (embedded Redis unless REDIS_URL or REDISHOST/REDISPORT is set)
+	$(GO) run ./examples/echo-server
+
+.PHONY: test
+test: vet ## vet, then every test with the race detector (real redis-server tests skip without one)
+	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+.PHONY: race
+race: ## the tests with the race detector, several times, to shake out flakes
+	$(GO) test -race -count=3 -timeout 20m $(PKGS)
+
+.PHONY: vet
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+.PHONY: lint
+lint: $(GOLANGCI) ## golangci-lint (errcheck, govet, staticcheck, revive, goimports, ...)
+	$(GOLANGCI) run $(PKGS)
+
+$(GOLANGCI):
+	GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
+.PHONY: fuzz
+fuzz: ## run every Fuzz target for FUZZTIME each (default 10s)
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+.PHONY: bench
+bench: ## benchmarks with allocations (real redis-server ones skip without it)
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)

@@ -1,0 +1,280 @@
+package cachepolicy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+)
+
+// KeyHashLen is the length of the hash that [Key] appends to the prefix:
+// 32 hexadecimal digits, the first 16 bytes of a SHA-256.
+const KeyHashLen = 32
+
+// keyVersion is the first byte of every key pre-image; change it whenever
+// the pre-image layout changes, so old and new keys cannot meet.
+const keyVersion = 1
+
+// Key returns the cache key of req under the policy: prefix, kept verbatim,
+// followed by [KeyHashLen] hexadecimal digits of a SHA-256 over
+//
+//   - the method class: GET and HEAD share one, every other method is its own;
+//   - the scheme: https when req.TLS is set, else http (never a header);
+//   - the host: req.Host (or req.URL.Host when empty), lower-cased, with a
+//     default port (:80 for http, :443 for https) or an empty port removed;
+//   - the escaped path (an empty path is "/");
+//   - the query, each parameter decoded ("+" as space, %XX escapes) and the
+//     parameters sorted, so "b=2&a=1" and "a=%31&b=2" share a key; empty
+//     parameters are dropped and "a" equals "a=", as in [net/url.ParseQuery];
+//     a parameter with a bad escape is kept byte for byte and matches only
+//     itself;
+//   - for each header of [Policy.KeyHeaders] (canonical names, sorted): its
+//     values in order, with an absent header distinct from an empty one.
+//
+// Every field is length-prefixed, so two requests that differ in any of
+// these get different pre-images. Nothing else of the request counts: not
+// X-Forwarded-Host, X-Forwarded-Proto, Forwarded, X-Original-URL or any
+// other header the policy does not list (see the package documentation on
+// cache poisoning). A nil req is keyed as an empty request.
+func Key(prefix string, req *http.Request, p Policy) string {
+	var buf [64]byte
+	return string(AppendKey(buf[:0], prefix, req, p))
+}
+
+// AppendKey appends the key [Key] returns to dst and returns the extended
+// slice.
+//
+// Allocation budget: none when dst has room and the request is ordinary
+// (pre-image within 1 KiB, at most 16 query parameters, at most 16 key
+// headers given in canonical sorted form, as [Rules.For] returns them);
+// beyond that it allocates for the extra room only. BenchmarkAppendKey
+// checks it; [Key] adds the one allocation of its string.
+func AppendKey(dst []byte, prefix string, req *http.Request, p Policy) []byte {
+	var scratch [1024]byte
+	pre := appendPreimage(scratch[:0], req, p.KeyHeaders)
+	sum := sha256.Sum256(pre)
+	dst = append(dst, prefix...)
+	return hex.AppendEncode(dst, sum[:KeyHashLen/2])
+}
+
+// appendPreimage appends the unambiguous encoding of everything [Key]
+// hashes.
+func appendPreimage(b []byte, req *http.Request, keyHeaders []string) []byte {
+	b = append(b, keyVersion)
+	if req == nil {
+		return b
+	}
+
+	method := req.Method
+	if method == "" || method == http.MethodHead {
+		method = http.MethodGet
+	}
+	b = appendString(b, method)
+
+	https := req.TLS != nil
+	if https {
+		b = appendString(b, "https")
+	} else {
+		b = appendString(b, "http")
+	}
+
+	host := req.Host
+	if host == "" && req.URL != nil {
+		host = req.URL.Host
+	}
+	host = stripDefaultPort(host, https)
+	b = binary.AppendUvarint(b, uint64(len(host)))
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+
+	path, opaque, query := "/", "", ""
+	if u := req.URL; u != nil {
+		if ep := u.EscapedPath(); ep != "" {
+			path = ep
+		}
+		opaque, query = u.Opaque, u.RawQuery
+	}
+	b = appendString(b, path)
+	b = appendString(b, opaque)
+	b = appendQuery(b, query)
+	return appendHeaders(b, req.Header, keyHeaders)
+}
+
+// appendString appends s with its length in front.
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendBytes appends s with its length in front.
+func appendBytes(b, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// stripDefaultPort removes ":80" (http), ":443" (https) or an empty port
+// from host. A host that is not of the form name:port, such as a bare IPv6
+// address, is returned unchanged.
+func stripDefaultPort(host string, https bool) string {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 {
+		return host
+	}
+	name, port := host[:i], host[i+1:]
+	if strings.IndexByte(name, ':') >= 0 && (name[0] != '[' || name[len(name)-1] != ']') {
+		return host
+	}
+	if port == "" || (https && port == "443") || (!https && port == "80") {
+		return name
+	}
+	return host
+}
+
+// queryParam locates one decoded query parameter in a scratch buffer.
+type queryParam struct {
+	start, mid, end int  // name is buf[start:mid], value buf[mid:end]
+	raw             bool // bad escape: buf[start:end] is the parameter as sent
+}
+
+// appendQuery appends the count and the sorted, decoded parameters of the
+// raw query.
+func appendQuery(b []byte, rawQuery string) []byte {
+	var paramArr [16]queryParam
+	var bufArr [512]byte
+	params, buf := paramArr[:0], bufArr[:0]
+	for rawQuery != "" {
+		var seg string
+		seg, rawQuery, _ = strings.Cut(rawQuery, "&")
+		if seg == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(seg, "=")
+		q := queryParam{start: len(buf)}
+		var ok bool
+		buf, ok = appendUnescaped(buf, name)
+		q.mid = len(buf)
+		if ok {
+			buf, ok = appendUnescaped(buf, value)
+		}
+		if !ok {
+			buf = append(buf[:q.start], seg...)
+			q.mid, q.raw = len(buf), true
+		}
+		q.end = len(buf)
+		params = append(params, q)
+	}
+	slices.SortFunc(params, func(x, y queryParam) int {
+		if x.raw != y.raw {
+			if x.raw {
+				return 1
+			}
+			return -1
+		}
+		if c := bytes.Compare(buf[x.start:x.mid], buf[y.start:y.mid]); c != 0 {
+			return c
+		}
+		return bytes.Compare(buf[x.mid:x.end], buf[y.mid:y.end])
+	})
+	b = binary.AppendUvarint(b, uint64(len(params)))
+	for _, q := range params {
+		if q.raw {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		b = appendBytes(b, buf[q.start:q.mid])
+		b = appendBytes(b, buf[q.mid:q.end])
+	}
+	return b
+}
+
+// appendUnescaped appends s decoded as a query component ("+" is a space,
+// %XX a byte). ok is false, with b in an unspecified state past its old
+// length, when s holds a malformed escape.
+func appendUnescaped(b []byte, s string) (_ []byte, ok bool) {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '+':
+			b = append(b, ' ')
+		case '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return b, false
+			}
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	return b, true
+}
+
+// isHex reports whether c is a hexadecimal digit.
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// unhex returns the value of the hexadecimal digit c.
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	default:
+		return c - 'a' + 10
+	}
+}
+
+// appendHeaders appends the count, names and values of the key headers.
+func appendHeaders(b []byte, h http.Header, names []string) []byte {
+	if !canonicalSorted(names) {
+		var arr [16]string
+		names = canonicalize(arr[:0], names)
+	}
+	b = binary.AppendUvarint(b, uint64(len(names)))
+	for _, name := range names {
+		b = appendString(b, name)
+		values, ok := h[name]
+		if !ok {
+			b = append(b, 0)
+			continue
+		}
+		b = append(b, 1)
+		b = binary.AppendUvarint(b, uint64(len(values)))
+		for _, v := range values {
+			b = appendString(b, v)
+		}
+	}
+	return b
+}
+
+// canonicalSorted reports whether names are canonical header names in
+// strictly increasing order. It does not allocate.
+func canonicalSorted(names []string) bool {
+	for i, name := range names {
+		if textproto.CanonicalMIMEHeaderKey(name) != name || (i > 0 && names[i-1] >= name) {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalize appends the canonical forms of names to dst, sorted and
+// without duplicates.
+func canonicalize(dst, names []string) []string {
+	for _, name := range names {
+		dst = append(dst, textproto.CanonicalMIMEHeaderKey(name))
+	}
+	slices.Sort(dst)
+	return slices.Compact(dst)
+}

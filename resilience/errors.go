@@ -1,0 +1,62 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrUnavailable is returned, at once and without a network call, while the
+// circuit breaker is open because Redis has been failing. Callers treat it
+// like any other Redis failure: serve without the cache.
+var ErrUnavailable = errors.New("redis unavailable")
+
+// ErrNotFound is returned by [Redis.Get] when the key does not exist. It is
+// not a failure: it never opens the breaker.
+var ErrNotFound = errors.New("redis: key not found")
+
+// ErrClosed is returned by operations on a [Redis] after [Redis.Close].
+var ErrClosed = errors.New("redis client closed")
+
+// callerError marks an error caused by the caller's own context ending
+// (cancelled, or its deadline, shorter than ours, reached). It is neither
+// retried nor counted against Redis.
+type callerError struct{ err error }
+
+func (e callerError) Error() string { return e.err.Error() }
+func (e callerError) Unwrap() error { return e.err }
+
+// IsFailure reports whether err says Redis itself is unhealthy: a
+// connection error, a timeout, or a LOADING, READONLY, OOM, MASTERDOWN,
+// CLUSTERDOWN, TRYAGAIN, BUSY or authentication reply. A miss
+// ([ErrNotFound], redis.Nil), the caller's own cancellation, and
+// command errors such as WRONGTYPE are not failures.
+func IsFailure(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrNotFound) {
+		return false
+	}
+	var ce callerError
+	if errors.As(err, &ce) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, circuitbreaker.ErrOpen) {
+		return true
+	}
+	switch {
+	case redis.IsLoadingError(err), redis.IsReadOnlyError(err), redis.IsOOMError(err),
+		redis.IsMasterDownError(err), redis.IsClusterDownError(err), redis.IsTryAgainError(err),
+		redis.IsAuthError(err), redis.IsMaxClientsError(err), redis.HasErrorPrefix(err, "BUSY"):
+		return true
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		// Any other reply from the server means the server works.
+		return false
+	}
+	// Everything else is transport trouble: a deadline, a refused or reset
+	// connection, a pool that timed out or was closed, a reply cut short or
+	// garbled.
+	return true
+}

@@ -1,0 +1,139 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Defaults used when an [Options] field is zero.
+const (
+	DefaultOpTimeout        = 50 * time.Millisecond
+	DefaultDialTimeout      = 500 * time.Millisecond
+	DefaultMaxAttempts      = 2
+	DefaultRetryBackoff     = 2 * time.Millisecond
+	DefaultRetryMaxBackoff  = 20 * time.Millisecond
+	DefaultFailureThreshold = 5
+	DefaultBreakerDelay     = 10 * time.Second
+	DefaultProbeInterval    = 50 * time.Millisecond
+	DefaultProbeMaxInterval = 250 * time.Millisecond
+)
+
+// Options tune a [Redis]. The zero value is ready to use: every zero field
+// takes the default its comment names.
+type Options struct {
+	// Logger receives one line per state change (Redis lost, Redis back),
+	// never one per operation. Nil means slog.Default().
+	Logger *slog.Logger
+
+	// OpTimeout bounds one whole operation, retries included: the
+	// operation's context gets this deadline, go-redis honours it on the
+	// socket, and waiting for a pooled connection is bounded by it too. A
+	// hung Redis therefore costs a caller at most OpTimeout. Zero means
+	// [DefaultOpTimeout] (50 ms).
+	OpTimeout time.Duration
+
+	// DialTimeout bounds one connection attempt of the reconnect prober,
+	// handshake included. Zero means [DefaultDialTimeout] (500 ms).
+	DialTimeout time.Duration
+
+	// MaxAttempts is how many times an idempotent operation is tried,
+	// within OpTimeout, when Redis fails in a way worth retrying (a reset
+	// connection, LOADING, TRYAGAIN). One means no retry. Zero means
+	// [DefaultMaxAttempts] (2).
+	MaxAttempts int
+
+	// RetryBackoff and RetryMaxBackoff are the first and the largest wait
+	// between attempts; waits double from one to the other, with jitter.
+	// Zero means [DefaultRetryBackoff] (2 ms) and [DefaultRetryMaxBackoff]
+	// (20 ms).
+	RetryBackoff, RetryMaxBackoff time.Duration
+
+	// FailureThreshold is how many consecutive failed attempts open the
+	// circuit breaker. Zero means [DefaultFailureThreshold] (5).
+	FailureThreshold int
+
+	// BreakerDelay is how long the breaker stays open before it lets one
+	// trial operation through by itself. The prober normally closes it
+	// much sooner; this is the fallback when probing cannot run. Zero means
+	// [DefaultBreakerDelay] (10 s).
+	BreakerDelay time.Duration
+
+	// ProbeInterval is the wait before the prober's first ping once Redis
+	// is lost; later waits double up to ProbeMaxInterval. Zero means
+	// [DefaultProbeInterval] (50 ms) and [DefaultProbeMaxInterval] (250 ms):
+	// with the cap at 250 ms a returning Redis is noticed within 125 ms on
+	// average and 250 ms at worst, at the cost of four refused connects a
+	// second during an outage.
+	ProbeInterval, ProbeMaxInterval time.Duration
+
+	// PoolSize is the go-redis pool size for a client built by [NewRedis].
+	// Zero means go-redis's default (10 per GOMAXPROCS).
+	PoolSize int
+
+	// Dialer, if set, opens every connection of a client built by
+	// [NewRedis] and of the prober. Tests use it to count dials. Nil means
+	// a net.Dialer.
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// OnStateChange, if set, is called once per state change, after it
+	// happened, from the goroutine that caused it. It must not block.
+	OnStateChange func(StateChange)
+
+	// Now tells the time for stats and events. Nil means time.Now.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() (Options, error) {
+	type check struct {
+		name string
+		d    time.Duration
+	}
+	for _, c := range []check{
+		{"OpTimeout", o.OpTimeout}, {"DialTimeout", o.DialTimeout},
+		{"RetryBackoff", o.RetryBackoff}, {"RetryMaxBackoff", o.RetryMaxBackoff},
+		{"BreakerDelay", o.BreakerDelay}, {"ProbeInterval", o.ProbeInterval},
+		{"ProbeMaxInterval", o.ProbeMaxInterval},
+	} {
+		if c.d < 0 {
+			return o, fmt.Errorf("resilience: Options.%s is negative (%v)", c.name, c.d)
+		}
+	}
+	if o.MaxAttempts < 0 || o.FailureThreshold < 0 || o.PoolSize < 0 {
+		return o, errors.New("resilience: Options.MaxAttempts, FailureThreshold and PoolSize must not be negative")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.OpTimeout, DefaultOpTimeout)
+	def(&o.DialTimeout, DefaultDialTimeout)
+	def(&o.RetryBackoff, DefaultRetryBackoff)
+	def(&o.RetryMaxBackoff, DefaultRetryMaxBackoff)
+	def(&o.BreakerDelay, DefaultBreakerDelay)
+	def(&o.ProbeInterval, DefaultProbeInterval)
+	def(&o.ProbeMaxInterval, DefaultProbeMaxInterval)
+	if o.RetryMaxBackoff < o.RetryBackoff {
+		o.RetryMaxBackoff = o.RetryBackoff
+	}
+	if o.ProbeMaxInterval < o.ProbeInterval {
+		o.ProbeMaxInterval = o.ProbeInterval
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.FailureThreshold == 0 {
+		o.FailureThreshold = DefaultFailureThreshold
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o, nil
+}

@@ -1,0 +1,54 @@
+package resilience
+
+import (
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+)
+
+// State is the circuit breaker's view of Redis.
+type State int
+
+// The states of a [Redis]. The zero value is StateClosed.
+const (
+	// StateClosed: Redis answers; operations go to it.
+	StateClosed State = iota
+	// StateOpen: Redis has been failing; operations return
+	// [ErrUnavailable] at once while the prober waits for it to answer.
+	StateOpen
+	// StateHalfOpen: a trial operation is deciding between the two.
+	StateHalfOpen
+)
+
+// String returns "closed", "open" or "half-open".
+func (s State) String() string {
+	switch s {
+	case StateClosed:
+		return "closed"
+	case StateOpen:
+		return "open"
+	case StateHalfOpen:
+		return "half-open"
+	}
+	return "unknown"
+}
+
+func stateOf(s circuitbreaker.State) State {
+	switch s {
+	case circuitbreaker.OpenState:
+		return StateOpen
+	case circuitbreaker.HalfOpenState:
+		return StateHalfOpen
+	}
+	return StateClosed
+}
+
+// StateChange describes one transition, for [Options.OnStateChange].
+type StateChange struct {
+	From, To State
+	// At is when it happened.
+	At time.Time
+	// LastError is the redacted text of the last failure seen when the
+	// breaker opened; empty when it closed.
+	LastError string
+}

@@ -1,0 +1,105 @@
+package resilience
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// counters are updated on every operation with atomics only.
+type counters struct {
+	ops, failures, rejected, retries, probes atomic.Uint64
+	latencyNanos                             atomic.Int64
+	maxLatencyNanos                          atomic.Int64
+	since                                    atomic.Int64 // state entered, unix nanos
+	lastSuccess                              atomic.Int64 // unix nanos, 0 = never
+	lastError                                atomic.Pointer[errRecord]
+}
+
+type errRecord struct {
+	msg string
+	at  time.Time
+}
+
+func (c *counters) record(d time.Duration, err error) {
+	c.ops.Add(1)
+	c.latencyNanos.Add(int64(d))
+	for {
+		m := c.maxLatencyNanos.Load()
+		if int64(d) <= m || c.maxLatencyNanos.CompareAndSwap(m, int64(d)) {
+			break
+		}
+	}
+}
+
+func (c *counters) failure(now time.Time, err error) {
+	c.failures.Add(1)
+	c.lastError.Store(&errRecord{msg: err.Error(), at: now})
+}
+
+func (c *counters) lastErr() string {
+	if e := c.lastError.Load(); e != nil {
+		return e.msg
+	}
+	return ""
+}
+
+// Stats is a snapshot of a [Redis], for health checks and metrics.
+type Stats struct {
+	// Addr is the redacted address, as redis://user:***@host:port/db.
+	Addr string
+	// State is the breaker's state, entered at Since.
+	State State
+	Since time.Time
+	// LastError is the last failure's text and time. Errors from this
+	// package never hold a password; host names may appear.
+	LastError   string
+	LastErrorAt time.Time
+	// LastSuccess is when Redis last answered; zero if never.
+	LastSuccess time.Time
+	// Ops counts operations that reached the guard's executor; Failures
+	// those that failed because of Redis; Rejected those answered
+	// [ErrUnavailable] by the open breaker without a network call; Retries
+	// the extra attempts made; Probes the prober's pings.
+	Ops, Failures, Rejected, Retries, Probes uint64
+	// MeanLatency and MaxLatency cover the operations counted in Ops.
+	MeanLatency, MaxLatency time.Duration
+	// Pool holds go-redis's connection pool figures.
+	Pool PoolStats
+}
+
+// PoolStats are the figures of go-redis's connection pool.
+type PoolStats struct {
+	TotalConns, IdleConns, StaleConns uint32
+	Hits, Misses, Timeouts            uint32
+}
+
+// Stats returns a snapshot. It does no I/O.
+func (r *Redis) Stats() Stats {
+	s := Stats{
+		Addr:     r.name,
+		State:    r.State(),
+		Since:    time.Unix(0, r.st.since.Load()),
+		Ops:      r.st.ops.Load(),
+		Failures: r.st.failures.Load(),
+		Rejected: r.st.rejected.Load(),
+		Retries:  r.st.retries.Load(),
+		Probes:   r.st.probes.Load(),
+	}
+	if n := r.st.lastSuccess.Load(); n != 0 {
+		s.LastSuccess = time.Unix(0, n)
+	}
+	if e := r.st.lastError.Load(); e != nil {
+		s.LastError, s.LastErrorAt = e.msg, e.at
+	}
+	if s.Ops > 0 {
+		s.MeanLatency = time.Duration(r.st.latencyNanos.Load() / int64(s.Ops))
+	}
+	s.MaxLatency = time.Duration(r.st.maxLatencyNanos.Load())
+	if p := r.Client().PoolStats(); p != nil {
+		s.Pool = PoolStats{
+			TotalConns: p.TotalConns, IdleConns: p.IdleConns, StaleConns: p.StaleConns,
+			Hits: p.Hits, Misses: p.Misses, Timeouts: p.Timeouts,
+		}
+	}
+	return s
+}
