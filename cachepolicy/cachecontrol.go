@@ -85,7 +85,8 @@ type ResponseDirectives struct {
 }
 
 // ParseRequest returns the Cache-Control directives of a request header.
-// Every Cache-Control line is read, names are case-insensitive, values may
+// Every Cache-Control line under the canonical key (as net/http stores
+// received headers) is read as one list, names are case-insensitive, values may
 // be tokens or quoted strings, unknown directives are ignored, and
 // repetitions resolve to the most restrictive reading: the smallest max-age
 // and max-stale, the largest min-fresh. Any input gives a result.
@@ -155,7 +156,7 @@ func ParseRequest(h http.Header) RequestDirectives {
 }
 
 // ParseResponse returns the Cache-Control directives of a response header.
-// Every Cache-Control line is read, names are case-insensitive, values may
+// Every Cache-Control line under the canonical key is read as one list, names are case-insensitive, values may
 // be tokens or quoted strings and unknown directives are ignored; see
 // [ResponseDirectives] for invalid and repeated values. Any input gives a
 // result; it does not allocate.

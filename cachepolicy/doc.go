@@ -27,5 +27,8 @@
 // Forwarded therefore never change the key, and [Storable] refuses any
 // response whose Vary field names a header outside the key. A handler that
 // reads such a header must either say so with Vary or the route's policy must
-// list the header in KeyHeaders; otherwise it must not be cached.
+// list the header in KeyHeaders; otherwise it must not be cached. The same
+// rule makes a route whose responses say Vary: Accept-Encoding (as a
+// compressing handler below the cache does) cacheable only when its policy
+// lists Accept-Encoding in KeyHeaders.
 package cachepolicy

@@ -26,7 +26,7 @@ const keyVersion = 1
 //   - the scheme: https when req.TLS is set, else http (never a header);
 //   - the host: req.Host (or req.URL.Host when empty), lower-cased, with a
 //     default port (:80 for http, :443 for https) or an empty port removed;
-//   - the escaped path (an empty path is "/");
+//   - the escaped path (an empty path is "/") and any opaque URL part;
 //   - the query, each parameter decoded ("+" as space, %XX escapes) and the
 //     parameters sorted, so "b=2&a=1" and "a=%31&b=2" share a key; empty
 //     parameters are dropped and "a" equals "a=", as in [net/url.ParseQuery];
@@ -50,7 +50,7 @@ func Key(prefix string, req *http.Request, p Policy) string {
 //
 // Allocation budget: none when dst has room and the request is ordinary
 // (pre-image within 1 KiB, at most 16 query parameters, at most 16 key
-// headers given in canonical sorted form, as [Rules.For] returns them);
+// headers in the form [Policy.Normalize] gives and [Rules.For] returns);
 // beyond that it allocates for the extra room only. BenchmarkAppendKey
 // checks it; [Key] adds the one allocation of its string.
 func AppendKey(dst []byte, prefix string, req *http.Request, p Policy) []byte {

@@ -155,10 +155,12 @@ func (p Policy) Validate() error {
 	return errors.Join(errs...)
 }
 
-// normalized returns a copy of p whose slices are its own and whose
-// KeyHeaders are canonical, sorted and free of duplicates, the form [Key]
-// handles fastest. p must be valid.
-func (p Policy) normalized() Policy {
+// Normalize returns a copy of p whose slices are its own and whose
+// KeyHeaders are canonical, sorted and free of duplicates: the form
+// [AppendKey] handles without allocating, and the form [Rules.For] returns.
+// It changes no decision: a normalized policy gives the same keys and
+// verdicts as p.
+func (p Policy) Normalize() Policy {
 	if p.KeyHeaders != nil {
 		hs := make([]string, len(p.KeyHeaders))
 		for i, name := range p.KeyHeaders {
