@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -115,12 +116,24 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 	if strings.ContainsAny(host, "/@ ") || strings.Contains(host, "://") {
 		return Config{}, &ConfigError{Var: EnvHost, Value: redactURL(host), Err: errors.New("want a host name or IP address, not a URL (use REDIS_URL for URLs)")}
 	}
-	if err := checkPort(port); err != nil {
-		return Config{}, &ConfigError{Var: EnvPort, Value: port, Err: err}
+	bare := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if bare == "" {
+		return Config{}, &ConfigError{Var: EnvHost, Value: host, Err: errors.New("empty host")}
+	}
+	if strings.Contains(bare, ":") {
+		// Only an IPv6 address may hold a colon; "host:6379" puts the port
+		// in the wrong variable.
+		if _, err := netip.ParseAddr(bare); err != nil {
+			return Config{}, &ConfigError{Var: EnvHost, Value: host, Err: fmt.Errorf("want a host name or IP address without a port (put the port in %s)", EnvPort)}
+		}
+	}
+	port, err := checkPort(port)
+	if err != nil {
+		return Config{}, &ConfigError{Var: EnvPort, Value: get(EnvPort), Err: err}
 	}
 	cfg := Config{
 		Network:  "tcp",
-		Addr:     net.JoinHostPort(strings.Trim(host, "[]"), port),
+		Addr:     net.JoinHostPort(bare, port),
 		Username: get(EnvUser),
 		Password: func() string { v, _ := lookup(EnvPassword); return v }(),
 	}
@@ -145,23 +158,31 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 // echo the raw URL.
 func ParseURL(raw string) (Config, error) {
 	fail := func(err error) (Config, error) {
-		return Config{}, &ConfigError{Var: "url", Value: redactURL(raw), Err: err}
+		return Config{}, &ConfigError{Var: "url", Value: redactURL(raw), Err: errors.New(scrub(err.Error(), raw))}
+	}
+	// A '/', '?' or '#' left unescaped in a password would make net/url end
+	// the authority early: it would then read part of the password as a
+	// host or port, and either echo it in its error or, worse, accept the
+	// URL with the wrong host. Refuse such URLs before parsing.
+	if ui, ok := rawUserinfo(raw); ok && strings.Contains(ui, ":") && strings.ContainsAny(ui, "/?#") {
+		return fail(errors.New("user name or password holds an unescaped '/', '?' or '#': percent-encode it"))
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error repeats the raw URL, password included: keep only its reason.
+		// url.Error repeats the raw URL, and its reason may quote a piece of
+		// it (an escape, a port) that can lie inside the password: keep
+		// only the reason's fixed words.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fail(fmt.Errorf("malformed URL: %s", scrub(err.Error(), raw)))
+		return fail(fmt.Errorf("malformed URL: %s", unquote(err.Error())))
 	}
 	cfg := Config{Network: "tcp"}
 	if u.User != nil {
 		cfg.Username = u.User.Username()
 		cfg.Password, _ = u.User.Password()
 	}
-	q := u.Query()
 	switch u.Scheme {
 	case "redis", "rediss":
 		cfg.TLS = u.Scheme == "rediss"
@@ -169,17 +190,24 @@ func ParseURL(raw string) (Config, error) {
 		if host == "" {
 			return fail(errors.New("missing host"))
 		}
+		if strings.Contains(host, ":") && !strings.HasPrefix(u.Host, "[") {
+			// net/url reads redis://::1 as host ":" and port 1.
+			return fail(errors.New("invalid host: put an IPv6 address in brackets"))
+		}
 		if port == "" {
 			if strings.HasSuffix(u.Host, ":") {
 				return fail(errors.New("empty port"))
 			}
 			port = DefaultPort
 		}
-		if err := checkPort(port); err != nil {
+		port, err := checkPort(port)
+		if err != nil {
 			return fail(err)
 		}
 		cfg.Addr = net.JoinHostPort(host, port)
-		if p := strings.Trim(u.Path, "/"); p != "" {
+		// The escaped path, not the decoded one: an error must show what
+		// the URL holds, not what a percent-escape decodes to.
+		if p := strings.Trim(u.EscapedPath(), "/"); p != "" {
 			n, err := parseDB(p)
 			if err != nil {
 				return fail(fmt.Errorf("database in path: %w", err))
@@ -188,6 +216,10 @@ func ParseURL(raw string) (Config, error) {
 		}
 	case "unix":
 		cfg.Network = "unix"
+		if u.Host != "" {
+			// unix://tmp/redis.sock would otherwise mean /redis.sock.
+			return fail(errors.New("unexpected host: want unix:///path/to/socket (three slashes)"))
+		}
 		if u.Path == "" {
 			return fail(errors.New("missing socket path"))
 		}
@@ -197,13 +229,22 @@ func ParseURL(raw string) (Config, error) {
 	default:
 		return fail(fmt.Errorf("unsupported scheme %q: want redis://, rediss:// or unix://", u.Scheme))
 	}
-	for k := range q {
+	// The raw query, split by hand: decoded keys or values in an error
+	// could spell out what the URL had escaped.
+	seen := false
+	for _, kv := range strings.Split(u.RawQuery, "&") {
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
 		if k != "db" {
 			return fail(fmt.Errorf("unsupported query parameter %q", k))
 		}
-	}
-	if db := q.Get("db"); db != "" {
-		n, err := parseDB(db)
+		if seen {
+			return fail(errors.New("db parameter given twice"))
+		}
+		seen = true
+		n, err := parseDB(v)
 		if err != nil {
 			return fail(fmt.Errorf("db parameter: %w", err))
 		}
@@ -212,20 +253,22 @@ func ParseURL(raw string) (Config, error) {
 	return cfg, nil
 }
 
-func checkPort(port string) error {
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("invalid port %q: want a number from 1 to 65535", port)
+// checkPort validates a decimal port and returns it in canonical form
+// ("06379" becomes "6379"; signs are refused).
+func checkPort(port string) (string, error) {
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n < 1 {
+		return "", fmt.Errorf("invalid port %q: want a number from 1 to 65535", port)
 	}
-	return nil
+	return strconv.FormatUint(n, 10), nil
 }
 
 func parseDB(s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
+	n, err := strconv.ParseUint(s, 10, 31)
+	if err != nil {
 		return 0, fmt.Errorf("invalid database %q: want a number from 0 up", s)
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // String returns the configuration as a URL with the password replaced by
@@ -238,26 +281,39 @@ func (c Config) String() string {
 	case c.TLS:
 		scheme = "rediss"
 	}
-	var b strings.Builder
-	b.WriteString(scheme)
-	b.WriteString("://")
-	if c.Username != "" || c.Password != "" {
-		b.WriteString(url.PathEscape(c.Username))
-		if c.Password != "" {
-			b.WriteString(":" + redacted)
-		}
-		b.WriteByte('@')
-	}
+	u := url.URL{Scheme: scheme}
 	if c.Network == "unix" {
-		b.WriteString(c.Addr)
+		u.Path = c.Addr
 		if c.DB != 0 {
-			b.WriteString("?db=" + strconv.Itoa(c.DB))
+			u.RawQuery = "db=" + strconv.Itoa(c.DB)
 		}
-		return b.String()
+	} else {
+		u.Host = c.Addr
+		u.Path = "/" + strconv.Itoa(c.DB)
 	}
-	b.WriteString(c.Addr)
-	b.WriteString("/" + strconv.Itoa(c.DB))
-	return b.String()
+	s := u.String()
+	if c.Username == "" && c.Password == "" {
+		return s
+	}
+	// url.Userinfo would escape the stars; write the user-info by hand,
+	// with the user name escaped as url.User does.
+	ui := url.User(c.Username).String()
+	if c.Password != "" {
+		ui += ":" + redacted
+	}
+	prefix := scheme + "://"
+	return prefix + ui + "@" + strings.TrimPrefix(s, prefix)
+}
+
+// GoString keeps %#v from printing the password: it shows the fields with
+// Password as "***" when one is set.
+func (c Config) GoString() string {
+	pw := ""
+	if c.Password != "" {
+		pw = redacted
+	}
+	return fmt.Sprintf("resilience.Config{Network:%q, Addr:%q, Username:%q, Password:%q, DB:%d, TLS:%t}",
+		c.Network, c.Addr, c.Username, pw, c.DB, c.TLS)
 }
 
 // LogValue makes slog print the redacted form of [Config.String].
@@ -265,49 +321,104 @@ func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // redactURL hides the password of a URL-like string, even one too broken
 // for net/url to parse: whatever stands between the first ':' of the
-// user-info and the last '@' before the path becomes ***.
+// user-info and the last '@' becomes ***.
 func redactURL(raw string) string {
-	rest, scheme := raw, ""
-	if i := strings.Index(raw, "://"); i >= 0 {
-		scheme, rest = raw[:i+3], raw[i+3:]
-	}
-	// The authority ends at the first '/', '?' or '#' after the last '@'
-	// that precedes them; passwords may themselves hold '/' or '#', so look
-	// for the last '@' in the whole remainder first.
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
+	start, end := secretSpan(raw)
+	if start < 0 {
 		return raw
 	}
-	userinfo := rest[:at]
-	if i := strings.Index(userinfo, ":"); i >= 0 {
-		userinfo = userinfo[:i+1] + redacted
-	} else if scheme == "" {
-		// "user@host" with no scheme: the part before @ may be a bare
-		// password; hide it all.
-		userinfo = redacted
-	}
-	return scheme + userinfo + rest[at:]
+	return raw[:start] + redacted + raw[end:]
 }
 
-// scrub removes every appearance of the raw URL's password from s.
+// secretSpan returns where the password of raw starts and ends, or -1, -1.
+// The authority ends at the first '/', '?' or '#' after the last '@' that
+// precedes them; passwords may themselves hold '/' or '#', so the span runs
+// to the last '@' of the whole remainder. That may hide more than the
+// password, never less.
+func secretSpan(raw string) (start, end int) {
+	off := 0
+	if i := strings.Index(raw, "://"); i >= 0 {
+		off = i + 3
+	}
+	rest := raw[off:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return -1, -1
+	}
+	if i := strings.Index(rest[:at], ":"); i >= 0 {
+		return off + i + 1, off + at
+	}
+	if off == 0 {
+		// "secret@host" with no scheme: the part before @ may be a bare
+		// password; hide it all.
+		return 0, at
+	}
+	return -1, -1
+}
+
+// scrub removes from s what redactURL hides in raw, and the password as
+// net/url decodes it: the last guard on an error reason about raw.
 func scrub(s, raw string) string {
-	red := redactURL(raw)
-	s = strings.ReplaceAll(s, raw, red)
+	if start, end := secretSpan(raw); start >= 0 && end > start {
+		s = strings.ReplaceAll(s, raw[start:end], redacted)
+	}
 	if u, err := url.Parse(raw); err == nil && u.User != nil {
 		if p, ok := u.User.Password(); ok && p != "" {
 			s = strings.ReplaceAll(s, p, redacted)
 		}
 	}
-	// Without a parse, hide what redactURL hid.
-	rest := raw
-	if i := strings.Index(raw, "://"); i >= 0 {
-		rest = raw[i+3:]
+	return s
+}
+
+// rawUserinfo returns the user-info of raw as written, even when raw is
+// too broken for net/url: what stands between "://" and the last '@' (for
+// unix://, the first "@/", since a socket path may hold '@'). A remainder
+// that starts with '/' (unix:///path) has no user-info.
+func rawUserinfo(raw string) (string, bool) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || strings.HasPrefix(rest, "/") {
+		return "", false
 	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		ui := rest[:at]
-		if i := strings.Index(ui, ":"); i >= 0 && ui[i+1:] != "" {
-			s = strings.ReplaceAll(s, ui[i+1:], redacted)
+	end := strings.LastIndex(rest, "@")
+	if strings.EqualFold(scheme, "unix") {
+		end = strings.Index(rest, "@/")
+	}
+	if end < 0 {
+		return "", false
+	}
+	return rest[:end], true
+}
+
+// unquote drops every double-quoted part of a net/url error reason, such
+// as the escape in `invalid URL escape "%zz"`, keeping its fixed words.
+func unquote(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(s, '"')
+		if i < 0 {
+			b.WriteString(s)
+			break
+		}
+		b.WriteString(strings.TrimRight(s[:i], " "))
+		j := quotedEnd(s[i:])
+		if j < 0 {
+			break // unbalanced: drop the rest
+		}
+		s = s[i+j:]
+	}
+	return b.String()
+}
+
+// quotedEnd returns the length of the Go-quoted string that s starts with,
+// or -1.
+func quotedEnd(s string) int {
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
 		}
 	}
-	return s
+	return -1
 }

@@ -20,9 +20,10 @@ var ErrNotFound = errors.New("redis: key not found")
 // ErrClosed is returned by operations on a [Redis] after [Redis.Close].
 var ErrClosed = errors.New("redis client closed")
 
-// callerError marks an error caused by the caller's own context ending
-// (cancelled, or its deadline, shorter than ours, reached). It is neither
-// retried nor counted against Redis.
+// callerError marks an error caused by the caller cancelling its own
+// context. It is neither retried nor counted against Redis. (A caller's
+// deadline that ends first is counted: a Redis too slow for the callers'
+// deadlines should open the breaker.)
 type callerError struct{ err error }
 
 func (e callerError) Error() string { return e.err.Error() }

@@ -22,7 +22,7 @@ func (r *Redis) start() {
 func (r *Redis) probeLoop() {
 	defer r.wg.Done()
 	if err := r.probeOnce(); err != nil {
-		r.st.failure(r.opts.Now(), err)
+		r.st.noteError(r.opts.Now(), err)
 		r.cb.Open()
 	} else {
 		r.markSuccess()
@@ -59,7 +59,7 @@ func (r *Redis) untilAnswers() bool {
 			r.recovered()
 			return true
 		}
-		r.st.failure(r.opts.Now(), err)
+		r.st.noteError(r.opts.Now(), err)
 		wait = min(2*wait, r.opts.ProbeMaxInterval)
 		t.Reset(jitter(wait))
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Log attribute keys used by this package.
@@ -211,7 +212,19 @@ func cloneOptions(o *redis.Options) *redis.Options {
 // no pool's dial back-off can delay noticing that Redis is back.
 func probeWith(base *redis.Options, o Options) func(ctx context.Context) error {
 	po := cloneOptions(base)
-	po.PoolSize = 1
+	// Two, not one: go-redis starts a background re-dial loop (a goroutine
+	// that dials at once, then every second until the pool closes) when a
+	// pool has had PoolSize dial failures in a row. A probe dials once, so
+	// with two it never starts: no extra dial and no lingering goroutine
+	// per failed probe.
+	po.PoolSize = 2
+	// A probe is a bare PING: none of what a client may share through its
+	// options (they may be a live client's, see Wrap) and nothing that adds
+	// round trips to its handshake.
+	po.PushNotificationProcessor = nil
+	po.ClientSideCache = nil
+	po.ClientSideCacheConfig = nil
+	po.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	po.MinIdleConns = 0
 	po.MaxRetries = -1
 	po.DialerRetries = 1
@@ -220,7 +233,14 @@ func probeWith(base *redis.Options, o Options) func(ctx context.Context) error {
 	po.WriteTimeout = o.DialTimeout
 	return func(ctx context.Context) error {
 		c := redis.NewClient(cloneOptions(po))
-		defer func() { _ = c.Close() }()
+		// go-redis does not watch ctx while it waits for a reply, only its
+		// deadline: closing the client is what ends a probe of a hung
+		// Redis at once when the Redis is closed.
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+		defer func() {
+			stop()
+			_ = c.Close()
+		}()
 		return c.Ping(ctx).Err()
 	}
 }
@@ -241,8 +261,11 @@ func (r *Redis) State() State { return stateOf(r.cb.State()) }
 // breaker gives [ErrUnavailable] without a network call. Get is retried
 // within its deadline when that can help.
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := r.reject(); err != nil {
+		return nil, err
+	}
 	var val []byte
-	err := r.do(ctx, "get", true, func(ctx context.Context, c redis.UniversalClient) error {
+	err := r.run(ctx, "get", true, func(ctx context.Context, c redis.UniversalClient) error {
 		v, err := c.Get(ctx, key).Bytes()
 		val = v
 		return err
@@ -256,22 +279,34 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 // Set stores val at key for ttl (zero: no expiry). Setting the same value
 // twice is harmless, so Set is retried like Get.
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	return r.do(ctx, "set", true, func(ctx context.Context, c redis.UniversalClient) error {
+	if err := r.reject(); err != nil {
+		return err
+	}
+	return r.run(ctx, "set", true, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Set(ctx, key, val, ttl).Err()
 	})
 }
 
 // Del deletes keys. Deleting twice is harmless, so Del is retried like Get.
 func (r *Redis) Del(ctx context.Context, keys ...string) error {
-	return r.do(ctx, "del", true, func(ctx context.Context, c redis.UniversalClient) error {
-		return c.Del(ctx, keys...).Err()
+	if err := r.reject(); err != nil {
+		return err
+	}
+	// A copy for the closure: capturing keys itself would make every
+	// caller allocate its arguments, even when reject answers.
+	ks := append([]string(nil), keys...)
+	return r.run(ctx, "del", true, func(ctx context.Context, c redis.UniversalClient) error {
+		return c.Del(ctx, ks...).Err()
 	})
 }
 
 // Ping measures one round trip to Redis through the guard.
 func (r *Redis) Ping(ctx context.Context) (time.Duration, error) {
+	if err := r.reject(); err != nil {
+		return 0, err
+	}
 	var rtt time.Duration
-	err := r.do(ctx, "ping", true, func(ctx context.Context, c redis.UniversalClient) error {
+	err := r.run(ctx, "ping", true, func(ctx context.Context, c redis.UniversalClient) error {
 		start := time.Now()
 		err := c.Ping(ctx).Err()
 		rtt = time.Since(start)
@@ -293,11 +328,19 @@ func (r *Redis) DoIdempotent(ctx context.Context, fn func(ctx context.Context, c
 	return r.do(ctx, "do", true, fn)
 }
 
-// do is the guard every operation goes through. Budget: besides the Redis
-// round trip, one context with deadline and failsafe-go's execution (a
-// few hundred nanoseconds, some 20 allocations); with the breaker open, two
-// mutex-guarded reads and no allocation.
+// do is the guard every operation goes through: reject, then run.
 func (r *Redis) do(ctx context.Context, op string, idempotent bool, fn func(context.Context, redis.UniversalClient) error) error {
+	if err := r.reject(); err != nil {
+		return err
+	}
+	return r.run(ctx, op, idempotent, fn)
+}
+
+// reject answers an operation at once when the Redis is closed or the
+// breaker is open. Budget: two mutex-guarded reads and no allocation, so
+// the methods call it before they build the closure they hand to run
+// (a closure that escapes, and would cost an allocation even here).
+func (r *Redis) reject() error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
@@ -305,6 +348,14 @@ func (r *Redis) do(ctx context.Context, op string, idempotent bool, fn func(cont
 		r.st.rejected.Add(1)
 		return ErrUnavailable
 	}
+	return nil
+}
+
+// run executes fn under the deadline, the retry policy (when idempotent)
+// and the breaker. Budget: besides the Redis round trip, one context with
+// deadline and failsafe-go's execution (a few hundred nanoseconds, some 20
+// allocations).
+func (r *Redis) run(ctx context.Context, op string, idempotent bool, fn func(context.Context, redis.UniversalClient) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -319,6 +370,11 @@ func (r *Redis) do(ctx context.Context, op string, idempotent bool, fn func(cont
 		err := fn(opCtx, r.client.Load().c)
 		if err != nil && !errors.Is(err, redis.Nil) && errors.Is(ctx.Err(), context.Canceled) {
 			return callerError{err}
+		}
+		if IsFailure(err) {
+			// Noted per attempt, before the breaker sees it, so that the
+			// event of the breaker opening carries the failure that did it.
+			r.st.noteError(r.opts.Now(), err)
 		}
 		return err
 	})
@@ -336,7 +392,7 @@ func (r *Redis) do(ctx context.Context, op string, idempotent bool, fn func(cont
 		return fmt.Errorf("redis %s: %w", op, ce.err)
 	}
 	if IsFailure(err) {
-		r.st.failure(r.opts.Now(), err)
+		r.st.failures.Add(1)
 	} else {
 		r.markSuccess() // the server answered, if only with an error
 	}
@@ -386,12 +442,13 @@ func (r *Redis) Close() error {
 func (r *Redis) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 	now := r.opts.Now()
 	from, to := stateOf(ev.OldState), stateOf(ev.NewState)
-	downSince := time.Unix(0, r.st.since.Swap(now.UnixNano()))
+	r.st.since.Store(now.UnixNano())
 	change := StateChange{From: from, To: to, At: now}
 	switch to {
 	case StateOpen:
 		change.LastError = r.st.lastErr()
 		if from == StateClosed {
+			r.st.downSince.Store(now.UnixNano())
 			r.log.Warn("redis unavailable: serving without it until it answers",
 				slog.String(logKeyRedis, r.name), slog.String(logKeyError, change.LastError))
 		}
@@ -400,6 +457,8 @@ func (r *Redis) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 		default:
 		}
 	case StateClosed:
+		// Down since it left closed, through any half-open trials.
+		downSince := time.Unix(0, r.st.downSince.Load())
 		r.log.Info("redis available again",
 			slog.String(logKeyRedis, r.name), slog.Duration(logKeyDown, now.Sub(downSince)))
 	case StateHalfOpen:

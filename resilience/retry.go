@@ -53,8 +53,8 @@ func (e *PanicError) Error() string { return fmt.Sprintf("task panicked: %v", e.
 // Retry runs fn until it succeeds, with exponential backoff and jitter
 // between attempts, logging each failure it will retry as a warning. It
 // stops at MaxAttempts or MaxElapsed, when fn's error is not retryable, or
-// when ctx ends, and returns the last error (not logged: the caller
-// decides). It never panics: a panic in fn is logged once with its stack
+// when ctx ends, and returns the last error, or ctx's error when ctx ended
+// first (neither is logged: the caller decides). It never panics: a panic in fn is logged once with its stack
 // and returned as a [*PanicError].
 //
 // It is meant for background work such as a worker's Redis jobs; for
@@ -62,6 +62,9 @@ func (e *PanicError) Error() string { return fmt.Sprintf("task panicked: %v", e.
 func Retry(ctx context.Context, opts RetryOptions, fn func(ctx context.Context) error) error {
 	if opts.MaxAttempts < 0 || opts.MaxElapsed < 0 || opts.Backoff < 0 || opts.MaxBackoff < 0 {
 		return errors.New("resilience: RetryOptions fields must not be negative")
+	}
+	if err := ctx.Err(); err != nil {
+		return err // not even one attempt for a task whose context is over
 	}
 	name := opts.Name
 	if name == "" {
@@ -83,10 +86,17 @@ func Retry(ctx context.Context, opts RetryOptions, fn func(ctx context.Context) 
 	if retryable == nil {
 		retryable = func(error) bool { return true }
 	}
+	start := time.Now()
 	b := retrypolicy.NewBuilder[any]().
 		HandleIf(func(_ any, err error) bool {
 			var pe *PanicError
-			return err != nil && !errors.As(err, &pe) && ctx.Err() == nil && retryable(err)
+			if err == nil || errors.As(err, &pe) || ctx.Err() != nil || !retryable(err) {
+				return false
+			}
+			// failsafe-go stops only once more than MaxDuration has passed;
+			// at the limit exactly it would retry with no wait left, again
+			// and again while the clock reads the same.
+			return opts.MaxElapsed == 0 || time.Since(start) < opts.MaxElapsed
 		}).
 		WithBackoff(backoff, maxBackoff).
 		WithJitterFactor(0.2).

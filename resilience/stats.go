@@ -11,6 +11,7 @@ type counters struct {
 	latencyNanos                             atomic.Int64
 	maxLatencyNanos                          atomic.Int64
 	since                                    atomic.Int64 // state entered, unix nanos
+	downSince                                atomic.Int64 // last left closed, unix nanos
 	lastSuccess                              atomic.Int64 // unix nanos, 0 = never
 	lastError                                atomic.Pointer[errRecord]
 }
@@ -31,8 +32,9 @@ func (c *counters) record(d time.Duration, err error) {
 	}
 }
 
-func (c *counters) failure(now time.Time, err error) {
-	c.failures.Add(1)
+// noteError records err as the last failure seen, by an operation's
+// attempt or by the prober. It does not count an operation as failed.
+func (c *counters) noteError(now time.Time, err error) {
 	c.lastError.Store(&errRecord{msg: err.Error(), at: now})
 }
 

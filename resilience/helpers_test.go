@@ -1,0 +1,174 @@
+package resilience
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// hour is long enough to mean "never" in a test: a probe interval or a
+// breaker delay that must not elapse.
+const hour = time.Hour
+
+// waitLimit bounds every wait on a signal. It is generous: the machine
+// running the tests may be loaded; a wait normally ends far sooner.
+const waitLimit = 10 * time.Second
+
+// logBuffer is a slog handler's output, safe to read while a Redis logs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the logged lines that contain every one of subs.
+func (b *logBuffer) lines(subs ...string) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		ok := l != ""
+		for _, s := range subs {
+			ok = ok && strings.Contains(l, s)
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// newLogger returns a JSON logger at level writing to a logBuffer.
+func newLogger(level slog.Level) (*slog.Logger, *logBuffer) {
+	b := new(logBuffer)
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: level})), b
+}
+
+// events collects state changes from Options.OnStateChange without ever
+// blocking the goroutine that reports them.
+type events struct {
+	ch chan StateChange
+}
+
+func newEvents() *events { return &events{ch: make(chan StateChange, 256)} }
+
+func (e *events) record(c StateChange) {
+	select {
+	case e.ch <- c:
+	default: // a test that floods events only waits for one of them
+	}
+}
+
+// waitFor waits until a change to state arrives, or fails the test after
+// limit. Changes to other states on the way are skipped.
+func (e *events) waitFor(t *testing.T, to State, limit time.Duration) StateChange {
+	t.Helper()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for {
+		select {
+		case c := <-e.ch:
+			if c.To == to {
+				return c
+			}
+		case <-timer.C:
+			t.Fatalf("no change to %v within %v", to, limit)
+			return StateChange{}
+		}
+	}
+}
+
+// dialCounter counts the connections a Redis opens, through Options.Dialer.
+type dialCounter struct {
+	n atomic.Int64
+	d net.Dialer
+}
+
+func (c *dialCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c.n.Add(1)
+	return c.d.DialContext(ctx, network, addr)
+}
+
+// testOpTimeout replaces the 50 ms default operation deadline (and the
+// probe's 500 ms dial timeout) in tests that are not about deadlines: on a
+// loaded machine under the race detector a healthy round trip can take
+// longer than that, and a test must not fail for it.
+const testOpTimeout = 2 * time.Second
+
+// withTestTimeouts fills OpTimeout and DialTimeout, when zero, with
+// testOpTimeout.
+func withTestTimeouts(opts Options) Options {
+	if opts.OpTimeout == 0 {
+		opts.OpTimeout = testOpTimeout
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = testOpTimeout
+	}
+	return opts
+}
+
+// eventually calls op until it succeeds or waitLimit passes, and returns
+// its last error. Each failed call is paced by the operation's own
+// deadline, not by a sleep.
+func eventually(op func() error) error {
+	deadline := time.Now().Add(waitLimit)
+	for {
+		err := op()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// newTestRedis builds a Redis, with test timeouts, that is closed when the
+// test ends.
+func newTestRedis(t *testing.T, cfg Config, opts Options) *Redis {
+	t.Helper()
+	r, err := NewRedis(cfg, withTestTimeouts(opts))
+	if err != nil {
+		t.Fatalf("NewRedis(%v): %v", cfg, err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return r
+}
+
+// ctxFor returns a context that ends after d, cancelled when the test ends.
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// fakeClock is an Options.Now that tests move by hand. It is safe for
+// concurrent use: the prober reads it too.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock(t time.Time) *fakeClock {
+	c := new(fakeClock)
+	c.set(t)
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *fakeClock) set(t time.Time)         { c.ns.Store(t.UnixNano()) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
