@@ -1,0 +1,288 @@
+package healthhandler
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+)
+
+// A tiny protobuf encoder, to build asynq server states as asynq writes
+// them (see asynq's ServerInfo message).
+
+func pbVarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+func pbTag(b []byte, field, wire int) []byte { return pbVarint(b, uint64(field<<3|wire)) }
+
+func pbInt(b []byte, field int, v int64) []byte {
+	return pbVarint(pbTag(b, field, wireVarint), uint64(v))
+}
+
+func pbBytes(b []byte, field int, v []byte) []byte {
+	b = pbVarint(pbTag(b, field, wireLen), uint64(len(v)))
+	return append(b, v...)
+}
+
+// asynqState encodes a ServerInfo with every field asynq sets.
+func asynqState(host string, pid, concurrency, active int64, status string) []byte {
+	var b []byte
+	b = pbBytes(b, 1, []byte(host))
+	b = pbInt(b, 2, pid)
+	b = pbBytes(b, 3, []byte("0b3ea2a4-5c1c-4c57-9a4d-2b1e4f3e5a61"))
+	b = pbInt(b, 4, concurrency)
+	for _, q := range []struct {
+		name string
+		prio int64
+	}{{"critical", 6}, {"default", 3}} {
+		b = pbBytes(b, 5, pbInt(pbBytes(nil, 1, []byte(q.name)), 2, q.prio))
+	}
+	b = pbInt(b, 6, 1)
+	b = pbBytes(b, 7, []byte(status))
+	b = pbBytes(b, 8, pbInt(pbInt(nil, 1, 1795439400), 2, 123456789))
+	return pbInt(b, 9, active)
+}
+
+func TestDecodeAsynqServerInfo(t *testing.T) {
+	full := asynqState("host-a", 4242, 10, 3, "active")
+	tests := []struct {
+		name    string
+		in      []byte
+		want    asynqServerInfo
+		wantErr string
+	}{
+		{name: "as asynq writes it", in: full, want: asynqServerInfo{
+			Host: "host-a", PID: 4242, ServerID: "0b3ea2a4-5c1c-4c57-9a4d-2b1e4f3e5a61", Concurrency: 10, Status: "active", Active: 3}},
+		{name: "empty message", in: nil, want: asynqServerInfo{}},
+		{name: "unknown fields skipped", in: append(append(append(pbInt(nil, 15, 7), pbBytes(nil, 16, []byte("x"))...),
+			append(pbTag(nil, 17, wireI64), 1, 2, 3, 4, 5, 6, 7, 8)...), append(pbTag(nil, 18, wireI32), 1, 2, 3, 4)...),
+			want: asynqServerInfo{}},
+		{name: "negative pid", in: pbInt(nil, 2, -1), want: asynqServerInfo{PID: -1}},
+		{name: "truncated string", in: full[:3], wantErr: "bad length"},
+		{name: "truncated varint", in: []byte{0x10, 0x80}, wantErr: "bad varint"},
+		{name: "truncated fixed", in: append(pbTag(nil, 17, wireI64), 1, 2), wantErr: "truncated"},
+		{name: "host as a number", in: pbInt(nil, 1, 5), wantErr: "not a varint"},
+		{name: "pid as a string", in: pbBytes(nil, 2, []byte("5")), wantErr: "not a number"},
+		{name: "known field fixed size", in: append(pbTag(nil, 4, wireI32), 1, 2, 3, 4), wantErr: "fixed-size"},
+		{name: "group", in: pbTag(nil, 3, 3), wantErr: "wire type 3"},
+		{name: "field zero", in: []byte{0x00, 0x01}, wantErr: "field number 0"},
+		{name: "overlong varint", in: []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, wantErr: "bad varint"},
+		{name: "host not UTF-8", in: pbBytes(nil, 1, []byte{0xff}), wantErr: "not UTF-8"},
+		{name: "host too long", in: pbBytes(nil, 1, []byte(strings.Repeat("h", 300))), wantErr: "host of 300 bytes"},
+		{name: "negative concurrency", in: pbInt(nil, 4, -2), wantErr: "negative"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeAsynqServerInfo(tc.in)
+			if tc.wantErr != "" {
+				if !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("decodeAsynqServerInfo(%x) error = %v, want errMalformed containing %q", tc.in, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("decodeAsynqServerInfo(%x) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseAsynqMember(t *testing.T) {
+	tests := []struct {
+		member string
+		host   string
+		pid    int
+		ok     bool
+	}{
+		{"asynq:servers:{host-a:4242:0b3ea2a4-5c1c-4c57-9a4d-2b1e4f3e5a61}", "host-a", 4242, true},
+		{"asynq:servers:{fe80::1:17:id}", "fe80::1", 17, true},
+		{"asynq:servers:{host-a:4242:}", "", 0, false},
+		{"asynq:servers:{host-a:x:id}", "", 0, false},
+		{"asynq:servers:{host-a:0:id}", "", 0, false},
+		{"asynq:servers:{:1:id}", "", 0, false},
+		{"asynq:servers:{host-a:1:id", "", 0, false},
+		{"asynq:workers:{host-a:1:id}", "", 0, false},
+		{"asynq:servers:{4242:id}", "", 0, false},
+		{"asynq:servers:{ho\nst:1:id}", "", 0, false},
+	}
+	for _, tc := range tests {
+		host, pid, ok := parseAsynqMember(tc.member)
+		if host != tc.host || pid != tc.pid || ok != tc.ok {
+			t.Errorf("parseAsynqMember(%q) = %q, %d, %v; want %q, %d, %v", tc.member, host, pid, ok, tc.host, tc.pid, tc.ok)
+		}
+	}
+}
+
+// addAsynqServer writes a server's entry as asynq's heartbeat does:
+// the member with its expiry as score, and the state with a TTL.
+func addAsynqServer(t *testing.T, mr *miniredis.Miniredis, host string, pid int, state []byte) string {
+	t.Helper()
+	key := "asynq:servers:{" + host + ":" + strconv.Itoa(pid) + ":0b3ea2a4}"
+	if _, err := mr.ZAdd(asynqServersKey, float64(time.Now().Add(10*time.Second).Unix()), key); err != nil {
+		t.Fatal(err)
+	}
+	if state != nil {
+		if err := mr.Set(key, string(state)); err != nil {
+			t.Fatal(err)
+		}
+		mr.SetTTL(key, 10*time.Second)
+	}
+	return key
+}
+
+func asynqRun(t *testing.T, c Check) map[string]Observation {
+	t.Helper()
+	obs, err := c.Run(context.Background())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	m := map[string]Observation{}
+	for _, o := range obs {
+		m[o.Measurement] = o
+	}
+	return m
+}
+
+func TestAsynq(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := celeryTestRedis(t, mr.Addr(), "", 0, nil)
+	c := Asynq(rdb, AsynqOptions{Min: 2})
+
+	obs := asynqRun(t, c)
+	if s := obs["servers"]; s.Status != StatusFail || s.Value != 0 || s.Output != "0 asynq servers alive, want at least 2" {
+		t.Errorf("no server: servers = %+v", s)
+	}
+
+	addAsynqServer(t, mr, "host-a", 11, asynqState("host-a", 11, 10, 3, "active"))
+	addAsynqServer(t, mr, "host-b", 22, asynqState("host-b", 22, 5, 0, "active"))
+	addAsynqServer(t, mr, "host-c", 33, asynqState("host-c", 33, 8, 0, "stopped"))
+	addAsynqServer(t, mr, "host-d", 44, nil)                      // died without cleaning up
+	addAsynqServer(t, mr, "host-e", 55, []byte{0xff, 0xff, 0xff}) // state not readable
+	if _, err := mr.ZAdd(asynqServersKey, 1, "something-else"); err != nil {
+		t.Fatal(err)
+	}
+	obs = asynqRun(t, c)
+	s := obs["servers"]
+	wantDetail := "alive: host-a:11 (concurrency 10, active 3), host-b:22 (concurrency 5, active 0), host-e:55; " +
+		"not processing: host-c:33 (stopped); expired: host-d:44"
+	if s.Status != StatusPass || s.Value != 3 || s.Detail != wantDetail {
+		t.Errorf("servers = %+v\nwant 3 alive, detail %q", s, wantDetail)
+	}
+	if obs["concurrency"].Value != int64(15) || obs["active"].Value != int64(3) {
+		t.Errorf("concurrency, active = %v, %v; want 15, 3", obs["concurrency"].Value, obs["active"].Value)
+	}
+	if m := obs["malformed"]; m.Value != 2 || !strings.Contains(m.Detail, "last: ") {
+		t.Errorf("malformed = %+v, want 2", m)
+	}
+	for _, o := range obs {
+		if o.ComponentID != rdb.String() {
+			t.Errorf("%s componentId = %q, want %q", o.Measurement, o.ComponentID, rdb.String())
+		}
+	}
+
+	// The states expire by Redis's clock when their servers stop beating.
+	mr.FastForward(11 * time.Second)
+	obs = asynqRun(t, c)
+	if s := obs["servers"]; s.Status != StatusFail || s.Value != 0 || !strings.Contains(s.Detail, "expired: host-a:11, host-b:22") {
+		t.Errorf("after the TTL: servers = %+v", s)
+	}
+	if len(mr.Keys()) != 1 {
+		t.Errorf("keys = %q; the check must not write", mr.Keys())
+	}
+}
+
+func TestAsynqManyServers(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := celeryTestRedis(t, mr.Addr(), "", 0, nil)
+	for i := range maxAsynqServers + 5 {
+		addAsynqServer(t, mr, "h", i+1, asynqState("h", int64(i+1), 1, 0, "active"))
+	}
+	s := asynqRun(t, Asynq(rdb, AsynqOptions{}))["servers"]
+	if s.Value != maxAsynqServers || !strings.HasSuffix(s.Detail, "; first 500 of 505 entries read") {
+		t.Errorf("servers = %v, detail ending %q", s.Value, s.Detail[max(0, len(s.Detail)-60):])
+	}
+}
+
+func TestAsynqRedisDown(t *testing.T) {
+	rdb := celeryTestRedis(t, "127.0.0.1:1", "", 0, nil)
+	obs := asynqRun(t, Asynq(rdb, AsynqOptions{}))
+	if s := obs["servers"]; s.Status != StatusFail || s.Output != "asynq servers unknown: redis unavailable" ||
+		!strings.Contains(s.Detail, "asynq: read asynq:servers") || s.Value != nil {
+		t.Errorf("Redis down: servers = %+v", s)
+	}
+	if len(obs) != 4 {
+		t.Errorf("got %d observations, want the 4 keys", len(obs))
+	}
+}
+
+func TestAsynqOptions(t *testing.T) {
+	if c := Asynq(nil, AsynqOptions{}); c.err == nil {
+		t.Error("Asynq(nil) has no error")
+	}
+	mr := miniredis.RunT(t)
+	rdb := celeryTestRedis(t, mr.Addr(), "", 0, nil)
+	if c := Asynq(rdb, AsynqOptions{Min: -1}); c.err == nil {
+		t.Error("Asynq with Min -1 has no error")
+	}
+	if c := Asynq(rdb, AsynqOptions{}); c.Name != "asynq" || c.err != nil {
+		t.Errorf("defaults: Name %q, err %v", c.Name, c.err)
+	}
+}
+
+func FuzzDecodeAsynqServerInfo(f *testing.F) {
+	f.Add(asynqState("host-a", 4242, 10, 3, "active"))
+	f.Add([]byte{})
+	f.Add([]byte{0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add(append(pbTag(nil, 17, wireI64), 1, 2, 3, 4, 5, 6, 7, 8))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		info, err := decodeAsynqServerInfo(data)
+		if err != nil {
+			if !errors.Is(err, errMalformed) {
+				t.Fatalf("error %v does not wrap errMalformed", err)
+			}
+			return
+		}
+		if len(info.Host) > maxAsynqHostLength || info.Concurrency < 0 || info.Active < 0 {
+			t.Fatalf("accepted %+v", info)
+		}
+		// What decodes encodes back to the same fields.
+		var b []byte
+		b = pbBytes(b, 1, []byte(info.Host))
+		b = pbInt(b, 2, int64(info.PID))
+		b = pbBytes(b, 3, []byte(info.ServerID))
+		b = pbInt(b, 4, int64(info.Concurrency))
+		b = pbBytes(b, 7, []byte(info.Status))
+		b = pbInt(b, 9, int64(info.Active))
+		if again, err := decodeAsynqServerInfo(b); err != nil || again != info {
+			t.Fatalf("round trip of %+v = %+v, %v", info, again, err)
+		}
+	})
+}
+
+func FuzzParseAsynqMember(f *testing.F) {
+	f.Add("asynq:servers:{host-a:4242:0b3ea2a4-5c1c-4c57-9a4d-2b1e4f3e5a61}")
+	f.Add("asynq:servers:{fe80::1:17:id}")
+	f.Add("asynq:servers:{:1:}")
+	f.Fuzz(func(t *testing.T, member string) {
+		host, pid, ok := parseAsynqMember(member)
+		if !ok {
+			return
+		}
+		if checkHostname(host) != nil || pid <= 0 {
+			t.Fatalf("parseAsynqMember(%q) accepted host %q, pid %d", member, host, pid)
+		}
+		again, pid2, ok := parseAsynqMember("asynq:servers:{" + host + ":" + strconv.Itoa(pid) + ":x}")
+		if !ok || again != host || pid2 != pid {
+			t.Fatalf("parseAsynqMember of rebuilt %q = %q, %d, %v", member, again, pid2, ok)
+		}
+	})
+}

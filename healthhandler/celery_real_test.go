@@ -1,0 +1,312 @@
+package healthhandler
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/steadfast-go/steadfast/internal/redistest"
+)
+
+// celeryRequireEnv turns a missing Celery from a skip into a failure, as
+// CI sets it.
+const celeryRequireEnv = "STEADFAST_REQUIRE_CELERY"
+
+// celeryPython is the distribution's interpreter, where the python3-celery
+// package installs Celery.
+const celeryPython = "/usr/bin/python3"
+
+// celeryTinyApp is the Celery app the workers run.
+const celeryTinyApp = `import os
+from celery import Celery
+
+app = Celery("tinyapp", broker=os.environ["STEADFAST_CELERY_BROKER"])
+
+
+@app.task
+def add(x, y):
+    return x + y
+`
+
+// requireCelery skips the test when Celery cannot be run, unless
+// celeryRequireEnv is set.
+func requireCelery(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command(celeryPython, "-c", "import celery; print(celery.__version__)").CombinedOutput()
+	if err == nil {
+		t.Logf("celery %s", bytes.TrimSpace(out))
+		return
+	}
+	msg := fmt.Sprintf("celery not available with %s (install python3-celery; set %s=1 to fail instead): %v: %s",
+		celeryPython, celeryRequireEnv, err, bytes.TrimSpace(out))
+	if os.Getenv(celeryRequireEnv) == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// celeryWorkerProc is one Celery worker process owned by a test.
+type celeryWorkerProc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// startCeleryWorker starts a worker of the tiny app in dir, named name,
+// on broker. The test's end kills it if it still runs.
+func startCeleryWorker(t *testing.T, dir, broker, name string) *celeryWorkerProc {
+	t.Helper()
+	w := &celeryWorkerProc{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
+	logf, err := os.Create(w.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cmd = exec.Command(celeryPython, "-m", "celery", "-A", "tinyapp", "worker",
+		"-n", name, "--pool=solo", "--without-mingle", "--without-gossip", "--loglevel=INFO")
+	w.cmd.Dir = dir
+	w.cmd.Env = append(os.Environ(), "STEADFAST_CELERY_BROKER="+broker, "PYTHONDONTWRITEBYTECODE=1")
+	w.cmd.Stdout, w.cmd.Stderr = logf, logf
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := w.cmd.Start(); err != nil {
+		_ = logf.Close()
+		t.Fatalf("start celery worker: %v", err)
+	}
+	go func() {
+		_ = w.cmd.Wait()
+		_ = logf.Close()
+		close(w.done)
+	}()
+	t.Cleanup(func() {
+		_ = w.cmd.Process.Kill()
+		<-w.done
+		if t.Failed() {
+			b, _ := os.ReadFile(w.log)
+			t.Logf("%s log:\n%s", name, b)
+		}
+	})
+	return w
+}
+
+// signal sends sig to the worker and waits for it to exit.
+func (w *celeryWorkerProc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := w.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v to %s: %v", sig, w.name, err)
+	}
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not exit after %v", w.name, sig)
+	}
+}
+
+// offsetClock is the real clock plus an offset a test may advance.
+type offsetClock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *offsetClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *offsetClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off += d
+}
+
+// TestCeleryRealWorkers counts real Celery workers on a real Redis with a
+// password, both ways: the count goes 0, 1, 2 as workers start, drops at
+// once on a warm shutdown (worker-offline) and after two heartbeat
+// intervals when a worker is killed (no event), and a ping is answered
+// within its window, leaving nothing behind.
+func TestCeleryRealWorkers(t *testing.T) {
+	requireCelery(t)
+	const password = "celery-Pa55-word"
+	srv := redistest.Start(t, redistest.Options{Password: password})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tinyapp.py"), []byte(celeryTinyApp), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const db = 3
+	broker := fmt.Sprintf("redis://:%s@%s/%d", password, srv.Addr(), db)
+
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil))
+	rdb := celeryTestRedis(t, srv.Addr(), password, db, log)
+	clock := &offsetClock{}
+	sig := newCelerySignal()
+	ev, err := newCeleryEvents(rdb, CeleryOptions{Min: 1, Logger: log, Now: clock.Now}, sig.notify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ev.Close() })
+	sig.wait(t, "subscription", func() bool { return ev.Stats().Connected })
+
+	alive := func() []string {
+		var names []string
+		for _, w := range ev.Stats().Workers {
+			if w.Alive {
+				names = append(names, w.Hostname)
+			}
+		}
+		return names
+	}
+	var texts []string // every text the checks produce, to look for the password
+	run := func(c Check) map[string]Observation {
+		t.Helper()
+		obs, err := c.Run(context.Background())
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		m := map[string]Observation{}
+		for _, o := range obs {
+			m[o.Measurement] = o
+			texts = append(texts, o.Output, o.Detail, o.ComponentID)
+		}
+		return m
+	}
+	if n := run(ev.Check())["workers"].Value; n != 0 {
+		t.Fatalf("before any worker: %v workers", n)
+	}
+
+	w1 := startCeleryWorker(t, dir, broker, "w1@steadfast")
+	sig.wait(t, "w1 online", func() bool { return len(alive()) == 1 })
+	if w := run(ev.Check())["workers"]; w.Value != 1 || w.Status != StatusPass || w.Detail != "alive: w1@steadfast" {
+		t.Errorf("one worker: workers = %+v", w)
+	}
+	w2 := startCeleryWorker(t, dir, broker, "w2@steadfast")
+	sig.wait(t, "w2 online", func() bool { return len(alive()) == 2 })
+	obs := run(ev.Check())
+	if w := obs["workers"]; w.Value != 2 || w.Detail != "alive: w1@steadfast, w2@steadfast" {
+		t.Errorf("two workers: workers = %+v", w)
+	}
+	if obs["active"].Value != int64(0) || obs["processed"].Value != int64(0) {
+		t.Errorf("active, processed = %v, %v; want 0, 0", obs["active"].Value, obs["processed"].Value)
+	}
+
+	// The ping: both answer within the window. A worker announces itself
+	// before it listens for control messages, so the ping is tried again
+	// at each event until both answer; a run ends as soon as every
+	// subscriber of the control channel answered.
+	const window = 10 * time.Second
+	ping := CeleryPing(rdb, CeleryPingOptions{Min: 2, Window: window})
+	var pobs map[string]Observation
+	sig.wait(t, "both workers answering a ping", func() bool {
+		pobs = run(ping)
+		return pobs["workers"].Value == 2
+	})
+	if w := pobs["workers"]; w.Status != StatusPass || w.Detail != "answered: w1@steadfast, w2@steadfast" {
+		t.Errorf("ping: workers = %+v", w)
+	}
+	if rt, _ := pobs["responseTime"].Value.(float64); rt <= 0 || rt > float64(window/time.Millisecond) {
+		t.Errorf("ping answered in %v ms, want within %v", pobs["responseTime"].Value, window)
+	}
+	assertNoPingLeftReal(t, srv, db)
+
+	// A warm shutdown says goodbye: w2 is gone at once.
+	w2.signal(t, syscall.SIGTERM)
+	sig.wait(t, "w2 offline", func() bool { return len(alive()) == 1 })
+	for _, w := range ev.Stats().Workers {
+		if w.Hostname == "w2@steadfast" && !w.Offline {
+			t.Errorf("w2 after SIGTERM: %+v, want offline by its worker-offline event", w)
+		}
+	}
+
+	// kill -9 says nothing: w1 stays alive until two of its heartbeat
+	// intervals passed. A barrier message makes sure every event w1 sent
+	// before it died has been handled.
+	w1.signal(t, syscall.SIGKILL)
+	before := ev.Stats().Events
+	if err := rdb.Client().Publish(context.Background(), fmt.Sprintf("/%d.celeryev/worker.barrier", db),
+		kombuMessage(t, map[string]any{"type": "worker-barrier", "hostname": "test@steadfast"}, nil)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sig.wait(t, "barrier", func() bool { return ev.Stats().Events > before })
+	var freq time.Duration
+	for _, w := range ev.Stats().Workers {
+		if w.Hostname == "w1@steadfast" {
+			freq = w.Freq
+			if !w.Alive || w.Offline {
+				t.Errorf("w1 right after kill -9: %+v, want still alive", w)
+			}
+		}
+	}
+	if freq != DefaultCeleryHeartbeat {
+		t.Errorf("w1 freq = %v, want Celery's default %v", freq, DefaultCeleryHeartbeat)
+	}
+	clock.Advance(2*freq + time.Millisecond)
+	if w := run(ev.Check())["workers"]; w.Value != 0 || w.Status != StatusFail || !strings.Contains(w.Detail, "no heartbeat: w1@steadfast") {
+		t.Errorf("two heartbeat intervals after kill -9: workers = %+v", w)
+	}
+	if w := run(ping)["workers"]; w.Value != 0 || w.Status != StatusFail {
+		t.Errorf("ping with no worker: workers = %+v", w)
+	}
+	assertNoPingLeftReal(t, srv, db)
+
+	// No password anywhere: not in check texts, not in a detailed report,
+	// not in logs.
+	h, err := New(Options{ShowDetails: func(*http.Request) bool { return true }, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Close() }()
+	if err := h.Add(ev.Check()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitChecked(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+	texts = append(texts, rec.Body.String())
+	logMu.Lock()
+	texts = append(texts, logs.String())
+	logMu.Unlock()
+	for _, s := range texts {
+		if strings.Contains(s, password) {
+			t.Errorf("the password is in %q", s)
+		}
+	}
+}
+
+// assertNoPingLeftReal checks that no reply binding or reply list of ours
+// remains on the real server.
+func assertNoPingLeftReal(t *testing.T, srv *redistest.Server, db int) {
+	t.Helper()
+	rdb := celeryTestRedis(t, srv.Addr(), "celery-Pa55-word", db, nil)
+	ctx := context.Background()
+	members, err := rdb.Client().SMembers(ctx, "_kombu.binding.reply.celery.pidbox").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if strings.HasPrefix(m, "steadfast-") {
+			t.Errorf("reply binding %q left behind", m)
+		}
+	}
+	keys, err := rdb.Client().Keys(ctx, "steadfast-*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 0 {
+		t.Errorf("reply lists left behind: %q", keys)
+	}
+	_ = rdb.Close()
+}

@@ -1,0 +1,72 @@
+package healthhandler
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestRedact(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", "dial tcp 10.0.0.7:6379: connect: connection refused", "dial tcp 10.0.0.7:6379: connect: connection refused"},
+		{"url password", "connect redis://:s3cret-Pa55@127.0.0.1:6379/0: refused", "connect redis://:***@127.0.0.1:6379/0: refused"},
+		{"url user and password", "rediss://app:s3cret-Pa55@cache.internal:6380", "rediss://app:***@cache.internal:6380"},
+		{"url password with @", "redis://app:p@ss@host:6379/0", "redis://app:***@host:6379/0"},
+		{"url lone userinfo", "https://tok3n@example.com/x", "https://***@example.com/x"},
+		{"two urls", "redis://a:x@h1 and redis://b:y@h2", "redis://a:***@h1 and redis://b:***@h2"},
+		{"key=value", "connect failed: password=s3cret-Pa55 host=h", "connect failed: password=*** host=h"},
+		{"key: value", "Token: abc.def", "Token: ***"},
+		{"quoted json", `{"u":"redis://a:x@h","n":1}`, `{"u":"redis://a:***@h","n":1}`},
+		{"stack cut", "check panicked\ngoroutine 7 [running]:\nmain.f()", "check panicked"},
+		{"carriage return", "first\r\nsecond", "first"},
+		{"no credentials", "WRONGPASS invalid username-password pair", "WRONGPASS invalid username-password pair"},
+		{"email is not a url", "mail ops@example.com", "mail ops@example.com"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := redact(tc.in); got != tc.want {
+				t.Errorf("redact(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRedactTruncates(t *testing.T) {
+	in := strings.Repeat("é", maxText) // two bytes each
+	got := redact(in)
+	if len(got) > maxText+len("…") || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
+		t.Errorf("redact of %d bytes = %d bytes %q, want at most %d valid UTF-8 ending in …", len(in), len(got), got, maxText)
+	}
+}
+
+// FuzzRedact: whatever the text, a password placed in a URL's userinfo
+// never survives, the result is one line, and scrubbing encoded JSON keeps
+// it valid JSON.
+func FuzzRedact(f *testing.F) {
+	f.Add("error: ", "s3cret-Pa55", " refused")
+	f.Add("", "p@ss", "")
+	f.Add("x\n", "pw", "\ny")
+	f.Add(`"`, `a"b`, "@")
+	f.Fuzz(func(t *testing.T, before, password, after string) {
+		text := before + "redis://user:" + password + "@host:6379/0" + after
+		got := redact(text)
+		if strings.ContainsAny(got, "\r\n") {
+			t.Errorf("redact(%q) = %q: more than one line", text, got)
+		}
+		if len(password) >= 4 && !strings.ContainsAny(password, " \t\r\n\v\f/\"") &&
+			!strings.Contains(before, password) && !strings.Contains(after, password) &&
+			!strings.ContainsAny(before, "\r\n") && strings.Contains(got, password) {
+			t.Errorf("redact(%q) = %q: password %q survived", text, got, password)
+		}
+		b, err := json.Marshal(map[string]string{"text": text})
+		if err != nil {
+			return
+		}
+		if s := scrub(string(b)); !json.Valid([]byte(s)) {
+			t.Errorf("scrub(%s) = %s: not valid JSON", b, s)
+		}
+	})
+}

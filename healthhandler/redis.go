@@ -1,0 +1,123 @@
+package healthhandler
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/steadfast-go/steadfast/resilience"
+)
+
+// RedisOptions tune the check [Redis] builds. The zero value gives a
+// non-critical check named "redis" with the default interval and timeout.
+type RedisOptions struct {
+	// Name is the check's name and the keys' component. Empty means
+	// "redis".
+	Name string
+	// Critical makes a Redis failure fail the report (HTTP 503) and
+	// readiness. Leave it false when Redis is a cache the service works
+	// without.
+	Critical bool
+	// Interval and Timeout are the check's; zero means [DefaultInterval]
+	// and [DefaultTimeout].
+	Interval, Timeout time.Duration
+}
+
+// redisOutput is what everyone may read when Redis fails.
+const redisOutput = "redis unavailable"
+
+// Redis returns a check of the guarded client rdb. Each run sends one PING
+// through the guard (so the check costs Redis one round trip per interval,
+// however many requests read the report; while the breaker is open it
+// costs nothing) and reads rdb's figures. It reports, all with the same
+// status and componentType "datastore":
+//
+//   - "redis:responseTime": the PING round trip in ms (none when it failed);
+//   - "redis:connections": the pool's figures, an object with total, idle,
+//     stale, hits, misses and timeouts;
+//   - "redis:breaker": the circuit breaker's state, closed, open or
+//     half-open;
+//   - "redis:lastSuccess": seconds since Redis last answered (none if it
+//     never did).
+//
+// When Redis fails, everyone reads "redis unavailable"; callers allowed to
+// see details also read the specific error (such as "connection refused",
+// READONLY or WRONGPASS; with the breaker open, the last error that opened
+// it) and the redacted address as componentId. [Handler.Add] reports a nil
+// rdb.
+func Redis(rdb *resilience.Redis, opts RedisOptions) Check {
+	name := opts.Name
+	if name == "" {
+		name = "redis"
+	}
+	c := Check{
+		Name:          name,
+		Critical:      opts.Critical,
+		Interval:      opts.Interval,
+		Timeout:       opts.Timeout,
+		ComponentType: ComponentTypeDatastore,
+	}
+	if rdb == nil {
+		c.err = errors.New("healthhandler: Redis check of a nil client")
+		return c
+	}
+	c.Run = func(ctx context.Context) ([]Observation, error) {
+		rtt, err := rdb.Ping(ctx)
+		return redisObservations(rtt, err, rdb.Stats(), time.Now()), nil
+	}
+	return c
+}
+
+// redisObservations describes one PING and the figures read after it.
+func redisObservations(rtt time.Duration, err error, st resilience.Stats, now time.Time) []Observation {
+	base := Observation{ComponentID: st.Addr, Status: StatusPass}
+	if err != nil {
+		base.Status, base.Output, base.Detail = StatusFail, redisOutput, failureDetail(err, st)
+	}
+	rt := base
+	rt.Measurement = "responseTime"
+	if err == nil {
+		rt.Value, rt.Unit = millis(rtt), "ms"
+	}
+	conns := base
+	conns.Measurement = "connections"
+	conns.Value = poolFigures{
+		Total: st.Pool.TotalConns, Idle: st.Pool.IdleConns, Stale: st.Pool.StaleConns,
+		Hits: st.Pool.Hits, Misses: st.Pool.Misses, Timeouts: st.Pool.Timeouts,
+	}
+	breaker := base
+	breaker.Measurement = "breaker"
+	breaker.Value = st.State.String()
+	since := base
+	since.Measurement = "lastSuccess"
+	if !st.LastSuccess.IsZero() {
+		since.Value, since.Unit = roundTo(max(now.Sub(st.LastSuccess), 0).Seconds(), 1e3), "s"
+	}
+	return []Observation{rt, conns, breaker, since}
+}
+
+// failureDetail is the specific text of a failed operation: its error, or,
+// when the open breaker answered without asking Redis, the last error
+// Redis gave.
+func failureDetail(err error, st resilience.Stats) string {
+	if errors.Is(err, resilience.ErrUnavailable) && st.LastError != "" {
+		return "breaker " + st.State.String() + "; last error: " + st.LastError
+	}
+	return err.Error()
+}
+
+// poolFigures is the observedValue of "redis:connections".
+type poolFigures struct {
+	Total    uint32 `json:"total"`
+	Idle     uint32 `json:"idle"`
+	Stale    uint32 `json:"stale"`
+	Hits     uint32 `json:"hits"`
+	Misses   uint32 `json:"misses"`
+	Timeouts uint32 `json:"timeouts"`
+}
+
+// millis is d in milliseconds, to the microsecond.
+func millis(d time.Duration) float64 { return roundTo(float64(d)/float64(time.Millisecond), 1e3) }
+
+func roundTo(v, scale float64) float64 { return math.Round(v*scale) / scale }
