@@ -32,10 +32,13 @@ func (e callerError) Unwrap() error { return e.err }
 // IsFailure reports whether err says Redis itself is unhealthy: a
 // connection error, a timeout, or a LOADING, READONLY, OOM, MASTERDOWN,
 // CLUSTERDOWN, TRYAGAIN, BUSY or authentication reply. A miss
-// ([ErrNotFound], redis.Nil), the caller's own cancellation, and
-// command errors such as WRONGTYPE are not failures.
+// ([ErrNotFound], redis.Nil), the caller's own cancellation, command errors
+// such as WRONGTYPE, and a wait for a pooled connection that timed out
+// (redis.ErrPoolTimeout: the pool is too small for this process's load,
+// which says nothing about Redis) are not failures.
 func IsFailure(err error) bool {
-	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrNotFound) {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrNotFound) ||
+		errors.Is(err, redis.ErrPoolTimeout) {
 		return false
 	}
 	var ce callerError
@@ -57,7 +60,6 @@ func IsFailure(err error) bool {
 		return false
 	}
 	// Everything else is transport trouble: a deadline, a refused or reset
-	// connection, a pool that timed out or was closed, a reply cut short or
-	// garbled.
+	// connection, a closed pool, a reply cut short or garbled.
 	return true
 }

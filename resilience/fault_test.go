@@ -127,13 +127,20 @@ func TestFaultHung(t *testing.T) {
 	}
 	wg.Wait()
 	close(errs)
+	// Callers that found the pool busy get ErrPoolTimeout, which is not
+	// held against Redis; the others time out on the hung socket.
+	poolWaits := 0
 	for err := range errs {
-		if err == nil || !IsFailure(err) {
-			t.Errorf("concurrent Set on a hung Redis: %v, want a failure within the deadline", err)
+		switch {
+		case errors.Is(err, redis.ErrPoolTimeout):
+			poolWaits++
+		case err == nil || !IsFailure(err):
+			t.Errorf("concurrent Set on a hung Redis: %v, want a failure or a pool timeout within the deadline", err)
 		}
 	}
-	if st := r.Stats(); st.Failures != 11 || st.Retries != 0 {
-		t.Errorf("Stats() failures %d, retries %d; want 11 and none (a timeout is not retried)", st.Failures, st.Retries)
+	if st := r.Stats(); st.Failures != uint64(11-poolWaits) || st.Retries != 0 {
+		t.Errorf("Stats() failures %d, retries %d; want %d and none (a timeout is not retried; %d pool waits are not failures)",
+			st.Failures, st.Retries, 11-poolWaits, poolWaits)
 	}
 
 	srv.Resume()

@@ -31,8 +31,9 @@ type Options struct {
 
 	// OpTimeout bounds one whole operation, retries included: the
 	// operation's context gets this deadline, go-redis honours it on the
-	// socket, and waiting for a pooled connection is bounded by it too. A
-	// hung Redis therefore costs a caller at most OpTimeout. Zero means
+	// socket, and waiting for a pooled connection gives up at four fifths
+	// of it (a pool too small for the load is not counted against Redis).
+	// A hung Redis therefore costs a caller at most OpTimeout. Zero means
 	// [DefaultOpTimeout] (50 ms).
 	OpTimeout time.Duration
 

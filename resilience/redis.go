@@ -179,9 +179,12 @@ func clientOptions(cfg Config, o Options) *redis.Options {
 		DialerRetries:         1,  // one dial per attempt; the breaker and prober do the rest
 		DialTimeout:           o.DialTimeout,
 		ContextTimeoutEnabled: true,
-		PoolTimeout:           o.OpTimeout,
-		PoolSize:              o.PoolSize,
-		DisableIdentity:       true, // no CLIENT SETINFO round trip on every new connection
+		// The pool wait gives up a little before the operation's deadline,
+		// so that it reports ErrPoolTimeout (not a Redis failure) rather
+		// than the deadline (a failure) when the pool, not Redis, is slow.
+		PoolTimeout:     poolTimeout(o.OpTimeout),
+		PoolSize:        o.PoolSize,
+		DisableIdentity: true, // no CLIENT SETINFO round trip on every new connection
 	}
 	if cfg.TLS {
 		host, _, _ := net.SplitHostPort(cfg.Addr)
@@ -467,4 +470,9 @@ func (r *Redis) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 	if r.opts.OnStateChange != nil {
 		r.opts.OnStateChange(change)
 	}
+}
+
+// poolTimeout is four fifths of the operation deadline, at least 1 ms.
+func poolTimeout(op time.Duration) time.Duration {
+	return max(op*4/5, time.Millisecond)
 }

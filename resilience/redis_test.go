@@ -552,7 +552,7 @@ func TestOptionsDefaults(t *testing.T) {
 func TestClientOptions(t *testing.T) {
 	o, _ := Options{OpTimeout: 70 * time.Millisecond, PoolSize: 3}.withDefaults()
 	ro := clientOptions(Config{Addr: "cache:6380", Username: "app", Password: testPassword, DB: 2, TLS: true}, o)
-	if ro.MaxRetries != -1 || !ro.ContextTimeoutEnabled || ro.PoolTimeout != 70*time.Millisecond ||
+	if ro.MaxRetries != -1 || !ro.ContextTimeoutEnabled || ro.PoolTimeout != 56*time.Millisecond ||
 		ro.PoolSize != 3 || ro.DialTimeout != DefaultDialTimeout || ro.Network != "tcp" || ro.DB != 2 {
 		t.Errorf("go-redis options: MaxRetries %d, ContextTimeoutEnabled %v, PoolTimeout %v, PoolSize %d, DialTimeout %v, Network %q, DB %d",
 			ro.MaxRetries, ro.ContextTimeoutEnabled, ro.PoolTimeout, ro.PoolSize, ro.DialTimeout, ro.Network, ro.DB)

@@ -1,0 +1,395 @@
+package middleware
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+)
+
+// Defaults of BreakerOptions.
+const (
+	defaultFailureThreshold = 5
+	defaultBreakerDelay     = 10 * time.Second
+	defaultSuccessThreshold = 1
+)
+
+// BreakerState is the state of a [Breaker].
+type BreakerState int
+
+// The states of a [Breaker].
+const (
+	// BreakerClosed passes every request on and counts failures.
+	BreakerClosed BreakerState = iota
+	// BreakerOpen turns requests away without calling the handler.
+	BreakerOpen
+	// BreakerHalfOpen lets a few trial requests through to decide between
+	// closing and opening again.
+	BreakerHalfOpen
+)
+
+// String returns "closed", "open" or "half-open".
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerOpen:
+		return "open"
+	case BreakerHalfOpen:
+		return "half-open"
+	default:
+		return "BreakerState(" + strconv.Itoa(int(s)) + ")"
+	}
+}
+
+// BreakerOptions configures a [Breaker]. The zero value works: a breaker
+// that opens after 5 consecutive 5xx responses or panics, stays open 10
+// seconds, then lets one trial request through and closes if it succeeds.
+type BreakerOptions struct {
+	// Name identifies the breaker in log lines and state changes.
+	// Empty is allowed.
+	Name string
+
+	// FailureThreshold is the number of consecutive failures that open the
+	// breaker. Zero means 5.
+	FailureThreshold int
+
+	// Delay is how long the breaker stays open before it half-opens.
+	// Zero means 10 seconds.
+	Delay time.Duration
+
+	// SuccessThreshold is the number of successful trial requests that
+	// close a half-open breaker. Zero means 1.
+	SuccessThreshold int
+
+	// HalfOpenRequests is the number of trial requests a half-open breaker
+	// lets through at once; others are turned away as if it were open. The
+	// breaker closes after SuccessThreshold successes among them and opens
+	// again after more than HalfOpenRequests-SuccessThreshold failures. Zero
+	// means SuccessThreshold; it may not be less than SuccessThreshold.
+	HalfOpenRequests int
+
+	// IsFailure reports whether a request counts as a failure, given the
+	// final status the handler wrote (200 if it wrote none) and whether it
+	// panicked. Nil means a 5xx status or a panic.
+	IsFailure func(status int, panicked bool) bool
+
+	// Fallback answers requests the breaker turns away. Nil means a 503
+	// Service Unavailable with a Retry-After header (the seconds until the
+	// breaker half-opens, at least 1) and a short text body.
+	Fallback http.Handler
+
+	// OnStateChange, if set, is called after each state change, on the
+	// goroutine of the request that caused it (which waits for it, so keep
+	// it short). Calls for successive changes may overlap.
+	OnStateChange func(BreakerStateChange)
+
+	// Logger receives one line per state change and per recovered panic.
+	// Nil means slog.Default().
+	Logger *slog.Logger
+
+	// RecoverPanics turns a panic of the handler into a 500 response, logged
+	// once with its stack. False lets the panic pass on, after it is counted.
+	// http.ErrAbortHandler always passes on.
+	RecoverPanics bool
+}
+
+// BreakerStateChange describes one state change of a [Breaker].
+type BreakerStateChange struct {
+	Name string       // BreakerOptions.Name
+	From BreakerState // the state left
+	To   BreakerState // the state entered
+	At   time.Time    // when the change happened
+}
+
+// BreakerStats is a snapshot of a [Breaker]'s state and counts. The figures
+// are read one after the other, not atomically together.
+type BreakerStats struct {
+	// State is the current state, and Since when it began (or when the
+	// breaker was made, if it never changed state).
+	State BreakerState
+	Since time.Time
+
+	// Executions, Failures and Successes count the requests recorded in
+	// the current state: in the closed state over the last FailureThreshold
+	// requests, in the half-open state over the trials. While open they
+	// are those of the closed state that opened it.
+	Executions uint64
+	Failures   uint64
+	Successes  uint64
+
+	// Rejected counts the requests turned away since the breaker was made.
+	Rejected uint64
+}
+
+// Breaker is a circuit breaker around HTTP handlers: after a run of failed
+// requests it opens and turns requests away without calling the handler,
+// then lets trial requests through to decide whether to close. The state
+// machine is failsafe-go's circuit breaker.
+//
+// One Breaker guards all the handlers it wraps together. It is safe for
+// concurrent use. Make it with [NewBreaker]; the zero value is not usable.
+type Breaker struct {
+	cb            circuitbreaker.CircuitBreaker[struct{}]
+	name          string
+	isFailure     func(status int, panicked bool) bool
+	fallback      http.Handler
+	onStateChange func(BreakerStateChange)
+	logger        *slog.Logger
+	recoverPanics bool
+
+	recorders recorderPool
+	rejected  atomic.Uint64
+
+	mu    sync.Mutex
+	since time.Time // guarded by mu
+}
+
+// NewBreaker returns a Breaker configured by opts. The error wraps
+// [ErrInvalidOption] and names the field when an option is out of range.
+func NewBreaker(opts BreakerOptions) (*Breaker, error) {
+	switch {
+	case opts.FailureThreshold < 0:
+		return nil, fmt.Errorf("new breaker: FailureThreshold %d is negative: %w", opts.FailureThreshold, ErrInvalidOption)
+	case opts.Delay < 0:
+		return nil, fmt.Errorf("new breaker: Delay %v is negative: %w", opts.Delay, ErrInvalidOption)
+	case opts.SuccessThreshold < 0:
+		return nil, fmt.Errorf("new breaker: SuccessThreshold %d is negative: %w", opts.SuccessThreshold, ErrInvalidOption)
+	case opts.HalfOpenRequests < 0:
+		return nil, fmt.Errorf("new breaker: HalfOpenRequests %d is negative: %w", opts.HalfOpenRequests, ErrInvalidOption)
+	}
+	failures := orDefault(opts.FailureThreshold, defaultFailureThreshold)
+	delay := orDefault(opts.Delay, defaultBreakerDelay)
+	successes := orDefault(opts.SuccessThreshold, defaultSuccessThreshold)
+	trials := orDefault(opts.HalfOpenRequests, successes)
+	if trials < successes {
+		return nil, fmt.Errorf("new breaker: HalfOpenRequests %d is less than SuccessThreshold %d: %w", trials, successes, ErrInvalidOption)
+	}
+
+	b := &Breaker{
+		name:          opts.Name,
+		isFailure:     opts.IsFailure,
+		fallback:      opts.Fallback,
+		onStateChange: opts.OnStateChange,
+		logger:        opts.Logger,
+		recoverPanics: opts.RecoverPanics,
+		since:         time.Now(),
+	}
+	if b.isFailure == nil {
+		b.isFailure = defaultIsFailure
+	}
+	if b.logger == nil {
+		b.logger = slog.Default()
+	}
+	b.cb = circuitbreaker.NewBuilder[struct{}]().
+		WithFailureThreshold(uint(failures)).
+		WithSuccessThresholdRatio(uint(successes), uint(trials)).
+		WithDelay(delay).
+		OnStateChanged(b.stateChanged).
+		Build()
+	return b, nil
+}
+
+// orDefault returns v, or def if v is zero.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// defaultIsFailure counts a 5xx status or a panic as a failure.
+func defaultIsFailure(status int, panicked bool) bool {
+	return panicked || status >= 500
+}
+
+// Handler returns next guarded by the breaker. The method value b.Handler
+// is a func(http.Handler) http.Handler.
+//
+// Each request passes through unchanged while the breaker lets it; its
+// final status (and whether it panicked) is recorded. A request turned away
+// gets the Fallback, by default a 503 with Retry-After: a 5xx, so that a
+// cache outside the breaker can serve a stale entry instead.
+func (b *Breaker) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Hot path. Budget on top of next, while closed: under 2 µs and 20
+		// allocations per request. BenchmarkBreaker measures it; failsafe's
+		// TryAcquirePermit/RecordSuccess and a pooled recorder do not
+		// allocate.
+		if !b.cb.TryAcquirePermit() {
+			b.reject(w, r)
+			return
+		}
+		rec := b.recorders.get(w, recorderConfig{})
+		b.serve(next, rec, r)
+		rec.finish()
+		b.recorders.put(rec)
+	})
+}
+
+// serve runs next and records its outcome. A panic is recorded too, then
+// handled by panicked; the recover covers next.ServeHTTP only.
+func (b *Breaker) serve(next http.Handler, rec *recorder, r *http.Request) {
+	returned := false
+	defer func() {
+		if !returned {
+			b.panicked(rec, r, recover())
+		}
+	}()
+	next.ServeHTTP(rec, r)
+	returned = true
+	b.record(rec.Status(), false)
+}
+
+// record tells the state machine how a request that got a permit went.
+// Every permit must be released this way, panic or not.
+func (b *Breaker) record(status int, panicked bool) {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if b.isFailure(status, panicked) {
+		b.cb.RecordFailure()
+	} else {
+		b.cb.RecordSuccess()
+	}
+}
+
+// panicked handles a panic of next, with v the recovered value (nil when
+// the goroutine is exiting through runtime.Goexit). It runs in the deferred
+// call, so a panic passed on keeps the stack of where it started.
+func (b *Breaker) panicked(rec *recorder, r *http.Request, v any) {
+	b.record(rec.Status(), true)
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler || !b.recoverPanics {
+		panic(v)
+	}
+	logPanic(b.logger, r, v, slog.String(LogKeyBreaker, b.name))
+	if rec.Committed() {
+		panic(http.ErrAbortHandler) // part of the response went out: abort the connection
+	}
+	http.Error(rec, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+}
+
+// reject answers a request the breaker turns away.
+func (b *Breaker) reject(w http.ResponseWriter, r *http.Request) {
+	b.rejected.Add(1)
+	if b.fallback != nil {
+		b.fallback.ServeHTTP(w, r)
+		return
+	}
+	wait := int64(math.Ceil(b.cb.RemainingDelay().Seconds()))
+	h := w.Header()
+	h.Set("Retry-After", strconv.FormatInt(max(wait, 1), 10))
+	h.Del("Content-Length")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = io.WriteString(w, "service unavailable: circuit breaker open\n")
+}
+
+// stateChanged is failsafe's state change listener: one log line, the
+// callback, and the time for Stats.
+func (b *Breaker) stateChanged(e circuitbreaker.StateChangedEvent) {
+	change := BreakerStateChange{
+		Name: b.name,
+		From: breakerState(e.OldState),
+		To:   breakerState(e.NewState),
+		At:   time.Now(),
+	}
+	b.mu.Lock()
+	b.since = change.At
+	b.mu.Unlock()
+
+	level := slog.LevelInfo
+	if change.To == BreakerOpen {
+		level = slog.LevelWarn
+	}
+	b.logger.LogAttrs(context.Background(), level, "circuit breaker state changed",
+		slog.String(LogKeyBreaker, b.name),
+		slog.String(LogKeyFrom, change.From.String()),
+		slog.String(LogKeyTo, change.To.String()))
+	if b.onStateChange != nil {
+		b.onStateChange(change)
+	}
+}
+
+// breakerState translates failsafe's state.
+func breakerState(s circuitbreaker.State) BreakerState {
+	switch s {
+	case circuitbreaker.OpenState:
+		return BreakerOpen
+	case circuitbreaker.HalfOpenState:
+		return BreakerHalfOpen
+	default:
+		return BreakerClosed
+	}
+}
+
+// Stats returns the breaker's current state and counts.
+func (b *Breaker) Stats() BreakerStats {
+	m := b.cb.Metrics()
+	b.mu.Lock()
+	since := b.since
+	b.mu.Unlock()
+	return BreakerStats{
+		State:      breakerState(b.cb.State()),
+		Since:      since,
+		Executions: uint64(m.Executions()),
+		Failures:   uint64(m.Failures()),
+		Successes:  uint64(m.Successes()),
+		Rejected:   b.rejected.Load(),
+	}
+}
+
+// Panics. Breaker and Retry recover a handler's panic narrowly around
+// next.ServeHTTP and, when they pass it on from the deferred call, re-panic
+// there so the stack still shows where it started. A panic Retry passes on
+// later, after deciding not to retry, travels as a *panicError that carries
+// the original stack.
+
+// panicError is a recovered panic value with the stack of the goroutine
+// that raised it.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+// Error shows the value and the stack where it was raised, for whoever
+// recovers it last and logs it.
+func (p *panicError) Error() string {
+	return fmt.Sprintf("%v\n\n%s", p.value, p.stack)
+}
+
+// Unwrap returns the panic value if it is an error.
+func (p *panicError) Unwrap() error {
+	err, _ := p.value.(error)
+	return err
+}
+
+// logPanic logs a recovered panic once, with its stack.
+func logPanic(logger *slog.Logger, r *http.Request, v any, attrs ...slog.Attr) {
+	var stack []byte
+	if pe, ok := v.(*panicError); ok {
+		v, stack = pe.value, pe.stack
+	} else {
+		stack = debug.Stack()
+	}
+	attrs = append(attrs,
+		slog.String(LogKeyMethod, r.Method),
+		slog.String(LogKeyPath, r.URL.Path),
+		slog.Any(LogKeyPanic, v),
+		slog.String(LogKeyStack, string(stack)))
+	logger.LogAttrs(r.Context(), slog.LevelError, "handler panic recovered", attrs...)
+}

@@ -1,0 +1,484 @@
+package middleware
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/steadfast-go/steadfast/cachepolicy"
+)
+
+// Coalescing: concurrent misses for one key run the handler once. The first
+// request (the leader) runs it and streams to its own client as usual;
+// requests that come while it runs (waiters) wait for it and are answered
+// from its response when that response may be shared.
+//
+// This is singleflight's idea, written for requests rather than taken from
+// golang.org/x/sync/singleflight, because a request needs three things that
+// package does not give:
+//
+//   - a waiter must be able to stop waiting when its own client goes away
+//     (singleflight.Do cannot be abandoned);
+//   - the work must stop when nobody wants it any more, but not merely
+//     because the leader's client went away while others still wait: the
+//     handler runs under a context that is cancelled only when the leader
+//     and every waiter are gone (or the handler returned), and that keeps
+//     the leader's deadline and values;
+//   - a leader's panic must reach each waiter as the same panic value, so
+//     that net/http's per-request recovery treats it as the leader's own
+//     (singleflight wraps it in a private error type, and DoChan crashes
+//     the process on a panic).
+//
+// A flight whose response was shared stays findable until the background
+// writer has stored the entry (or given up), so requests arriving in the
+// short gap between the handler's end and the entry landing in Redis are
+// answered from it too, instead of running the handler again.
+
+// flights is the set of flights in progress, by cache key.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+// flight is one run of the handler for a key.
+type flight struct {
+	done chan struct{} // closed when the outcome is set
+
+	// The outcome, written before done is closed and read after.
+	e        *entry // the shareable response; nil if there is none
+	panicked bool   // the handler panicked with panicVal
+	panicVal any
+	failed   bool // the handler failed (5xx or a recovered panic)
+
+	// refs counts the leader's client and the waiters still interested;
+	// the work is cancelled when it drops to zero before done.
+	mu     sync.Mutex
+	refs   int
+	cancel context.CancelFunc
+}
+
+// join returns the flight for key and whether the caller must lead it. A
+// caller that may not lead (lead false) gets nil when there is no flight
+// to wait for. A finished flight (kept until its entry is stored) is
+// joined only when usable accepts its entry; otherwise a caller that may
+// lead starts a new flight.
+func (g *flights) join(key string, lead bool, usable func(*entry) bool) (f *flight, leader bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f = g.m[key]; f != nil {
+		select {
+		case <-f.done:
+			if f.e != nil && usable(f.e) {
+				return f, false
+			}
+		default:
+			f.mu.Lock()
+			f.refs++
+			f.mu.Unlock()
+			return f, false
+		}
+	}
+	if !lead {
+		return nil, false
+	}
+	if g.m == nil {
+		g.m = make(map[string]*flight)
+	}
+	f = &flight{done: make(chan struct{}), refs: 1}
+	g.m[key] = f
+	return f, true
+}
+
+// forget removes f, if it is still the flight for key.
+func (g *flights) forget(key string, f *flight) {
+	g.mu.Lock()
+	if g.m[key] == f {
+		delete(g.m, key)
+	}
+	g.mu.Unlock()
+}
+
+// forgetFinished removes a finished flight for key, so that nobody is
+// answered from it any more (the key was invalidated).
+func (g *flights) forgetFinished(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f := g.m[key]; f != nil {
+		select {
+		case <-f.done:
+			delete(g.m, key)
+		default:
+		}
+	}
+}
+
+// start returns the context the leader runs the handler with: parent's
+// values and deadline, but cancelled only when every interested client is
+// gone, or by the returned stop, which the leader calls when the handler
+// returned.
+func (f *flight) start(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	f.mu.Lock() // a waiter may already be releasing
+	f.cancel = cancel
+	f.mu.Unlock()
+	cancelDeadline := context.CancelFunc(func() {})
+	if d, ok := parent.Deadline(); ok {
+		ctx, cancelDeadline = context.WithDeadline(ctx, d)
+	}
+	unwatch := context.AfterFunc(parent, f.release)
+	return ctx, func() {
+		unwatch()
+		cancelDeadline()
+		cancel()
+	}
+}
+
+// release drops one interested client; the last one cancels the work.
+func (f *flight) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refs--
+	if f.refs == 0 && f.cancel != nil {
+		f.cancel()
+	}
+}
+
+// wait blocks until the flight's outcome is set or ctx ends; it reports
+// false in the second case.
+func (f *flight) wait(ctx context.Context) bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+	}
+	select {
+	case <-f.done:
+		return true
+	case <-ctx.Done():
+		f.release()
+		return false
+	}
+}
+
+// finish sets the outcome and wakes the waiters. It must be called exactly
+// once, by the leader, whatever happened to the handler.
+func (f *flight) finish(e *entry, failed, panicked bool, panicVal any) {
+	f.e, f.failed, f.panicked, f.panicVal = e, failed, panicked, panicVal
+	close(f.done)
+}
+
+// fill answers a request that no entry could answer: it leads a flight
+// for the key, joins one, or runs the handler alone.
+//
+// A request may lead only if its response can serve everybody: a GET
+// without validators or Range (a HEAD gets no body, a conditional request
+// may get a 304, a Range request a part). Others join a running flight if
+// there is one and otherwise run the handler alone.
+func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
+	key string, rd *cachepolicy.RequestDirectives, fallback *entry, fwd string,
+) {
+	lead := r.Method == http.MethodGet && !conditional(r.Header) &&
+		len(r.Header["If-Match"]) == 0 && len(r.Header["If-Unmodified-Since"]) == 0 && len(r.Header["Range"]) == 0
+	// A response finished before the request came is used only if it is
+	// fresh for it, as if it had been found in the store.
+	now := c.now()
+	usable := func(e *entry) bool {
+		return cachepolicy.Classify(e.life, e.storedAt, now, *rd) == cachepolicy.Fresh
+	}
+	f, leader := c.flights.join(key, lead, usable)
+	switch {
+	case f == nil:
+		c.forward(w, r, next, p, key, fallback, fwd, nil)
+	case leader:
+		c.forward(w, r, next, p, key, fallback, fwd, f)
+	default:
+		c.await(w, r, next, p, key, fallback, fwd, f)
+	}
+}
+
+// await answers a request from the flight it joined: the leader's
+// response if it can be shared, the leader's panic, the stale entry if the
+// leader failed, else a run of its own.
+func (c *Cache) await(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
+	key string, fallback *entry, fwd string, f *flight,
+) {
+	c.stats.coalesced.Add(1)
+	if !f.wait(r.Context()) {
+		return // the client is gone
+	}
+	switch {
+	case f.panicked:
+		// The leader's panic, for net/http (or an outer recovery) to
+		// handle per request, as it does the leader's.
+		panic(f.panicVal)
+	case f.e != nil:
+		now := c.now()
+		cs := cachepolicy.CacheStatus{Fwd: fwd, Collapsed: true}
+		if fwd == cachepolicy.FwdBypass {
+			cs.Detail = detailUnavailable
+		}
+		c.writeEntry(w, r, f.e, now, cs, true)
+	case f.failed && fallback != nil:
+		c.serveStale(w, r, fallback)
+	default:
+		c.forward(w, r, next, p, key, fallback, fwd, nil)
+	}
+}
+
+// serveStale answers r from a stale entry in place of a failed handler.
+func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, e *entry) {
+	c.stats.staleHits.Add(1)
+	now := c.now()
+	c.writeEntry(w, r, e, now, cachepolicy.CacheStatus{
+		Hit: true, TTL: e.life.TTL(e.storedAt, now), Detail: "stale-if-error",
+	}, false)
+}
+
+// run is one run of the handler on the miss path, by a flight's leader or
+// a request on its own.
+type run struct {
+	c        *Cache
+	r        *http.Request
+	p        *cachepolicy.Policy
+	key      string
+	fallback *entry
+	fwd      string
+	f        *flight // nil when not coalesced
+	stop     func()  // ends the flight's context
+
+	rec      *recorder
+	before   http.Header // the client's header before the handler ran
+	header   http.Header // the response's header, if it may be stored
+	now      time.Time
+	decision cachepolicy.StoreDecision
+	decided  bool
+	done     bool // the flight's outcome is set
+}
+
+// forward runs next for r through a recorder that streams the response to
+// the client and keeps a copy, up to the policy's body limit, of a response
+// that may be stored. With a fallback (a stale entry within its
+// stale-if-error window), a 5xx is held back and the stale entry served
+// instead. f, when set, is the flight r leads.
+func (c *Cache) forward(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
+	key string, fallback *entry, fwd string, f *flight,
+) {
+	if fwd != cachepolicy.FwdBypass {
+		c.stats.misses.Add(1)
+	}
+	ru := &run{c: c, r: r, p: p, key: key, fallback: fallback, fwd: fwd, f: f, now: c.now()}
+	if h := w.Header(); len(h) > 0 {
+		ru.before = h.Clone() // what outer middleware set is not stored
+	}
+	req := r
+	if f != nil {
+		var ctx context.Context
+		ctx, ru.stop = f.start(r.Context())
+		req = r.WithContext(ctx)
+	}
+	ru.rec = c.recs.get(w, recorderConfig{hold: ru.hold, capture: true, limit: bodyLimit(p)})
+	if !ru.serve(next, req) {
+		return // the handler panicked, or called runtime.Goexit
+	}
+	ru.complete()
+}
+
+// bodyLimit returns p's body limit as an int.
+func bodyLimit(p *cachepolicy.Policy) int {
+	return int(min(p.BodyLimit(), int64(^uint(0)>>1)))
+}
+
+// serve runs next and reports whether it returned. A panic is dealt with
+// in the deferred call, narrowly around next.ServeHTTP, so that a panic
+// passed on keeps the stack of where it started.
+func (ru *run) serve(next http.Handler, req *http.Request) (returned bool) {
+	defer func() {
+		if !returned {
+			ru.panicked(recover())
+		}
+	}()
+	next.ServeHTTP(ru.rec, req)
+	return true
+}
+
+// hold is the recorder's decision when the handler writes its status: a
+// 5xx is held back when a stale entry can replace it; anything else gets
+// its Cache-Status and is recorded only if it may be stored.
+func (ru *run) hold(status int, h http.Header) bool {
+	ru.decide(status, h)
+	if ru.fallback != nil && status >= http.StatusInternalServerError {
+		return true
+	}
+	// Nothing to keep when nothing will be stored.
+	ru.rec.cfg.capture = ru.decision.Store
+	return false
+}
+
+// decide makes the store decision for the response's status and header
+// and sets its Cache-Status. Fields that outer middleware set before the
+// handler ran, and the handler left alone, do not count: they are not
+// stored (see fieldsOf), and are set again on every response by the
+// middleware that set them. An outer compressor's "Vary: Accept-Encoding",
+// say, concerns its own work, not the identity response stored here.
+func (ru *run) decide(status int, h http.Header) {
+	own := h
+	if ru.before != nil {
+		own = make(http.Header, len(h))
+		for name, values := range h {
+			if prev, ok := ru.before[name]; !ok || !slices.Equal(prev, values) {
+				own[name] = values
+			}
+		}
+	}
+	d := cachepolicy.Storable(ru.r, status, own, *ru.p, ru.now)
+	switch {
+	case !d.Store:
+	case len(ru.r.Header["Range"]) > 0:
+		d = cachepolicy.StoreDecision{Reason: "range"}
+	case tooLarge(h, ru.p):
+		d = cachepolicy.StoreDecision{Reason: "too-large"}
+	}
+	ru.decision, ru.decided = d, true
+	if d.Store {
+		// The header as it goes to the client's writer: what an outer
+		// wrapper changes after that is its own business.
+		ru.header = h.Clone()
+	}
+	if ru.fwd == cachepolicy.FwdBypass {
+		// The response may still be shared with waiters, never stored.
+		h["Cache-Status"] = []string{statusBypassUnavailable}
+		return
+	}
+	setCacheStatus(h, cachepolicy.CacheStatus{Fwd: ru.fwd, Stored: d.Store, Detail: d.Reason})
+}
+
+// tooLarge reports whether h announces a body over p's limit.
+func tooLarge(h http.Header, p *cachepolicy.Policy) bool {
+	cl := h["Content-Length"]
+	if len(cl) == 0 {
+		return false
+	}
+	n, err := strconv.ParseInt(cl[0], 10, 64)
+	return err == nil && n > p.BodyLimit()
+}
+
+// panicked handles a panic of the handler, v being the recovered value
+// (nil for runtime.Goexit). Waiters get the same panic, unless the panic
+// is answered with the stale entry (Policy.StaleIfErrorOnPanic) or is
+// http.ErrAbortHandler (the leader's response was abandoned: waiters run
+// their own).
+func (ru *run) panicked(v any) {
+	switch {
+	case v == nil:
+		ru.finish(nil, false, false, nil)
+	case v == http.ErrAbortHandler:
+		ru.finish(nil, false, false, nil)
+		panic(v)
+	case ru.fallback != nil && ru.p.StaleIfErrorOnPanic && !ru.rec.Committed():
+		logPanic(ru.c.log, ru.r, v)
+		ru.finish(nil, true, false, nil)
+		// Whatever the handler wrote went to the recorder's own header
+		// map and buffer, never to the client.
+		w := ru.rec.w
+		ru.c.recs.put(ru.rec)
+		ru.c.serveStale(w, ru.r, ru.fallback)
+	default:
+		ru.finish(nil, false, true, v)
+		panic(v)
+	}
+}
+
+// finish sets the flight's outcome, once, and ends its context. A flight
+// with a shared entry stays findable until the entry is stored.
+func (ru *run) finish(e *entry, failed, panicked bool, v any) {
+	if ru.f == nil || ru.done {
+		return
+	}
+	ru.done = true
+	ru.f.finish(e, failed, panicked, v)
+	ru.stop()
+	if e == nil {
+		ru.c.flights.forget(ru.key, ru.f)
+	}
+}
+
+// complete deals with the response once the handler returned: a held 5xx
+// is replaced by the stale entry; a complete response that may be stored
+// goes to the writer and, when coalesced, to the waiters.
+func (ru *run) complete() {
+	c, rec := ru.c, ru.rec
+	w := rec.w
+	rec.finish()
+	if rec.Held() {
+		c.recs.put(rec)
+		ru.finish(nil, true, false, nil)
+		c.serveStale(w, ru.r, ru.fallback)
+		return
+	}
+	status := rec.Status()
+	if status == 0 && !rec.Hijacked() {
+		// No status and no byte: net/http sends 200 with the headers the
+		// handler set, which finish has handed to the client's map.
+		status = http.StatusOK
+		ru.decide(status, w.Header())
+	}
+	var e *entry
+	if ru.decided && ru.decision.Store && !rec.Overflowed() && !rec.Hijacked() {
+		e = newEntry(ru.now, ru.decision.Lifetime, status, ru.header, ru.before, rec.Body())
+	}
+	c.recs.put(rec)
+	ru.finish(e, status >= http.StatusInternalServerError, false, nil)
+	if e != nil && ru.fwd == cachepolicy.FwdBypass {
+		// Shared with the waiters that came while it ran; not stored.
+		if ru.f != nil {
+			c.flights.forget(ru.key, ru.f)
+		}
+		return
+	}
+	if e != nil {
+		f, key := ru.f, ru.key
+		j := writeJob{key: key, e: e, ttl: retention(e.life)}
+		if f != nil {
+			j.done = func() { c.flights.forget(key, f) }
+		}
+		c.w.enqueue(j)
+	}
+}
+
+// retention returns how long the store keeps an entry with lifetime l: as
+// long as any use of it is possible, and never less than a millisecond
+// (the store's unit).
+func retention(l cachepolicy.Lifetime) time.Duration {
+	return max(l.Retention(), time.Millisecond)
+}
+
+// newEntry builds the entry of a response the recorder kept, taking h,
+// which must be the caller's own, and a copy of body; fields unchanged
+// from before (the header as the handler got it) are left out. A
+// body-bearing status gets a Content-Length, so that HEAD requests served
+// from the entry announce the right length, and a response without Date
+// gets one, so that Date and Age agree on hits.
+func newEntry(storedAt time.Time, life cachepolicy.Lifetime, status int, h, before http.Header, body []byte) *entry {
+	if _, ok := h["Content-Length"]; !ok && bodyAllowed(status) {
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = []string{storedAt.UTC().Format(http.TimeFormat)}
+	}
+	return &entry{
+		storedAt: storedAt,
+		life:     life,
+		status:   status,
+		fields:   fieldsOf(h, before),
+		body:     bytes.Clone(body),
+	}
+}
+
+// bodyAllowed reports whether a response with the status may have a body.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}

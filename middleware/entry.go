@@ -1,0 +1,292 @@
+package middleware
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/steadfast-go/steadfast/cachepolicy"
+)
+
+// A cache entry is one Redis value holding a whole response: status,
+// header, body, when it was stored and how long it stays fresh and usable
+// stale. Layout, version 1, integers big-endian:
+//
+//	magic    3 bytes  "sfc"
+//	version  1 byte   1
+//	crc      4 bytes  CRC-32C (Castagnoli) of everything after it
+//	storedAt 8 bytes  unix nanoseconds
+//	fresh    8 bytes  freshness lifetime, nanoseconds
+//	swr      8 bytes  stale-while-revalidate window, nanoseconds
+//	sie      8 bytes  stale-if-error window, nanoseconds
+//	flags    1 byte   bit 0: must-revalidate; other bits zero
+//	status   2 bytes
+//	header   uvarint count, then per field: uvarint name length, name,
+//	         uvarint value count, per value: uvarint length, value
+//	body     uvarint length, body; nothing may follow
+//
+// A new layout gets a new version byte; a value with another magic,
+// version or checksum, or one cut short or followed by extra bytes, is not
+// an entry (see [decodeEntry]).
+const (
+	entryMagic   = "sfc"
+	entryVersion = 1
+	// entryFixed is the size of everything before the header.
+	entryFixed = len(entryMagic) + 1 + 4 + 4*8 + 1 + 2
+
+	flagMustRevalidate = 1 << 0
+)
+
+// Errors of decodeEntry. None leaves the package: a value that is not an
+// entry is counted, deleted and treated as a miss.
+var (
+	errEntryForeign  = errors.New("cache entry: not a steadfast entry")
+	errEntryVersion  = errors.New("cache entry: unknown version")
+	errEntryChecksum = errors.New("cache entry: checksum mismatch")
+	errEntryCorrupt  = errors.New("cache entry: malformed")
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// entry is a stored response. A decoded entry shares its body with the
+// value it was decoded from, and its field names and values with one
+// string made for the whole header block.
+type entry struct {
+	storedAt time.Time
+	life     cachepolicy.Lifetime
+	status   int
+	fields   []field // canonical names, sorted
+	body     []byte
+}
+
+// field is one header field of an entry.
+type field struct {
+	name   string
+	values []string
+}
+
+// get returns the first value of the named field (canonical name), or "".
+func (e *entry) get(name string) string {
+	for i := range e.fields {
+		if e.fields[i].name == name && len(e.fields[i].values) > 0 {
+			return e.fields[i].values[0]
+		}
+	}
+	return ""
+}
+
+// unstored lists the response fields an entry never keeps: hop-by-hop
+// fields (RFC 9110 7.6.1) and the fields the cache writes itself on every
+// response it serves.
+var unstored = []string{
+	"Age", "Cache-Status", "Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// storedField reports whether a response field with the canonical name is
+// kept in an entry.
+func storedField(name string) bool {
+	return !slices.Contains(unstored, name) && !strings.HasPrefix(name, http.TrailerPrefix)
+}
+
+// fieldsOf returns the fields of h that an entry keeps, sorted by name,
+// leaving out those that are in before with the same values: fields that
+// outer middleware set before the handler ran (a request id, say) belong
+// to that one request, and are set again on every request served. The
+// value slices are shared with h.
+func fieldsOf(h, before http.Header) []field {
+	fs := make([]field, 0, len(h))
+	for name, values := range h {
+		if len(values) == 0 || !storedField(name) {
+			continue
+		}
+		if prev, ok := before[name]; ok && slices.Equal(prev, values) {
+			continue
+		}
+		fs = append(fs, field{name: name, values: values})
+	}
+	slices.SortFunc(fs, func(a, b field) int { return strings.Compare(a.name, b.name) })
+	return fs
+}
+
+// appendEntry appends the encoding of e to dst.
+func appendEntry(dst []byte, e *entry) []byte {
+	start := len(dst)
+	dst = append(dst, entryMagic...)
+	dst = append(dst, entryVersion, 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.storedAt.UnixNano()))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.Fresh))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.StaleWhileRevalidate))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.StaleIfError))
+	var flags byte
+	if e.life.MustRevalidate {
+		flags |= flagMustRevalidate
+	}
+	dst = append(dst, flags)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(e.status))
+	dst = binary.AppendUvarint(dst, uint64(len(e.fields)))
+	for _, f := range e.fields {
+		dst = appendLenString(dst, f.name)
+		dst = binary.AppendUvarint(dst, uint64(len(f.values)))
+		for _, v := range f.values {
+			dst = appendLenString(dst, v)
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(e.body)))
+	dst = append(dst, e.body...)
+	crcAt := start + len(entryMagic) + 1
+	binary.BigEndian.PutUint32(dst[crcAt:], crc32.Checksum(dst[crcAt+4:], castagnoli))
+	return dst
+}
+
+// encodedSize returns an upper bound of the length of e's encoding.
+func encodedSize(e *entry) int {
+	n := entryFixed + 2*binary.MaxVarintLen64
+	for _, f := range e.fields {
+		n += 2*binary.MaxVarintLen64 + len(f.name)
+		for _, v := range f.values {
+			n += binary.MaxVarintLen64 + len(v)
+		}
+	}
+	return n + len(e.body)
+}
+
+func appendLenString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decodeEntry decodes an entry from b, which it keeps: the entry's body is
+// a slice of b. It returns errEntryForeign, errEntryVersion,
+// errEntryChecksum or errEntryCorrupt for anything that is not a whole,
+// intact version 1 entry, and never panics.
+//
+// Allocation budget: three (one string for the whole header block, one
+// slice for all values, one for the fields), whatever the number of fields.
+func decodeEntry(b []byte) (entry, error) {
+	if len(b) < len(entryMagic)+1 || string(b[:len(entryMagic)]) != entryMagic {
+		return entry{}, errEntryForeign
+	}
+	if b[len(entryMagic)] != entryVersion {
+		return entry{}, errEntryVersion
+	}
+	if len(b) < entryFixed {
+		return entry{}, errEntryCorrupt
+	}
+	crcAt := len(entryMagic) + 1
+	if crc32.Checksum(b[crcAt+4:], castagnoli) != binary.BigEndian.Uint32(b[crcAt:]) {
+		return entry{}, errEntryChecksum
+	}
+	p := b[crcAt+4:]
+	var e entry
+	e.storedAt = time.Unix(0, int64(binary.BigEndian.Uint64(p)))
+	e.life.Fresh = time.Duration(binary.BigEndian.Uint64(p[8:]))
+	e.life.StaleWhileRevalidate = time.Duration(binary.BigEndian.Uint64(p[16:]))
+	e.life.StaleIfError = time.Duration(binary.BigEndian.Uint64(p[24:]))
+	flags := p[32]
+	e.life.MustRevalidate = flags&flagMustRevalidate != 0
+	e.status = int(binary.BigEndian.Uint16(p[33:]))
+	if flags&^flagMustRevalidate != 0 || e.status < 100 || e.status > 999 ||
+		e.life.Fresh < 0 || e.life.StaleWhileRevalidate < 0 || e.life.StaleIfError < 0 {
+		return entry{}, errEntryCorrupt
+	}
+	hdr := p[35:]
+
+	// First pass: check the header block and count what it holds.
+	nFields, nValues, hdrLen, ok := scanFields(hdr)
+	if !ok {
+		return entry{}, errEntryCorrupt
+	}
+	bodyLen, n := binary.Uvarint(hdr[hdrLen:])
+	if n <= 0 || bodyLen != uint64(len(hdr)-hdrLen-n) {
+		return entry{}, errEntryCorrupt
+	}
+	if bodyLen > 0 {
+		e.body = hdr[hdrLen+n:]
+	}
+
+	// Second pass: slice names and values out of one string.
+	if nFields == 0 {
+		return e, nil
+	}
+	s := string(hdr[:hdrLen])
+	e.fields = make([]field, nFields)
+	values := make([]string, nValues)
+	_, i := binary.Uvarint(hdr)
+	for fi := range e.fields {
+		var name string
+		name, i = readLenString(s, i)
+		count, m := binary.Uvarint(hdr[i:])
+		i += m
+		vs := values[:int(count):int(count)]
+		values = values[int(count):]
+		for vi := range vs {
+			vs[vi], i = readLenString(s, i)
+		}
+		e.fields[fi] = field{name: name, values: vs}
+	}
+	return e, nil
+}
+
+// scanFields checks the header block at the start of b and returns the
+// number of fields and values and the block's length.
+func scanFields(b []byte) (nFields, nValues, length int, ok bool) {
+	count, n := binary.Uvarint(b)
+	// Each field takes at least two bytes, so a count beyond that is a lie
+	// that must not size an allocation.
+	if n <= 0 || count > uint64(len(b)-n)/2 {
+		return 0, 0, 0, false
+	}
+	i := n
+	var prev []byte
+	for range count {
+		l, m := binary.Uvarint(b[i:])
+		if m <= 0 || l == 0 || l > uint64(len(b)-i-m) {
+			return 0, 0, 0, false
+		}
+		i += m
+		name := b[i : i+int(l)]
+		if nFields > 0 && bytes.Compare(name, prev) <= 0 { // sorted, no duplicates
+			return 0, 0, 0, false
+		}
+		prev = name
+		i += int(l)
+		vc, m := binary.Uvarint(b[i:])
+		if m <= 0 || vc > uint64(len(b)-i-m) { // each value takes a byte at least
+			return 0, 0, 0, false
+		}
+		i += m
+		for range vc {
+			l, m := binary.Uvarint(b[i:])
+			if m <= 0 || l > uint64(len(b)-i-m) {
+				return 0, 0, 0, false
+			}
+			i += m + int(l)
+		}
+		nFields++
+		nValues += int(vc)
+	}
+	return nFields, nValues, i, true
+}
+
+// readLenString reads a length-prefixed string of s at i, already checked
+// by scanFields, and returns it with the index after it.
+func readLenString(s string, i int) (string, int) {
+	var l uint64
+	var shift uint
+	for {
+		c := s[i]
+		i++
+		l |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			break
+		}
+		shift += 7
+	}
+	return s[i : i+int(l)], i + int(l)
+}

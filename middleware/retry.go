@@ -1,0 +1,507 @@
+package middleware
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
+)
+
+// Defaults of RetryOptions.
+const (
+	defaultMaxAttempts    = 3
+	defaultInitialDelay   = 10 * time.Millisecond
+	defaultMaxDelay       = time.Second
+	defaultJitterFactor   = 0.2
+	defaultMaxReplayBytes = 64 << 10
+	defaultMaxHeldBytes   = defaultHoldLimit
+)
+
+// Read-only tables of RetryOptions defaults.
+var (
+	defaultRetryMethods  = []string{http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete}
+	defaultRetryStatuses = []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
+)
+
+// RetryOptions configures a [Retry]. The zero value works: up to 3 attempts
+// of GET, HEAD, OPTIONS, PUT and DELETE requests answered 502, 503 or 504,
+// waiting 10 ms, then 20 ms (each ±20%) between them.
+type RetryOptions struct {
+	// MaxAttempts is the most times the handler runs for one request,
+	// the first attempt included. Zero means 3; 1 turns retrying off.
+	MaxAttempts int
+
+	// InitialDelay is the wait before the second attempt; each later wait
+	// doubles, up to MaxDelay. Zero means 10 ms, or MaxDelay if that is
+	// less.
+	InitialDelay time.Duration
+
+	// MaxDelay caps the wait between attempts. A failed response whose
+	// Retry-After asks for a longer wait is not retried but sent as it is.
+	// Zero means 1 second, or InitialDelay if that is more.
+	MaxDelay time.Duration
+
+	// JitterFactor varies each wait at random by up to this fraction, up or
+	// down, so that clients that failed together do not retry together. It
+	// must be less than 1. Zero means 0.2.
+	JitterFactor float64
+
+	// Methods are the request methods retried; they should be idempotent.
+	// Nil means GET, HEAD, OPTIONS, PUT and DELETE.
+	Methods []string
+
+	// Statuses are the response statuses, 4xx or 5xx, that make an attempt
+	// fail and be retried. Nil means 502, 503 and 504.
+	Statuses []int
+
+	// MaxReplayBytes is the largest request body read ahead into memory so
+	// that it can be sent again to a later attempt. A request with a larger
+	// body is not retried, unless it has a GetBody func. Zero means 64 KiB.
+	MaxReplayBytes int64
+
+	// MaxHeldBytes is the largest response body of a failed attempt kept in
+	// memory, unsent, so that it can still be sent if no attempt succeeds.
+	// A failed response that grows larger is sent as it is written, which
+	// ends retrying. Zero means 64 KiB.
+	MaxHeldBytes int
+
+	// RecoverPanics turns a panic of the last attempt into a 500 response,
+	// logged once with its stack. False lets it pass on, as a value whose
+	// Error method shows the original panic and stack. Either way a panic
+	// before anything was sent counts as a failed attempt and is retried;
+	// a panic retried away is logged once, with its stack. A panic after
+	// part of the response was sent is not retried: it passes on, or with
+	// RecoverPanics aborts the connection. http.ErrAbortHandler always
+	// passes on at once.
+	RecoverPanics bool
+
+	// Logger receives one line per recovered panic. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// RetryStats counts what a [Retry] did since it was made.
+type RetryStats struct {
+	// Retries counts the attempts run after a failed one.
+	Retries uint64
+	// Exhausted counts the requests no attempt succeeded for, within the
+	// attempts and time allowed: they got the last failed response, or a
+	// panic.
+	Exhausted uint64
+}
+
+// Retry runs an HTTP handler again when it fails. An attempt fails when it
+// answers one of the retryable statuses, or panics, before anything of the
+// response was sent. Its response is held back: the client never sees it,
+// and its headers do not reach the client's header map. The next attempt
+// comes after an exponential backoff with jitter, or after the response's
+// Retry-After if that is longer; never after the request's context deadline.
+// When no attempt succeeds, the client gets the last failed response.
+//
+// Requests are retried only when their method is one of the retryable ones
+// and their body can be sent again (no body, a small one, or GetBody).
+// Responses that are sent (a status that is not retryable, a Flush, a
+// hijack, a failed response too large to hold) end retrying.
+//
+// The attempts, backoff and jitter are failsafe-go's retry policy. The
+// first attempt runs before failsafe's executor, which is entered only once
+// it failed, so that a request that succeeds at once costs next to nothing.
+//
+// A Retry is safe for concurrent use. Make it with [NewRetry]; the zero value
+// is not usable.
+type Retry struct {
+	maxAttempts   int
+	maxDelay      time.Duration
+	jitterFactor  float64
+	methods       []string
+	statuses      []int
+	maxReplay     int64
+	recoverPanics bool
+	logger        *slog.Logger
+
+	hold      recorderConfig
+	executor  failsafe.Executor[*retryRun]
+	recorders recorderPool
+	retries   atomic.Uint64
+	exhausted atomic.Uint64
+}
+
+// NewRetry returns a Retry configured by opts. The error wraps
+// [ErrInvalidOption] and names the field when an option is out of range.
+func NewRetry(opts RetryOptions) (*Retry, error) {
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("new retry: %w", err)
+	}
+	// A default gives way to the other delay when only one is set.
+	initialDelay, maxDelay := opts.InitialDelay, opts.MaxDelay
+	switch {
+	case initialDelay == 0 && maxDelay == 0:
+		initialDelay, maxDelay = defaultInitialDelay, defaultMaxDelay
+	case initialDelay == 0:
+		initialDelay = min(defaultInitialDelay, maxDelay)
+	case maxDelay == 0:
+		maxDelay = max(defaultMaxDelay, initialDelay)
+	}
+	if initialDelay > maxDelay {
+		return nil, fmt.Errorf("new retry: InitialDelay %v is more than MaxDelay %v: %w", initialDelay, maxDelay, ErrInvalidOption)
+	}
+	rt := &Retry{
+		maxAttempts:   orDefault(opts.MaxAttempts, defaultMaxAttempts),
+		maxDelay:      maxDelay,
+		jitterFactor:  orDefault(opts.JitterFactor, defaultJitterFactor),
+		methods:       slices.Clone(opts.Methods),
+		statuses:      slices.Clone(opts.Statuses),
+		maxReplay:     orDefault(opts.MaxReplayBytes, defaultMaxReplayBytes),
+		recoverPanics: opts.RecoverPanics,
+		logger:        opts.Logger,
+	}
+	if rt.methods == nil {
+		rt.methods = defaultRetryMethods
+	}
+	if rt.statuses == nil {
+		rt.statuses = defaultRetryStatuses
+	}
+	if rt.logger == nil {
+		rt.logger = slog.Default()
+	}
+	rt.hold = recorderConfig{
+		hold:  rt.holds,
+		limit: orDefault(opts.MaxHeldBytes, defaultMaxHeldBytes),
+	}
+	policy := retrypolicy.NewBuilder[*retryRun]().
+		HandleIf(func(run *retryRun, _ error) bool { return run.failed() }).
+		ReturnLastFailure().
+		WithMaxAttempts(rt.maxAttempts).
+		WithBackoff(initialDelay, maxDelay).
+		WithJitterFactor(rt.jitterFactor).
+		WithDelayFunc(rt.retryAfterDelay).
+		OnRetryScheduled(rt.retryScheduled).
+		Build()
+	rt.executor = failsafe.With[*retryRun](policy)
+	return rt, nil
+}
+
+// validate checks the options that have no default to fall back on.
+func (o *RetryOptions) validate() error {
+	switch {
+	case o.MaxAttempts < 0:
+		return fmt.Errorf("MaxAttempts %d is negative: %w", o.MaxAttempts, ErrInvalidOption)
+	case o.InitialDelay < 0:
+		return fmt.Errorf("InitialDelay %v is negative: %w", o.InitialDelay, ErrInvalidOption)
+	case o.MaxDelay < 0:
+		return fmt.Errorf("MaxDelay %v is negative: %w", o.MaxDelay, ErrInvalidOption)
+	case o.JitterFactor < 0 || o.JitterFactor >= 1 || math.IsNaN(o.JitterFactor):
+		return fmt.Errorf("JitterFactor %v is not in [0, 1): %w", o.JitterFactor, ErrInvalidOption)
+	case o.Methods != nil && len(o.Methods) == 0:
+		return fmt.Errorf("empty Methods (nil means the default): %w", ErrInvalidOption)
+	case o.Statuses != nil && len(o.Statuses) == 0:
+		return fmt.Errorf("empty Statuses (nil means the default): %w", ErrInvalidOption)
+	case o.MaxReplayBytes < 0:
+		return fmt.Errorf("MaxReplayBytes %d is negative: %w", o.MaxReplayBytes, ErrInvalidOption)
+	case o.MaxHeldBytes < 0:
+		return fmt.Errorf("MaxHeldBytes %d is negative: %w", o.MaxHeldBytes, ErrInvalidOption)
+	}
+	for _, m := range o.Methods {
+		if !isToken(m) {
+			return fmt.Errorf("method %q in Methods is not a token: %w", m, ErrInvalidOption)
+		}
+	}
+	for _, s := range o.Statuses {
+		if s < 400 || s > 599 {
+			return fmt.Errorf("status %d in Statuses is not 4xx or 5xx: %w", s, ErrInvalidOption)
+		}
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 5.6.2), as a method is.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Handler returns next run with retries. The method value rt.Handler is a
+// func(http.Handler) http.Handler. With MaxAttempts 1 it returns next.
+//
+// A request that cannot be retried (its method is not in Methods, or its
+// body is too large to replay) goes to next as it is, with no wrapper and no
+// panic recovery. A request body read ahead for replay is handed to each
+// attempt in a shallow copy of the request; the request itself is not
+// changed.
+func (rt *Retry) Handler(next http.Handler) http.Handler {
+	if rt.maxAttempts == 1 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(rt.methods, r.Method) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		first, body, ok := rt.replayable(r)
+		if !ok {
+			next.ServeHTTP(w, first)
+			return
+		}
+		// Hot path. Budget on top of next, when the first attempt succeeds:
+		// under 2 µs and 20 allocations per request (a body read ahead for
+		// replay adds its own). BenchmarkRetry measures it; the recorder and
+		// its header map are pooled, and failsafe's executor is not entered.
+		rec := rt.recorders.get(w, rt.hold)
+		pe := rt.attempt(next, rec, first)
+		if pe == nil && !rec.Held() {
+			rec.finish()
+			rt.recorders.put(rec)
+			return
+		}
+		rt.retry(&retryRun{rt: rt, next: next, w: w, req: first, body: body, rec: rec, recovered: pe})
+	})
+}
+
+// holds is the recorder's hold decision: an attempt fails, and its response
+// is held back, when its status is retryable and any Retry-After it carries
+// is within MaxDelay.
+func (rt *Retry) holds(status int, h http.Header) bool {
+	if !slices.Contains(rt.statuses, status) {
+		return false
+	}
+	wait, ok := retryAfter(h)
+	return !ok || wait <= rt.maxDelay
+}
+
+// attempt runs next once, writing to rec. It returns the panic of next if
+// it panicked before anything was sent, so the attempt can be retried; the
+// recover covers next.ServeHTTP only. A panic after something was sent
+// passes on from the deferred call, keeping its stack.
+func (rt *Retry) attempt(next http.Handler, rec *recorder, r *http.Request) (pe *panicError) {
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		v := recover()
+		switch {
+		case v == nil: // runtime.Goexit: nothing to recover
+		case v == http.ErrAbortHandler:
+			panic(v)
+		case rec.Committed():
+			if !rt.recoverPanics {
+				panic(v)
+			}
+			logPanic(rt.logger, r, v)
+			panic(http.ErrAbortHandler) // part of the response went out: abort the connection
+		default:
+			pe = asPanicError(v)
+		}
+	}()
+	next.ServeHTTP(rec, r)
+	returned = true
+	return nil
+}
+
+// asPanicError wraps a recovered value with the current stack, which still
+// holds the frames that panicked, unless it already carries its own.
+func asPanicError(v any) *panicError {
+	if pe, ok := v.(*panicError); ok {
+		return pe
+	}
+	return &panicError{value: v, stack: debug.Stack()}
+}
+
+// retryRun is one request's state once its first attempt failed.
+type retryRun struct {
+	rt   *Retry
+	next http.Handler
+	w    http.ResponseWriter
+	req  *http.Request // the first attempt's request
+	body replayBody
+	rec  *recorder
+
+	recovered *panicError // the last attempt panicked before anything was sent
+	stop      bool        // the body could not be had again: no more attempts
+	cancel    context.CancelFunc
+}
+
+// failed reports whether the last attempt failed in a way worth retrying.
+func (run *retryRun) failed() bool {
+	return !run.stop && (run.recovered != nil || run.rec.Held())
+}
+
+// retry hands a request whose first attempt failed to failsafe's executor,
+// then answers with the outcome of the last attempt.
+func (rt *Retry) retry(run *retryRun) {
+	ctx, cancel := context.WithCancel(run.req.Context())
+	defer cancel()
+	run.cancel = cancel
+	// Errors mean the executor stopped early (canceled, deadline); the
+	// outcome of the last attempt is in run either way.
+	_, _ = rt.executor.WithContext(ctx).GetWithExecution(run.execute)
+
+	rec := run.rec
+	if run.recovered != nil || rec.Held() {
+		rt.exhausted.Add(1)
+	}
+	switch {
+	case run.recovered != nil:
+		if !rt.recoverPanics {
+			panic(run.recovered)
+		}
+		logPanic(rt.logger, run.req, run.recovered)
+		// Nothing was sent and the handler's headers are in the
+		// recorder's own map: the client's map is as it came in.
+		http.Error(run.w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+	case rec.Held():
+		_ = rec.sendHeld() // a write error means the client is gone
+	default:
+		rec.finish()
+	}
+	rt.recorders.put(rec)
+}
+
+// execute is the func failsafe's executor runs for each attempt.
+func (run *retryRun) execute(exec failsafe.Execution[*retryRun]) (*retryRun, error) {
+	if exec.IsFirstAttempt() {
+		return run, nil // it ran before the executor was needed; report how it went
+	}
+	req, err := run.body.request(run.req)
+	if err != nil {
+		run.stop = true
+		return run, nil
+	}
+	if run.recovered != nil {
+		// The panic is swallowed by the attempt that replaces it: its one
+		// log line.
+		logPanic(run.rt.logger, run.req, run.recovered)
+		run.recovered = nil
+	}
+	run.rt.retries.Add(1)
+	run.rec.reset(run.w, run.rt.hold) // drops the failed attempt's response
+	run.recovered = run.rt.attempt(run.next, run.rec, req)
+	return run, nil
+}
+
+// retryAfterDelay is the policy's DelayFunc: a failed response's Retry-After
+// sets the wait, stretched so that jitter can only lengthen it. Without one
+// (-1) the policy's backoff applies.
+func (rt *Retry) retryAfterDelay(exec failsafe.ExecutionAttempt[*retryRun]) time.Duration {
+	run := exec.LastResult()
+	if run == nil || !run.rec.Held() {
+		return -1
+	}
+	wait, ok := retryAfter(run.rec.ResponseHeader())
+	if !ok || wait <= 0 {
+		return -1
+	}
+	return time.Duration(float64(wait) / (1 - rt.jitterFactor))
+}
+
+// retryScheduled is called with the wait before the next attempt. If the
+// wait would reach the request's deadline, retrying stops at once: the
+// executor's wait ends and the last failed response is sent.
+func (rt *Retry) retryScheduled(e failsafe.ExecutionScheduledEvent[*retryRun]) {
+	run := e.LastResult()
+	if deadline, ok := run.req.Context().Deadline(); ok && time.Until(deadline) <= e.Delay {
+		run.cancel()
+	}
+}
+
+// Stats returns what the Retry did so far.
+func (rt *Retry) Stats() RetryStats {
+	return RetryStats{Retries: rt.retries.Load(), Exhausted: rt.exhausted.Load()}
+}
+
+// retryAfter reads a Retry-After header: a number of seconds or an HTTP
+// date. ok is false if there is none or it cannot be read.
+func retryAfter(h http.Header) (wait time.Duration, ok bool) {
+	v := h["Retry-After"]
+	if len(v) == 0 {
+		return 0, false
+	}
+	s := strings.TrimSpace(v[0])
+	if secs, err := strconv.ParseUint(s, 10, 63); err == nil {
+		if secs > uint64(math.MaxInt64/int64(time.Second)) {
+			return time.Duration(math.MaxInt64), true
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	if t, err := http.ParseTime(s); err == nil {
+		return max(time.Until(t), 0), true
+	}
+	return 0, false
+}
+
+// replayBody gives each attempt after the first a fresh request body.
+type replayBody struct {
+	buf      []byte // the body read ahead, if buffered
+	buffered bool
+	getBody  func() (io.ReadCloser, error) // the request's GetBody, if set
+}
+
+// replayable prepares r for retries. It returns the request for the first
+// attempt, how to get the body again, and whether the request may be
+// retried at all. A body without GetBody is read ahead, up to
+// MaxReplayBytes; a larger one goes to the handler whole, unretried.
+func (rt *Retry) replayable(r *http.Request) (*http.Request, replayBody, bool) {
+	switch {
+	case r.Body == nil || r.Body == http.NoBody:
+		return r, replayBody{}, true
+	case r.GetBody != nil:
+		return r, replayBody{getBody: r.GetBody}, true
+	case r.ContentLength > rt.maxReplay:
+		return r, replayBody{}, false
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, rt.maxReplay+1))
+	first := r.WithContext(r.Context()) // a shallow copy; r is not changed
+	if err != nil || int64(len(buf)) > rt.maxReplay {
+		// Too large, or the read failed: the handler gets what was read
+		// followed by the rest (or the same error again).
+		first.Body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+		return first, replayBody{}, false
+	}
+	first.Body = io.NopCloser(bytes.NewReader(buf))
+	return first, replayBody{buf: buf, buffered: true}, true
+}
+
+// request returns a copy of r with a fresh body for another attempt.
+func (b replayBody) request(r *http.Request) (*http.Request, error) {
+	var body io.ReadCloser
+	switch {
+	case b.getBody != nil:
+		var err error
+		if body, err = b.getBody(); err != nil {
+			return nil, fmt.Errorf("get body: %w", err)
+		}
+	case b.buffered:
+		body = io.NopCloser(bytes.NewReader(b.buf))
+	default:
+		return r, nil
+	}
+	again := r.WithContext(r.Context())
+	again.Body = body
+	return again, nil
+}
+
+// readCloser joins a reader and the closer of the body it reads.
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
