@@ -18,9 +18,14 @@ help: ## list the targets
 run: ## run the example server (embedded Redis unless REDIS_URL or REDISHOST/REDISPORT is set)
 	$(GO) run ./examples/echo-server
 
+# internal/asynqtest is a module of its own, so that asynq stays out of
+# what library users compile; go test ./... does not enter it.
+ASYNQTEST     := internal/asynqtest
+
 .PHONY: test
-test: vet ## vet, then every test with the race detector (real redis-server tests skip without one)
+test: vet ## vet, then every test with the race detector (real redis-server and Celery tests skip without them)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	cd $(ASYNQTEST) && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
 
 .PHONY: race
 race: ## the tests with the race detector, several times, to shake out flakes
@@ -33,6 +38,7 @@ vet: ## go vet
 .PHONY: lint
 lint: $(GOLANGCI) ## golangci-lint (errcheck, govet, staticcheck, revive, goimports, ...)
 	$(GOLANGCI) run $(PKGS)
+	cd $(ASYNQTEST) && $(GOLANGCI) run ./...
 
 $(GOLANGCI):
 	GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
@@ -49,3 +55,9 @@ fuzz: ## run every Fuzz target for FUZZTIME each (default 10s)
 .PHONY: bench
 bench: ## benchmarks with allocations (real redis-server ones skip without it)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
+
+BENCHFLAGS    ?=
+
+.PHONY: bench-compare
+bench-compare: ## side by side: no cache, the thinnest Redis cache, steadfast (needs redis-server; under 60 s)
+	$(GO) run ./bench $(BENCHFLAGS)

@@ -1,9 +1,232 @@
-// Command echo-server is the runnable example of steadfast. It is being
-// written; until then it only says so.
+// Command echo-server is the runnable example of steadfast: a small API
+// with a Redis response cache that fails open, a handler breaker and
+// retry, workers that publish heartbeats, and a mountable /health.
+//
+//	go run ./examples/echo-server            # embedded Redis (miniredis)
+//	REDIS_URL=redis://:pw@127.0.0.1:6379/0 go run ./examples/echo-server
+//	go run ./examples/echo-server -worker    # a separate worker process
+//
+// Environment: ADDR (listen address, default :8080), REDIS_URL or
+// REDISHOST + REDISPORT (+ REDISUSER, REDIS_PASSWORD, REDIS_DB), ITEM_DELAY
+// (simulated work per uncached item, default 50ms), WORKERS (in-process
+// workers, default 1), UPSTREAM_FAIL_RATE (share of /upstream calls that
+// fail, default 0.3), CELERY_CHECK (events or ping: count Celery workers on
+// the same Redis) and ASYNQ_CHECK (1: count asynq servers).
 package main
 
-import "fmt"
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/gorilla/handlers"
+
+	"github.com/steadfast-go/steadfast/cachepolicy"
+	"github.com/steadfast-go/steadfast/healthhandler"
+	"github.com/steadfast-go/steadfast/middleware"
+	"github.com/steadfast-go/steadfast/resilience"
+)
+
+// Keys this program uses in Redis.
+const (
+	keyPrefix    = "echo:"
+	heartbeatKey = "echo:workers"
+	taskQueue    = "echo:tasks"
+	processedKey = "echo:processed"
+)
+
+// exitUsage is the exit status for a malformed setting.
+const exitUsage = 2
 
 func main() {
-	fmt.Println("echo-server: the example is not written yet; see README.md")
+	workerOnly := flag.Bool("worker", false, "run only the workers (a separate worker process), no HTTP server")
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	s, err := loadSettings()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo-server:", err) // one line, never a password
+		os.Exit(exitUsage)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, logger, s, *workerOnly); err != nil {
+		logger.Error("echo-server stopped", slog.String("error", err.Error()))
+		var se *settingError
+		if errors.As(err, &se) {
+			os.Exit(exitUsage)
+		}
+		os.Exit(1)
+	}
 }
+
+// run wires every part and serves until ctx ends, then shuts down in
+// order: readiness fails, in-flight requests finish, every Close runs.
+func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) error {
+	redisCfg := s.redis
+	if s.embedded {
+		if workerOnly {
+			return &settingError{msg: "-worker needs REDIS_URL, or REDISHOST and REDISPORT: an embedded Redis is not shared between processes"}
+		}
+		mr, err := miniredis.Run()
+		if err != nil {
+			return fmt.Errorf("embedded redis: %w", err)
+		}
+		defer mr.Close()
+		redisCfg = resilience.Config{Addr: mr.Addr()}
+		logger.Info("no REDIS_URL or REDISHOST/REDISPORT set: using an embedded Redis (miniredis)", slog.String("addr", mr.Addr()))
+	}
+
+	rdb, err := resilience.NewRedis(redisCfg, resilience.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	logger.Info("redis", slog.Any("config", redisCfg)) // Config's LogValue hides the password
+
+	workers, err := startWorkers(rdb, logger, s.workers)
+	if err != nil {
+		return err
+	}
+	defer workers.Close()
+	if workerOnly {
+		logger.Info("worker process running", slog.Int("workers", s.workers))
+		<-ctx.Done()
+		return nil
+	}
+
+	cache, err := middleware.NewCache(rdb, middleware.CacheOptions{KeyPrefix: keyPrefix, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+
+	breaker, err := middleware.NewBreaker(middleware.BreakerOptions{Name: "upstream", Logger: logger, Delay: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	retry, err := middleware.NewRetry(middleware.RetryOptions{Logger: logger})
+	if err != nil {
+		return err
+	}
+
+	health, err := healthhandler.New(healthhandler.Options{
+		ServiceID:   "echo-server",
+		Description: "steadfast example",
+		// Details (error texts, hosts) only for callers on this machine.
+		ShowDetails: fromLoopback,
+		Logger:      logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer health.Close()
+	// Redis is a cache here, and workers are a background concern: both
+	// are non-critical, so their failure makes /health "warn" (HTTP 200)
+	// and never takes the service out of rotation.
+	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 2 * time.Second, Timeout: time.Second})); err != nil {
+		return err
+	}
+	if err := health.Add(healthhandler.Workers(rdb, healthhandler.WorkersOptions{
+		Key: heartbeatKey, Min: 1, TTL: 3 * heartbeatInterval, Interval: 2 * time.Second, Timeout: time.Second,
+	})); err != nil {
+		return err
+	}
+
+	// Workers not written with steadfast: Celery workers on this Redis
+	// (CELERY_CHECK=events listens to their heartbeats, =ping asks them)
+	// and asynq servers (ASYNQ_CHECK=1).
+	switch s.celeryCheck {
+	case "events":
+		celery, err := healthhandler.NewCeleryEvents(rdb, healthhandler.CeleryOptions{Min: 1, Logger: logger})
+		if err != nil {
+			return err
+		}
+		defer celery.Close()
+		if err := health.Add(celery.Check()); err != nil {
+			return err
+		}
+	case "ping":
+		if err := health.Add(healthhandler.CeleryPing(rdb, healthhandler.CeleryPingOptions{Min: 1})); err != nil {
+			return err
+		}
+	}
+	if s.asynqCheck {
+		if err := health.Add(healthhandler.Asynq(rdb, healthhandler.AsynqOptions{Min: 1})); err != nil {
+			return err
+		}
+	}
+
+	items := newItems(s.itemDelay, rdb, logger)
+	itemPolicy := cache.Policy(cachepolicy.Policy{
+		TTL:                  60 * time.Second,
+		StaleWhileRevalidate: 30 * time.Second,
+		StaleIfError:         10 * time.Minute,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /items/{id}", itemPolicy(http.HandlerFunc(items.get)))
+	mux.Handle("PUT /items/{id}", itemPolicy(http.HandlerFunc(items.put))) // a success invalidates the GET
+	mux.Handle("GET /echo", cache.Policy(cachepolicy.Policy{TTL: 10 * time.Second})(http.HandlerFunc(echo)))
+	mux.HandleFunc("GET /time", now) // not wrapped: never cached
+	mux.Handle("GET /upstream", breaker.Handler(retry.Handler(flakyUpstream(s.upstreamFailRate))))
+	mux.Handle("/health", health)
+	mux.Handle("/health/", health)
+
+	// Compression sits outside the cache, so stored bodies stay identity-
+	// encoded and the cache never sees Accept-Encoding variants.
+	var h http.Handler = handlers.CompressHandler(mux)
+	h = handlers.RecoveryHandler(handlers.RecoveryLogger(recoveryLogger{logger}))(h)
+	h = handlers.CombinedLoggingHandler(os.Stdout, h)
+
+	srv := &http.Server{
+		Addr:              s.addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.addr, err)
+	}
+	logger.Info("listening", slog.String("addr", ln.Addr().String()))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	health.Drain() // /health/ready fails from now on
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// fromLoopback lets requests from this machine see health details.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// recoveryLogger sends gorilla's recovered panics to slog.
+type recoveryLogger struct{ l *slog.Logger }
+
+func (r recoveryLogger) Println(v ...any) { r.l.Error("handler panic", slog.String("panic", fmt.Sprint(v...))) }

@@ -1,0 +1,106 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseCommandStats(t *testing.T) {
+	tests := []struct {
+		name string
+		info string
+		want map[string]int64
+	}{
+		{name: "empty", info: "# Commandstats\r\n", want: map[string]int64{}},
+		{
+			name: "two commands",
+			info: "# Commandstats\r\ncmdstat_get:calls=12,usec=34,usec_per_call=2.83,rejected_calls=0,failed_calls=0\r\n" +
+				"cmdstat_ping:calls=3,usec=1,usec_per_call=0.33\r\n",
+			want: map[string]int64{"get": 12, "ping": 3},
+		},
+		{
+			name: "other sections and junk ignored",
+			info: "# CPU\r\nused_cpu_sys:1.5\r\ncmdstat_set:calls=x\r\ncmdstat_del:usec=4,calls=7\r\n",
+			want: map[string]int64{"del": 7},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseCommandStats(tc.info); !maps.Equal(got, tc.want) {
+				t.Errorf("parseCommandStats(%q) = %v, want %v", tc.info, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCommandDelta(t *testing.T) {
+	before := map[string]int64{"get": 10, "info": 4, "ping": 1}
+	after := map[string]int64{"get": 25, "info": 6, "ping": 1, "set": 2}
+	want := map[string]int64{"get": 15, "set": 2}
+	if got := commandDelta(before, after); !maps.Equal(got, want) {
+		t.Errorf("commandDelta = %v, want %v (INFO itself and unchanged commands left out)", got, want)
+	}
+	if got := sumCalls(want); got != 17 {
+		t.Errorf("sumCalls(%v) = %d, want 17", want, got)
+	}
+}
+
+func TestParseCPU(t *testing.T) {
+	info := "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:0.750000\r\nused_cpu_sys_children:9.0\r\n"
+	if got, want := parseCPU(info), 2*time.Second; got != want {
+		t.Errorf("parseCPU(%q) = %v, want %v", info, got, want)
+	}
+}
+
+func TestReadReply(t *testing.T) {
+	tests := []struct {
+		name, in, want, wantErr string
+	}{
+		{name: "simple string", in: "+PONG\r\n", want: "PONG"},
+		{name: "integer", in: ":42\r\n", want: "42"},
+		{name: "bulk string", in: "$5\r\nhe\r\nl\r\n", want: "he\r\nl"},
+		{name: "nil bulk", in: "$-1\r\n", want: ""},
+		{name: "error", in: "-ERR unknown\r\n", wantErr: "ERR unknown"},
+		{name: "short bulk", in: "$10\r\nabc\r\n", wantErr: "EOF"},
+		{name: "array not expected", in: "*1\r\n", wantErr: "unexpected reply"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readReply(bufio.NewReader(strings.NewReader(tc.in)))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("readReply(%q) error = %v, want one containing %q", tc.in, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("readReply(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []float64
+		want float64
+	}{
+		{name: "empty", in: nil, want: 0},
+		{name: "one", in: []float64{3}, want: 3},
+		{name: "odd", in: []float64{3, 1, 2}, want: 2},
+		{name: "even", in: []float64{4, 1, 3, 2}, want: 2.5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := median(tc.in); got != tc.want {
+				t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/steadfast-go/steadfast/internal/redistest"
+)
+
+const password = "s3cret-Pa55"
+
+// binary is the example built once for all tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "echo-server-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "echo-server")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build echo-server:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is one running echo-server process.
+type server struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	base string
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// cleanEnv is the test's environment without any Redis or example setting.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "REDIS_URL", "REDISHOST", "REDISPORT", "REDISUSER", "REDIS_PASSWORD", "REDIS_DB",
+			"ADDR", "ITEM_DELAY", "WORKERS", "UPSTREAM_FAIL_RATE", "CELERY_CHECK", "ASYNQ_CHECK":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+func startServer(t *testing.T, env ...string) *server {
+	t.Helper()
+	port := redistest.FreePort(t)
+	s := &server{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuffer{}, done: make(chan struct{})}
+	s.cmd = exec.Command(binary)
+	s.cmd.Env = cleanEnv(append(env, fmt.Sprintf("ADDR=127.0.0.1:%d", port))...)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	require.NoError(t, s.cmd.Start())
+	go func() { s.err = s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		assert.NotContains(t, s.out.String(), password, "a log line shows the password")
+		if t.Failed() {
+			t.Logf("echo-server output:\n%s", s.out.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(s.base + "/health/live")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("echo-server exited early: %v\n%s", s.err, s.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("echo-server did not answer /health/live\n%s", s.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type reply struct {
+	status      int
+	cacheStatus string
+	body        string
+	took        time.Duration
+}
+
+func (s *server) do(method, path, body string) reply {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	require.NoError(s.t, err)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(s.t, err, "%s %s", method, path)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(s.t, err)
+	return reply{status: resp.StatusCode, cacheStatus: resp.Header.Get("Cache-Status"), body: string(b), took: time.Since(start)}
+}
+
+// until repeats fn every 10 ms until it returns true or limit passes.
+func until(t *testing.T, limit time.Duration, what string, fn func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !fn() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func (s *server) healthStatus() (int, string) {
+	r := s.do(http.MethodGet, "/health", "")
+	var report struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &report); err != nil {
+		s.t.Fatalf("/health body %q: %v", r.body, err)
+	}
+	return r.status, report.Status
+}
+
+// itemDelay is the example's simulated work; margin is what a loaded
+// 2-core CI machine may add on top of it and of the Redis deadline.
+const (
+	itemDelay = 50 * time.Millisecond
+	opTimeout = 50 * time.Millisecond // resilience.DefaultOpTimeout
+	margin    = 400 * time.Millisecond
+)
+
+func TestEndToEnd(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{Password: password})
+	s := startServer(t, "REDIS_URL="+rs.URL(), "ITEM_DELAY="+itemDelay.String(), "WORKERS=1")
+
+	t.Run("miss then hit", func(t *testing.T) {
+		r := s.do(http.MethodGet, "/items/1", "")
+		require.Equal(t, http.StatusOK, r.status)
+		assert.Contains(t, r.cacheStatus, "fwd=uri-miss")
+		until(t, 2*time.Second, "GET /items/1 becomes a hit", func() bool {
+			return strings.Contains(s.do(http.MethodGet, "/items/1", "").cacheStatus, "; hit")
+		})
+	})
+
+	t.Run("PUT invalidates", func(t *testing.T) {
+		r := s.do(http.MethodPut, "/items/1", `{"name":"changed"}`)
+		require.Equal(t, http.StatusOK, r.status, r.body)
+		r = s.do(http.MethodGet, "/items/1", "")
+		assert.Contains(t, r.body, `"name":"changed"`)
+		assert.NotContains(t, r.cacheStatus, "; hit")
+	})
+
+	t.Run("health passes", func(t *testing.T) {
+		until(t, 10*time.Second, "/health says pass", func() bool {
+			code, status := s.healthStatus()
+			return code == http.StatusOK && status == "pass"
+		})
+	})
+
+	t.Run("redis killed", func(t *testing.T) {
+		rs.Kill()
+		for i := range 30 {
+			r := s.do(http.MethodGet, fmt.Sprintf("/items/k%d", i%5), "")
+			require.Equal(t, http.StatusOK, r.status, "request %d with Redis down", i)
+			assert.Contains(t, r.cacheStatus, "fwd=bypass", "request %d", i)
+			assert.Less(t, r.took, itemDelay+margin, "request %d with Redis down", i)
+		}
+		until(t, 10*time.Second, "/health says warn with 200", func() bool {
+			code, status := s.healthStatus()
+			return code == http.StatusOK && status == "warn"
+		})
+		assert.Equal(t, http.StatusOK, s.do(http.MethodGet, "/health/ready", "").status, "readiness with Redis down")
+		assert.Equal(t, http.StatusOK, s.do(http.MethodGet, "/health/live", "").status, "liveness with Redis down")
+	})
+
+	t.Run("redis restarted", func(t *testing.T) {
+		rs.Restart()
+		// The prober notices by itself; these requests only observe it.
+		took := until(t, time.Second+margin, "caching resumes", func() bool {
+			return !strings.Contains(s.do(http.MethodGet, "/items/r", "").cacheStatus, "bypass")
+		})
+		t.Logf("caching resumed %v after Redis answered", took)
+		until(t, 2*time.Second, "GET /items/r becomes a hit", func() bool {
+			return strings.Contains(s.do(http.MethodGet, "/items/r", "").cacheStatus, "; hit")
+		})
+		until(t, 10*time.Second, "/health back to pass", func() bool {
+			_, status := s.healthStatus()
+			return status == "pass"
+		})
+	})
+
+	t.Run("redis hung", func(t *testing.T) {
+		rs.Pause()
+		defer rs.Resume()
+		for i := range 10 {
+			r := s.do(http.MethodGet, fmt.Sprintf("/items/h%d", i%3), "")
+			require.Equal(t, http.StatusOK, r.status, "request %d with Redis hung", i)
+			assert.Less(t, r.took, itemDelay+opTimeout+margin, "request %d with Redis hung", i)
+		}
+	})
+
+	t.Run("SIGTERM exits 0", func(t *testing.T) {
+		require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+		select {
+		case <-s.done:
+		case <-time.After(15 * time.Second):
+			t.Fatal("echo-server did not exit within 15 s of SIGTERM")
+		}
+		require.NoError(t, s.err, "exit status after SIGTERM")
+	})
+}
+
+func TestEmbeddedRedis(t *testing.T) {
+	s := startServer(t, "ITEM_DELAY=1ms")
+	assert.Contains(t, s.out.String(), "embedded Redis")
+	r := s.do(http.MethodGet, "/echo?msg=hi", "")
+	require.Equal(t, http.StatusOK, r.status)
+	assert.JSONEq(t, `{"msg":"hi"}`, r.body)
+	until(t, 2*time.Second, "GET /echo becomes a hit", func() bool {
+		return strings.Contains(s.do(http.MethodGet, "/echo?msg=hi", "").cacheStatus, "; hit")
+	})
+	assert.NotContains(t, s.do(http.MethodGet, "/time", "").cacheStatus, "hit", "/time is never cached")
+}
+
+func TestBadSettingsExit2(t *testing.T) {
+	tests := []struct {
+		name, env, want string
+	}{
+		{"malformed REDIS_URL", "REDIS_URL=redis://app:" + password + "@cache.internal:notaport/0", "REDIS_URL"},
+		{"bad scheme", "REDIS_URL=http://app:" + password + "@cache.internal:6379", "REDIS_URL"},
+		{"port without host", "REDISPORT=6379", "REDISHOST"},
+		{"bad ITEM_DELAY", "ITEM_DELAY=soon", "ITEM_DELAY"},
+		{"bad CELERY_CHECK", "CELERY_CHECK=yes", "CELERY_CHECK"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary)
+			cmd.Env = cleanEnv(tc.env, "ADDR=127.0.0.1:0")
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			require.True(t, errors.As(err, &ee), "want an exit error, got %v; output %q", err, out)
+			assert.Equal(t, exitUsage, ee.ExitCode(), "output %q", out)
+			assert.Contains(t, string(out), tc.want)
+			assert.NotContains(t, string(out), password)
+			assert.Equal(t, 1, strings.Count(strings.TrimSpace(string(out)), "\n")+1, "want one line, got %q", out)
+		})
+	}
+}
