@@ -1,0 +1,117 @@
+package faultmatrix
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/steadfast-go/steadfast/cachepolicy"
+	"github.com/steadfast-go/steadfast/healthhandler"
+	"github.com/steadfast-go/steadfast/middleware"
+	"github.com/steadfast-go/steadfast/resilience"
+)
+
+// Settings of the stack under test.
+const (
+	// work is the item's work: what the origin spends on every request.
+	work = 5 * time.Millisecond
+	// opTimeout is the resilience deadline of one Redis operation (the
+	// library's default, set explicitly so the latency bound is visible).
+	opTimeout = resilience.DefaultOpTimeout
+	// cacheTTL keeps entries fresh for the whole phase.
+	cacheTTL = time.Minute
+	// healthInterval is how often the Redis health check runs: often
+	// enough that a 1 s fault shows many times.
+	healthInterval = 50 * time.Millisecond
+	// detailsHeader set to 1 makes a /health request see details.
+	detailsHeader = "X-Faultmatrix-Details"
+	// controlPrefix starts the paths of control requests: the same origin
+	// and work, without the cache.
+	controlPrefix = "/control"
+)
+
+// stack is one application as a user would wire it: the guarded client,
+// the cache on the item routes, /health, served on a loopback port.
+type stack struct {
+	rdb    *resilience.Redis
+	cache  *middleware.Cache
+	health *healthhandler.Handler
+	origin *origin
+	mon    *monitor
+	srv    *httptest.Server
+	policy cachepolicy.Policy
+	prefix string
+}
+
+// newStack builds a stack that reaches Redis at addr with password, logs
+// into log and keeps its entries under prefix.
+func newStack(t *testing.T, addr, password, prefix string, log *slog.Logger) *stack {
+	t.Helper()
+	rdb, err := resilience.NewRedis(resilience.Config{Addr: addr, Password: password}, resilience.Options{
+		Logger:    log,
+		OpTimeout: opTimeout,
+	})
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	cache, err := middleware.NewCache(rdb, middleware.CacheOptions{KeyPrefix: prefix, Logger: log})
+	if err != nil {
+		_ = rdb.Close()
+		t.Fatalf("NewCache: %v", err)
+	}
+	health, err := healthhandler.New(healthhandler.Options{
+		ServiceID: "faultmatrix",
+		// The suite is the operator: it reads the specific error; the
+		// public view is checked to hold no host name.
+		ShowDetails: func(r *http.Request) bool { return r.Header.Get(detailsHeader) == "1" },
+		Logger:      log,
+	})
+	if err != nil {
+		_ = cache.Close()
+		_ = rdb.Close()
+		t.Fatalf("healthhandler.New: %v", err)
+	}
+	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})); err != nil {
+		_ = health.Close()
+		_ = cache.Close()
+		_ = rdb.Close()
+		t.Fatalf("health.Add: %v", err)
+	}
+	s := &stack{
+		rdb:    rdb,
+		cache:  cache,
+		health: health,
+		origin: newOrigin(work),
+		mon:    newMonitor(),
+		policy: cachepolicy.Policy{TTL: cacheTTL},
+		prefix: prefix,
+	}
+	mux := http.NewServeMux()
+	// All methods: the cache sees the POSTs that invalidate.
+	mux.Handle("/items/", s.mon.wrap(cache.Policy(s.policy)(s.origin)))
+	mux.Handle(controlPrefix+"/", s.mon.wrap(s.origin))
+	mux.Handle("/health", health)
+	mux.Handle("/health/", health)
+	s.srv = httptest.NewServer(mux)
+	return s
+}
+
+// keys returns the cache key of every resource's GET entry.
+func (s *stack) keys() []string {
+	var keys []string
+	for _, res := range allResources() {
+		req := httptest.NewRequest(http.MethodGet, "http://"+res.host+res.target(), nil)
+		keys = append(keys, cachepolicy.Key(s.prefix, req, s.policy))
+	}
+	return keys
+}
+
+// close stops the server (waiting for requests in flight), then the
+// health checks, the cache's writer, and the client and its prober.
+func (s *stack) close() error {
+	s.srv.Close()
+	return errors.Join(s.health.Close(), s.cache.Close(), s.rdb.Close())
+}
