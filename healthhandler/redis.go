@@ -3,6 +3,7 @@ package healthhandler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
@@ -44,8 +45,14 @@ const redisOutput = "redis unavailable"
 // When Redis fails, everyone reads "redis unavailable"; callers allowed to
 // see details also read the specific error (such as "connection refused",
 // READONLY or WRONGPASS; with the breaker open, the last error that opened
-// it) and the redacted address as componentId. [Handler.Add] reports a nil
-// rdb.
+// it) and the redacted address as componentId.
+//
+// A PING is not the whole story: a read-only replica or a server out of
+// memory answers it while every write fails. So when the PING succeeds but
+// other operations failed because of Redis since the previous run (as
+// rdb's Stats count them), the check reports "warn", with "redis
+// operations failing" for everyone and the count and last error in the
+// details. [Handler.Add] reports a nil rdb.
 func Redis(rdb *resilience.Redis, opts RedisOptions) Check {
 	name := opts.Name
 	if name == "" {
@@ -62,18 +69,33 @@ func Redis(rdb *resilience.Redis, opts RedisOptions) Check {
 		c.err = errors.New("healthhandler: Redis check of a nil client")
 		return c
 	}
+	// Runs of one check never overlap, so seen needs no lock.
+	seen := rdb.Stats().Failures
 	c.Run = func(ctx context.Context) ([]Observation, error) {
 		rtt, err := rdb.Ping(ctx)
-		return redisObservations(rtt, err, rdb.Stats(), time.Now()), nil
+		st := rdb.Stats()
+		failed := st.Failures - min(seen, st.Failures)
+		seen = st.Failures
+		return redisObservations(rtt, err, st, failed, time.Now()), nil
 	}
 	return c
 }
 
-// redisObservations describes one PING and the figures read after it.
-func redisObservations(rtt time.Duration, err error, st resilience.Stats, now time.Time) []Observation {
+// redisOutputFailing is what everyone may read when Redis answers PING
+// but other operations fail.
+const redisOutputFailing = "redis operations failing"
+
+// redisObservations describes one PING and the figures read after it;
+// failed is how many operations failed because of Redis since the
+// previous run.
+func redisObservations(rtt time.Duration, err error, st resilience.Stats, failed uint64, now time.Time) []Observation {
 	base := Observation{ComponentID: st.Addr, Status: StatusPass}
-	if err != nil {
+	switch {
+	case err != nil:
 		base.Status, base.Output, base.Detail = StatusFail, redisOutput, failureDetail(err, st)
+	case failed > 0:
+		base.Status, base.Output = StatusWarn, redisOutputFailing
+		base.Detail = fmt.Sprintf("%d operations failed since the last check; last error: %s", failed, st.LastError)
 	}
 	rt := base
 	rt.Measurement = "responseTime"

@@ -269,6 +269,50 @@ func TestRedisKilled(t *testing.T) {
 	}
 }
 
+// TestRedisCheckSeesWriteFailures: a Redis that answers PING but refuses
+// writes (here out of memory under noeviction) makes the check warn, with
+// the specific error in the details, and it passes again once writes work.
+func TestRedisCheckSeesWriteFailures(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	rdb := newRedis(t, resilience.Config{Addr: srv.Addr()}, resilience.Options{})
+	check := healthhandler.Redis(rdb, healthhandler.RedisOptions{})
+	ctx := context.Background()
+	status := func() (healthhandler.Status, string, string) {
+		t.Helper()
+		obs, err := check.Run(ctx)
+		if err != nil || len(obs) == 0 {
+			t.Fatalf("Run = %v, %v", obs, err)
+		}
+		return obs[0].Status, obs[0].Output, obs[0].Detail
+	}
+	if got, _, _ := status(); got != healthhandler.StatusPass {
+		t.Fatalf("before the fault: %s, want pass", got)
+	}
+
+	for _, args := range [][]string{{"CONFIG", "SET", "maxmemory-policy", "noeviction"}, {"CONFIG", "SET", "maxmemory", "1"}} {
+		if _, err := srv.Command(args...); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	if err := rdb.Set(ctx, "k", []byte("v"), 0); err == nil || !resilience.IsFailure(err) {
+		t.Fatalf("Set out of memory = %v, want a failure", err)
+	}
+	got, output, detail := status()
+	if got != healthhandler.StatusWarn || output != "redis operations failing" || !strings.Contains(detail, "OOM") {
+		t.Errorf("with writes failing: %s %q %q, want warn, \"redis operations failing\" and the OOM error", got, output, detail)
+	}
+
+	if _, err := srv.Command("CONFIG", "SET", "maxmemory", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, "k", []byte("v"), 0); err != nil {
+		t.Fatalf("Set after the fault: %v", err)
+	}
+	if got, _, _ := status(); got != healthhandler.StatusPass {
+		t.Errorf("after the fault: %s, want pass", got)
+	}
+}
+
 // TestSecretsNeverShown: with a password in the configuration and a URL
 // holding it in errors, values and a panic, the password appears in no
 // report, however detailed, and in no log line.

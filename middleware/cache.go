@@ -115,8 +115,11 @@ type CacheStats struct {
 	DecodeErrors uint64
 	// Refreshes counts background refreshes of stale entries started.
 	Refreshes uint64
-	// Invalidations counts deletes made because an unsafe request (POST,
-	// PUT, PATCH, DELETE...) succeeded.
+	// Invalidations counts keys invalidated because an unsafe request
+	// (POST, PUT, PATCH, DELETE...) succeeded. A delete that fails is
+	// also counted in StoreErrors; until it succeeds (it is tried again
+	// when the entry is next found), this process neither serves nor
+	// stores a response made before the invalidation.
 	Invalidations uint64
 }
 
@@ -173,6 +176,7 @@ type Cache struct {
 
 	w       *writer
 	flights flights
+	inval   invalidations
 	recs    recorderPool
 	stats   cacheCounters
 
@@ -214,7 +218,7 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.w = newWriter(store, orDefault(opts.QueueSize, DefaultCacheQueueSize),
-		orDefault(opts.Workers, DefaultCacheWorkers), c.log, &c.stats)
+		orDefault(opts.Workers, DefaultCacheWorkers), c.log, &c.stats, c.invalidated)
 	return c, nil
 }
 
@@ -373,6 +377,10 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 			if c.store.Del(r.Context(), key) != nil {
 				c.stats.storeErrors.Add(1)
 			}
+		} else if at, stale := c.inval.stale(key, e.storedAt, c.now()); stale {
+			// Stored before this process invalidated the key, whose
+			// delete failed or was overtaken: a miss, and deleted now.
+			c.deleteInvalidated(r, key, at)
 		} else {
 			found = true
 		}
@@ -517,12 +525,31 @@ func (c *Cache) invalidate(r *http.Request, p *cachepolicy.Policy) {
 	get := *r // shallow copy: the key of the same URL's GET
 	get.Method = http.MethodGet
 	key := cachepolicy.Key(c.prefix, &get, *p)
+	// Recorded first: should the delete fail, or a miss that started
+	// earlier write after it, this process still never serves or stores
+	// the old response again.
+	at := c.now()
+	c.inval.add(key, at)
 	c.flights.forgetFinished(key)
-	// The delete must happen even if the client left as soon as it had
-	// its answer; the store's own deadline bounds it.
+	c.stats.inv.Add(1)
+	c.deleteInvalidated(r, key, at)
+}
+
+// invalidated reports whether an entry of key made at storedAt predates
+// the key's last invalidation, and so must not be written.
+func (c *Cache) invalidated(key string, storedAt time.Time) bool {
+	_, stale := c.inval.stale(key, storedAt, c.now())
+	return stale
+}
+
+// deleteInvalidated deletes key's entry, invalidated at at. It must happen
+// even if the client left as soon as it had its answer; the store's own
+// deadline bounds it. A failure is counted, and the delete is tried again
+// when the entry is next found.
+func (c *Cache) deleteInvalidated(r *http.Request, key string, at time.Time) {
 	if err := c.store.Del(context.WithoutCancel(r.Context()), key); err != nil {
 		c.stats.storeErrors.Add(1)
 		return
 	}
-	c.stats.inv.Add(1)
+	c.inval.deleted(key, at, c.now())
 }

@@ -43,8 +43,11 @@ type writeJob struct {
 // logged once per episode) instead of making the request wait.
 type writer struct {
 	store Store
-	log   *slog.Logger
-	stats *cacheCounters
+	// invalidated says the entry was made before its key was last
+	// invalidated: it is dropped, never written.
+	invalidated func(key string, storedAt time.Time) bool
+	log         *slog.Logger
+	stats       *cacheCounters
 
 	jobs chan writeJob
 	// mu guards closed, so that no send races with close(jobs).
@@ -56,11 +59,14 @@ type writer struct {
 	full   atomic.Bool // the queue was found full and not yet found free
 }
 
-func newWriter(store Store, size, workers int, log *slog.Logger, stats *cacheCounters) *writer {
+func newWriter(store Store, size, workers int, log *slog.Logger, stats *cacheCounters,
+	invalidated func(key string, storedAt time.Time) bool,
+) *writer {
 	w := &writer{
-		store: store,
-		log:   log,
-		stats: stats,
+		store:       store,
+		invalidated: invalidated,
+		log:         log,
+		stats:       stats,
 		// Buffered: this channel is the bounded queue of CacheOptions.QueueSize.
 		jobs: make(chan writeJob, size),
 	}
@@ -115,6 +121,10 @@ func (w *writer) write(j writeJob, buf []byte) []byte {
 		defer j.done()
 	}
 	if w.ctx.Err() != nil { // Close gave up draining
+		w.stats.dropped.Add(1)
+		return buf
+	}
+	if w.invalidated(j.key, j.e.storedAt) {
 		w.stats.dropped.Add(1)
 		return buf
 	}
