@@ -176,6 +176,7 @@ type Cache struct {
 
 	w       *writer
 	flights flights
+	linger  time.Duration // how long a stored flight stays findable: flightLinger
 	inval   invalidations
 	recs    recorderPool
 	stats   cacheCounters
@@ -209,6 +210,7 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 		now:        opts.Now,
 		log:        opts.Logger,
 		refreshing: make(map[string]struct{}),
+		linger:     flightLinger,
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -365,6 +367,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 
 	var kb [128]byte
 	key := string(cachepolicy.AppendKey(kb[:0], c.prefix, r, *p))
+	lookup := time.Now() // the runtime's clock: this orders real events
 	val, err := c.store.Get(r.Context(), key)
 	var e entry
 	found := false
@@ -392,7 +395,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		// for the key still run the handler once between them: an outage
 		// (or a pool too small for a burst) must not turn into a stampede.
 		c.stats.bypasses.Add(1)
-		c.fill(w, r, next, p, key, &rd, nil, cachepolicy.FwdBypass)
+		c.fill(w, r, next, p, key, lookup, &rd, nil, cachepolicy.FwdBypass)
 		return
 	}
 
@@ -432,7 +435,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	if state == cachepolicy.StaleIfErrorOnly {
 		fallback = &e
 	}
-	c.fill(w, r, next, p, key, &rd, fallback, fwd)
+	c.fill(w, r, next, p, key, lookup, &rd, fallback, fwd)
 }
 
 // skip says why a GET or HEAD request is not handled by the cache at all,

@@ -50,6 +50,9 @@ func newFaultEnv(t *testing.T) *faultEnv {
 	e.store = &signalStore{Store: rdb, sets: make(chan string, 64)}
 	e.cache, err = middleware.NewCache(e.store, middleware.CacheOptions{Logger: quiet, Now: e.clock.Now})
 	require.NoError(t, err)
+	// Each request here comes alone, right after a fault: none is to be
+	// answered from a flight that finished before it.
+	middleware.SetFlightLinger(e.cache, 0)
 	t.Cleanup(func() { _ = e.cache.Close() })
 	o := &origin{}
 	return &faultEnv{env: e, srv: srv, changes: changes, o: o,

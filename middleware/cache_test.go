@@ -1290,6 +1290,45 @@ func (l *lines) String() string {
 
 func (l *lines) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
+func TestCacheAnswersLookupThatMissedTheLanding(t *testing.T) {
+	// A request whose lookup began before another run's entry landed in
+	// the store, and missed it, is answered from that run even after the
+	// entry landed (a GET that waited for a pooled connection in a burst).
+	var gets atomic.Int64
+	entered, release := make(chan struct{}), make(chan struct{})
+	stored := make(chan struct{}, 1)
+	store := &fakeStore{
+		GetFunc: func(context.Context, string) ([]byte, error) {
+			if gets.Add(1) == 1 { // the slow lookup
+				close(entered)
+				<-release
+			}
+			return nil, fmt.Errorf("fake get: %w", resilience.ErrNotFound)
+		},
+		SetFunc: func(context.Context, string, []byte, time.Duration) error {
+			stored <- struct{}{}
+			return nil
+		},
+	}
+	cache, err := middleware.NewCache(store, middleware.CacheOptions{Logger: quiet})
+	require.NoError(t, err)
+	defer cache.Close()
+	o := &origin{}
+	h := cache.Policy(cachepolicy.Policy{TTL: time.Minute})(o)
+
+	slow := make(chan *httptest.ResponseRecorder)
+	go func() { slow <- do(h, "GET", "/x") }()
+	<-entered
+	first := do(h, "GET", "/x")
+	require.Equal(t, "run 1", first.Body.String())
+	<-stored
+	close(release)
+	rr := <-slow
+	assert.Equal(t, "run 1", rr.Body.String(), "the handler ran again for a lookup that missed the landing")
+	assert.Equal(t, "steadfast; fwd=uri-miss; collapsed", rr.Header().Get("Cache-Status"))
+	assert.EqualValues(t, 1, o.runs.Load(), "handler runs")
+}
+
 func TestCacheAnswersFromResponseNotYetStored(t *testing.T) {
 	// Between the end of the handler and the entry landing in the store,
 	// requests for the key are answered from the finished run.

@@ -38,6 +38,11 @@ import (
 // short gap between the handler's end and the entry landing in Redis are
 // answered from it too, instead of running the handler again.
 
+// flightLinger is how long a flight whose entry was stored stays findable:
+// more than any lookup that could have missed the entry takes (a store
+// operation's deadline is tens of milliseconds).
+const flightLinger = time.Second
+
 // flights is the set of flights in progress, by cache key.
 type flights struct {
 	mu sync.Mutex
@@ -54,6 +59,10 @@ type flight struct {
 	panicVal any
 	failed   bool // the handler failed (5xx or a recovered panic)
 
+	// landed is when the entry was in the store (or the write gave up);
+	// zero before. Guarded by the flights' mutex.
+	landed time.Time
+
 	// refs counts the leader's client and the waiters still interested;
 	// the work is cancelled when it drops to zero before done.
 	mu     sync.Mutex
@@ -64,15 +73,15 @@ type flight struct {
 // join returns the flight for key and whether the caller must lead it. A
 // caller that may not lead (lead false) gets nil when there is no flight
 // to wait for. A finished flight (kept until its entry is stored) is
-// joined only when usable accepts its entry; otherwise a caller that may
+// joined only when usable accepts it; otherwise a caller that may
 // lead starts a new flight.
-func (g *flights) join(key string, lead bool, usable func(*entry) bool) (f *flight, leader bool) {
+func (g *flights) join(key string, lead bool, usable func(*flight) bool) (f *flight, leader bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if f = g.m[key]; f != nil {
 		select {
 		case <-f.done:
-			if f.e != nil && usable(f.e) {
+			if f.e != nil && usable(f) {
 				return f, false
 			}
 		default:
@@ -91,6 +100,16 @@ func (g *flights) join(key string, lead bool, usable func(*entry) bool) (f *flig
 	f = &flight{done: make(chan struct{}), refs: 1}
 	g.m[key] = f
 	return f, true
+}
+
+// land records that f's entry is in the store (or will not be), and
+// forgets f after flightLinger.
+func (g *flights) land(key string, f *flight, linger time.Duration) {
+	g.mu.Lock()
+	f.landed = time.Now()
+	g.mu.Unlock()
+	// The timer holds no goroutine until it fires.
+	time.AfterFunc(linger, func() { g.forget(key, f) })
 }
 
 // forget removes f, if it is still the flight for key.
@@ -179,15 +198,22 @@ func (f *flight) finish(e *entry, failed, panicked bool, panicVal any) {
 // may get a 304, a Range request a part). Others join a running flight if
 // there is one and otherwise run the handler alone.
 func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
-	key string, rd *cachepolicy.RequestDirectives, fallback *entry, fwd string,
+	key string, lookup time.Time, rd *cachepolicy.RequestDirectives, fallback *entry, fwd string,
 ) {
 	lead := r.Method == http.MethodGet && !conditional(r.Header) &&
 		len(r.Header["If-Match"]) == 0 && len(r.Header["If-Unmodified-Since"]) == 0 && len(r.Header["Range"]) == 0
-	// A response finished before the request came is used only if it is
-	// fresh for it, as if it had been found in the store.
+	// A finished flight is used only if it is fresh for the request, as
+	// if it had been found in the store, and, when the store answered,
+	// only if the request's lookup began before the flight's entry landed
+	// there (it missed the entry by a hair): a lookup that began later and
+	// missed means the entry is gone (a restart, a flush), so the handler
+	// runs and stores it again. When the store could not answer (bypass),
+	// a response a flight made within flightLinger is better than running
+	// the handler once more: nothing would be stored anyway.
 	now := c.now()
-	usable := func(e *entry) bool {
-		return cachepolicy.Classify(e.life, e.storedAt, now, *rd) == cachepolicy.Fresh
+	usable := func(f *flight) bool {
+		return (fwd == cachepolicy.FwdBypass || f.landed.IsZero() || lookup.Before(f.landed)) &&
+			cachepolicy.Classify(f.e.life, f.e.storedAt, now, *rd) == cachepolicy.Fresh
 	}
 	f, leader := c.flights.join(key, lead, usable)
 	switch {
@@ -443,7 +469,11 @@ func (ru *run) complete() {
 		f, key := ru.f, ru.key
 		j := writeJob{key: key, e: e, ttl: retention(e.life)}
 		if f != nil {
-			j.done = func() { c.flights.forget(key, f) }
+			// Findable a little longer: a request whose lookup missed just
+			// before the entry landed (its GET waited for a connection, say)
+			// is answered from the flight instead of running the handler
+			// again.
+			j.done = func() { c.flights.land(key, f, c.linger) }
 		}
 		c.w.enqueue(j)
 	}
