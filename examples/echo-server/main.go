@@ -90,14 +90,14 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
+	defer closeLogged(logger, "redis", rdb)
 	logger.Info("redis", slog.Any("config", redisCfg)) // Config's LogValue hides the password
 
 	workers, err := startWorkers(rdb, logger, s.workers)
 	if err != nil {
 		return err
 	}
-	defer workers.Close()
+	defer closeLogged(logger, "workers", workers)
 	if workerOnly {
 		logger.Info("worker process running", slog.Int("workers", s.workers))
 		<-ctx.Done()
@@ -108,7 +108,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	if err != nil {
 		return err
 	}
-	defer cache.Close()
+	defer closeLogged(logger, "cache", cache)
 
 	breaker, err := middleware.NewBreaker(middleware.BreakerOptions{Name: "upstream", Logger: logger, Delay: 5 * time.Second})
 	if err != nil {
@@ -129,7 +129,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	if err != nil {
 		return err
 	}
-	defer health.Close()
+	defer closeLogged(logger, "health", health)
 	// Redis is a cache here, and workers are a background concern: both
 	// are non-critical, so their failure makes /health "warn" (HTTP 200)
 	// and never takes the service out of rotation.
@@ -151,7 +151,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		if err != nil {
 			return err
 		}
-		defer celery.Close()
+		defer closeLogged(logger, "celery", celery)
 		if err := health.Add(celery.Check()); err != nil {
 			return err
 		}
@@ -183,7 +183,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 
 	// Compression sits outside the cache, so stored bodies stay identity-
 	// encoded and the cache never sees Accept-Encoding variants.
-	var h http.Handler = handlers.CompressHandler(mux)
+	h := handlers.CompressHandler(mux)
 	h = handlers.RecoveryHandler(handlers.RecoveryLogger(recoveryLogger{logger}))(h)
 	h = handlers.CombinedLoggingHandler(os.Stdout, h)
 
@@ -229,4 +229,13 @@ func fromLoopback(r *http.Request) bool {
 // recoveryLogger sends gorilla's recovered panics to slog.
 type recoveryLogger struct{ l *slog.Logger }
 
-func (r recoveryLogger) Println(v ...any) { r.l.Error("handler panic", slog.String("panic", fmt.Sprint(v...))) }
+func (r recoveryLogger) Println(v ...any) {
+	r.l.Error("handler panic", slog.String("panic", fmt.Sprint(v...)))
+}
+
+// closeLogged closes c at shutdown, logging (not failing on) its error.
+func closeLogged(logger *slog.Logger, name string, c interface{ Close() error }) {
+	if err := c.Close(); err != nil {
+		logger.Warn("close", slog.String("component", name), slog.String("error", err.Error()))
+	}
+}
