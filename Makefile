@@ -3,6 +3,8 @@
 GO            ?= go
 PKGS          ?= ./...
 FUZZTIME      ?= 10s
+# A bounded minimisation, so that a slow one cannot eat the fuzz time.
+FUZZFLAGS     ?= -fuzzminimizetime=10x
 BENCHTIME     ?= 1s
 GOLANGCI_VERSION ?= v2.15.0
 GOBIN         ?= $(shell $(GO) env GOPATH)/bin
@@ -48,7 +50,7 @@ fuzz: ## run every Fuzz target for FUZZTIME each (default 10s)
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 			echo "== $$pkg $$f"; \
-			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 		done; \
 	done
 

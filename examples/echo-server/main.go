@@ -29,6 +29,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gorilla/handlers"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
 	"github.com/steadfast-go/steadfast/healthhandler"
@@ -51,6 +52,11 @@ func main() {
 	workerOnly := flag.Bool("worker", false, "run only the workers (a separate worker process), no HTTP server")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// go-redis logs every failed dial through a logger of its own, which
+	// is process-wide: a program (never a library) may route it. Here it
+	// goes to slog at debug level, since steadfast already logs one line
+	// per change of Redis's state.
+	redis.SetLogger(goRedisLogger{logger})
 
 	s, err := loadSettings()
 	if err != nil {
@@ -231,6 +237,13 @@ type recoveryLogger struct{ l *slog.Logger }
 
 func (r recoveryLogger) Println(v ...any) {
 	r.l.Error("handler panic", slog.String("panic", fmt.Sprint(v...)))
+}
+
+// goRedisLogger sends go-redis's own log lines to slog at debug level.
+type goRedisLogger struct{ l *slog.Logger }
+
+func (g goRedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	g.l.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }
 
 // closeLogged closes c at shutdown, logging (not failing on) its error.
