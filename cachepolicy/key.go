@@ -28,7 +28,8 @@ const keyVersion = 1
 //     default port (:80 for http, :443 for https) or an empty port removed;
 //   - the escaped path (an empty path is "/") and any opaque URL part;
 //   - the query, each parameter decoded ("+" as space, %XX escapes) and the
-//     parameters sorted, so "b=2&a=1" and "a=%31&b=2" share a key; empty
+//     parameters sorted by name, so "b=2&a=1" and "a=%31&b=2" share a key
+//     (the values of a repeated name keep their order: handlers see it); empty
 //     parameters are dropped and "a" equals "a=", as in [net/url.ParseQuery];
 //     a parameter with a bad escape is kept byte for byte and matches only
 //     itself;
@@ -172,17 +173,17 @@ func appendQuery(b []byte, rawQuery string) []byte {
 		q.end = len(buf)
 		params = append(params, q)
 	}
-	slices.SortFunc(params, func(x, y queryParam) int {
+	// By name only, and stably: the values of a repeated name keep their
+	// order, which handlers see (?sort=price&sort=name is not
+	// ?sort=name&sort=price to r.URL.Query().Get).
+	slices.SortStableFunc(params, func(x, y queryParam) int {
 		if x.raw != y.raw {
 			if x.raw {
 				return 1
 			}
 			return -1
 		}
-		if c := bytes.Compare(buf[x.start:x.mid], buf[y.start:y.mid]); c != 0 {
-			return c
-		}
-		return bytes.Compare(buf[x.mid:x.end], buf[y.mid:y.end])
+		return bytes.Compare(buf[x.start:x.mid], buf[y.start:y.mid])
 	})
 	b = binary.AppendUvarint(b, uint64(len(params)))
 	for _, q := range params {

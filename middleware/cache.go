@@ -220,22 +220,33 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.w = newWriter(store, orDefault(opts.QueueSize, DefaultCacheQueueSize),
-		orDefault(opts.Workers, DefaultCacheWorkers), c.log, &c.stats, c.invalidated)
+		orDefault(opts.Workers, DefaultCacheWorkers), c.log, &c.stats, c.inval.made)
 	return c, nil
 }
 
-// Close stops background refreshes and waits for them, then waits for the
-// entries already queued to be written, at most 5 seconds, and drops the
-// rest. The cache goes on serving after Close, but stores nothing more.
-// Close is safe to call more than once; it returns nil.
+// Close cancels background refreshes and waits for them, at most 5
+// seconds, then waits for the entries already queued to be written, at
+// most 5 seconds more, and drops the rest. The cache goes on serving after
+// Close, but stores nothing more. Close is safe to call more than once. It
+// returns an error only when a refresh's handler ignored its cancelled
+// context for those 5 seconds (its goroutine is then left running).
 func (c *Cache) Close() error {
 	c.refreshMu.Lock()
 	c.closed = true
 	c.refreshMu.Unlock()
 	c.cancel()
-	c.refreshWG.Wait()
+	var err error
+	refreshed := make(chan struct{})
+	go func() { c.refreshWG.Wait(); close(refreshed) }()
+	timer := time.NewTimer(closeDrainTimeout)
+	select {
+	case <-refreshed:
+	case <-timer.C:
+		err = fmt.Errorf("cache close: a background refresh still runs %v after its context was cancelled", closeDrainTimeout)
+	}
+	timer.Stop()
 	c.w.close()
-	return nil
+	return err
 }
 
 // Stats returns what the cache did so far. It does no I/O.
@@ -533,16 +544,9 @@ func (c *Cache) invalidate(r *http.Request, p *cachepolicy.Policy) {
 	// the old response again.
 	at := c.now()
 	c.inval.add(key, at)
-	c.flights.forgetFinished(key)
+	c.flights.forgetKey(key)
 	c.stats.inv.Add(1)
 	c.deleteInvalidated(r, key, at)
-}
-
-// invalidated reports whether an entry of key made at storedAt predates
-// the key's last invalidation, and so must not be written.
-func (c *Cache) invalidated(key string, storedAt time.Time) bool {
-	_, stale := c.inval.stale(key, storedAt, c.now())
-	return stale
 }
 
 // deleteInvalidated deletes key's entry, invalidated at at. It must happen

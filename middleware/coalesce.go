@@ -121,18 +121,15 @@ func (g *flights) forget(key string, f *flight) {
 	g.mu.Unlock()
 }
 
-// forgetFinished removes a finished flight for key, so that nobody is
-// answered from it any more (the key was invalidated).
-func (g *flights) forgetFinished(key string) {
+// forgetKey removes key's flight, running or finished, because the key
+// was invalidated: requests that come later must not be answered from a
+// run that started before. Waiters already in a running flight still get
+// its answer (they came before the invalidation), and the writer drops its
+// entry.
+func (g *flights) forgetKey(key string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if f := g.m[key]; f != nil {
-		select {
-		case <-f.done:
-			delete(g.m, key)
-		default:
-		}
-	}
+	delete(g.m, key)
 }
 
 // start returns the context the leader runs the handler with: parent's
@@ -280,6 +277,7 @@ type run struct {
 	before   http.Header // the client's header before the handler ran
 	header   http.Header // the response's header, if it may be stored
 	now      time.Time
+	gen      uint64 // the invalidation generation when the run began
 	decision cachepolicy.StoreDecision
 	decided  bool
 	done     bool // the flight's outcome is set
@@ -296,7 +294,7 @@ func (c *Cache) forward(w http.ResponseWriter, r *http.Request, next http.Handle
 	if fwd != cachepolicy.FwdBypass {
 		c.stats.misses.Add(1)
 	}
-	ru := &run{c: c, r: r, p: p, key: key, fallback: fallback, fwd: fwd, f: f, now: c.now()}
+	ru := &run{c: c, r: r, p: p, key: key, fallback: fallback, fwd: fwd, f: f, now: c.now(), gen: c.inval.generation()}
 	if h := w.Header(); len(h) > 0 {
 		ru.before = h.Clone() // what outer middleware set is not stored
 	}
@@ -467,7 +465,7 @@ func (ru *run) complete() {
 	}
 	if e != nil {
 		f, key := ru.f, ru.key
-		j := writeJob{key: key, e: e, ttl: retention(e.life)}
+		j := writeJob{key: key, e: e, ttl: retention(e.life), gen: ru.gen}
 		if f != nil {
 			// Findable a little longer: a request whose lookup missed just
 			// before the entry landed (its GET waited for a connection, say)

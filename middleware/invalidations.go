@@ -27,13 +27,15 @@ const (
 // entries live until their delete succeeds or their TTL ends. Safe for
 // concurrent use; a hit costs one atomic load while it is empty.
 type invalidations struct {
-	n  atomic.Int64 // len(m), read without the lock
-	mu sync.Mutex
-	m  map[string]invalidation
+	n   atomic.Int64  // len(m), read without the lock
+	gen atomic.Uint64 // counts invalidations: orders them against runs
+	mu  sync.Mutex
+	m   map[string]invalidation
 }
 
 type invalidation struct {
 	at        time.Time // when the key was invalidated
+	gen       uint64    // the invalidation's number (see generation)
 	deletedAt time.Time // when its delete succeeded; zero while pending
 }
 
@@ -47,7 +49,7 @@ func (iv *invalidations) add(key string, now time.Time) {
 	if _, ok := iv.m[key]; !ok && len(iv.m) >= maxInvalidations {
 		iv.evict(now)
 	}
-	iv.m[key] = invalidation{at: now}
+	iv.m[key] = invalidation{at: now, gen: iv.gen.Add(1)}
 	iv.n.Store(int64(len(iv.m)))
 }
 
@@ -80,6 +82,23 @@ func (iv *invalidations) stale(key string, storedAt, now time.Time) (time.Time, 
 		return time.Time{}, false
 	}
 	return rec.at, storedAt.Before(rec.at)
+}
+
+// generation numbers the invalidations made so far. A run of the handler
+// takes it before it starts; its response predates a later invalidation of
+// its key (see made), however close the two are in time.
+func (iv *invalidations) generation() uint64 { return iv.gen.Load() }
+
+// made reports whether a response of key from a run that started at
+// generation gen predates the key's last invalidation.
+func (iv *invalidations) made(key string, gen uint64) bool {
+	if iv.n.Load() == 0 {
+		return false
+	}
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	rec, ok := iv.m[key]
+	return ok && rec.gen > gen
 }
 
 // evict makes room: first every record past its grace, then, if none was,

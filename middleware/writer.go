@@ -22,6 +22,9 @@ const (
 	// closeDrainTimeout bounds how long Close waits for queued entries to
 	// be written before it drops the rest.
 	closeDrainTimeout = 5 * time.Second
+	// refreshTimeout bounds a background refresh whose request had no
+	// earlier deadline.
+	refreshTimeout = time.Minute
 	// maxWorkerBuffer is the largest encoding buffer a worker keeps for
 	// the next entry.
 	maxWorkerBuffer = 1 << 20
@@ -32,6 +35,8 @@ type writeJob struct {
 	key string
 	e   *entry
 	ttl time.Duration
+	// gen is the invalidation generation when the run that made e began.
+	gen uint64
 	// done, if set, is called exactly once when the job was carried out,
 	// failed or was dropped.
 	done func()
@@ -43,9 +48,9 @@ type writeJob struct {
 // logged once per episode) instead of making the request wait.
 type writer struct {
 	store Store
-	// invalidated says the entry was made before its key was last
-	// invalidated: it is dropped, never written.
-	invalidated func(key string, storedAt time.Time) bool
+	// invalidated says the entry was made by a run that started before
+	// its key was last invalidated: it is dropped, never written.
+	invalidated func(key string, gen uint64) bool
 	log         *slog.Logger
 	stats       *cacheCounters
 
@@ -60,7 +65,7 @@ type writer struct {
 }
 
 func newWriter(store Store, size, workers int, log *slog.Logger, stats *cacheCounters,
-	invalidated func(key string, storedAt time.Time) bool,
+	invalidated func(key string, gen uint64) bool,
 ) *writer {
 	w := &writer{
 		store:       store,
@@ -124,7 +129,7 @@ func (w *writer) write(j writeJob, buf []byte) []byte {
 		w.stats.dropped.Add(1)
 		return buf
 	}
-	if w.invalidated(j.key, j.e.storedAt) {
+	if w.invalidated(j.key, j.gen) {
 		w.stats.dropped.Add(1)
 		return buf
 	}
@@ -136,6 +141,15 @@ func (w *writer) write(j writeJob, buf []byte) []byte {
 		// Redis being down is logged by the store's own state changes;
 		// here it is only counted.
 		w.stats.storeErrors.Add(1)
+		return buf
+	}
+	if w.invalidated(j.key, j.gen) {
+		// The key was invalidated while the write was on its way, and its
+		// delete may have landed first: delete again.
+		if err := w.store.Del(w.ctx, j.key); err != nil {
+			w.stats.storeErrors.Add(1)
+		}
+		w.stats.dropped.Add(1)
 		return buf
 	}
 	w.stats.stored.Add(1)
@@ -181,7 +195,14 @@ func (c *Cache) refresh(key string, r *http.Request, next http.Handler, p *cache
 	c.refreshMu.Unlock()
 	c.stats.refreshes.Add(1)
 
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	// The request's values, not its end: the client has its answer. The
+	// refresh ends with Close, and at the request's deadline or after
+	// refreshTimeout, whichever comes first.
+	deadline := time.Now().Add(refreshTimeout)
+	if d, ok := r.Context().Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), deadline)
 	stop := context.AfterFunc(c.ctx, cancel)
 	req := r.Clone(ctx)
 	req.Method = http.MethodGet
@@ -223,6 +244,9 @@ func (c *Cache) runRefresh(key string, req *http.Request, next http.Handler, p *
 			}
 		}
 	}()
+	// Taken before the handler runs, as for a miss: an invalidation that
+	// comes while it runs must find this response older than itself.
+	now, gen := c.now(), c.inval.generation()
 	next.ServeHTTP(rec, req)
 	returned = true
 
@@ -231,11 +255,10 @@ func (c *Cache) runRefresh(key string, req *http.Request, next http.Handler, p *
 	if status == 0 {
 		status = http.StatusOK
 	}
-	now := c.now()
 	d := cachepolicy.Storable(req, status, rec.ResponseHeader(), *p, now)
 	if d.Store && !rec.Overflowed() && !rec.Hijacked() {
 		e := newEntry(now, d.Lifetime, status, sink.Header(), nil, rec.Body()) // the sink's header is ours
-		c.w.enqueue(writeJob{key: key, e: e, ttl: retention(e.life)})
+		c.w.enqueue(writeJob{key: key, e: e, ttl: retention(e.life), gen: gen})
 	}
 	c.recs.put(rec)
 }

@@ -20,15 +20,6 @@ var ErrNotFound = errors.New("redis: key not found")
 // ErrClosed is returned by operations on a [Redis] after [Redis.Close].
 var ErrClosed = errors.New("redis client closed")
 
-// callerError marks an error caused by the caller cancelling its own
-// context. It is neither retried nor counted against Redis. (A caller's
-// deadline that ends first is counted: a Redis too slow for the callers'
-// deadlines should open the breaker.)
-type callerError struct{ err error }
-
-func (e callerError) Error() string { return e.err.Error() }
-func (e callerError) Unwrap() error { return e.err }
-
 // IsFailure reports whether err says Redis itself is unhealthy: a
 // connection error, a timeout, or a LOADING, READONLY, OOM, MASTERDOWN,
 // CLUSTERDOWN, TRYAGAIN, BUSY or authentication reply. A miss
@@ -41,8 +32,7 @@ func IsFailure(err error) bool {
 		errors.Is(err, redis.ErrPoolTimeout) {
 		return false
 	}
-	var ce callerError
-	if errors.As(err, &ce) || errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) {
 		return false
 	}
 	if errors.Is(err, ErrUnavailable) || errors.Is(err, circuitbreaker.ErrOpen) {

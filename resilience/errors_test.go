@@ -112,10 +112,6 @@ func TestIsFailure(t *testing.T) {
 		{"wrapped ErrNotFound", func(*testing.T) error { return fmt.Errorf("cache: %w", ErrNotFound) }, false},
 		{"context.Canceled", func(*testing.T) error { return context.Canceled }, false},
 		{"wrapped context.Canceled", func(*testing.T) error { return fmt.Errorf("redis get: %w", context.Canceled) }, false},
-		{"callerError", func(*testing.T) error { return callerError{errors.New("read: use of closed connection")} }, false},
-		{"wrapped callerError of a timeout", func(t *testing.T) error {
-			return fmt.Errorf("redis get: %w", callerError{timeoutError(t)})
-		}, false},
 		{"WRONGTYPE reply", wrongTypeError, false},
 		{"wrapped WRONGTYPE reply", func(t *testing.T) error { return fmt.Errorf("redis get: %w", wrongTypeError(t)) }, false},
 		{"ERR reply", func(t *testing.T) error { return replyError(t, "ERR syntax error") }, false},
@@ -183,7 +179,7 @@ func TestRetryable(t *testing.T) {
 		{"LOADING reply", func(t *testing.T) error { return replyError(t, "LOADING Redis is loading the dataset in memory") }, true},
 		{"miss", func(*testing.T) error { return redis.Nil }, false},
 		{"WRONGTYPE reply", wrongTypeError, false},
-		{"caller cancelled", func(*testing.T) error { return callerError{context.Canceled} }, false},
+		{"caller cancelled", func(*testing.T) error { return fmt.Errorf("redis get: %w", context.Canceled) }, false},
 		{"breaker open", func(*testing.T) error { return circuitbreaker.ErrOpen }, false},
 		{"deadline", func(*testing.T) error { return context.DeadlineExceeded }, false},
 		{"i/o timeout", timeoutError, false},

@@ -362,7 +362,17 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, fn func(con
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	opCtx, cancel := context.WithTimeout(ctx, r.opts.OpTimeout)
+	// The operation runs to its own end, whatever the caller does
+	// meanwhile: the breaker then judges Redis by what Redis did, never by
+	// a caller that left (which could otherwise close a half-open breaker
+	// on a Redis still down). go-redis does not stop a socket read on
+	// cancellation anyway, so a caller that leaves waits no longer for it.
+	// The caller's deadline, when earlier than ours, still applies.
+	deadline := time.Now().Add(r.opts.OpTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	opCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	exec := r.once
 	if idempotent {
@@ -371,9 +381,6 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, fn func(con
 	start := time.Now()
 	err := exec.WithContext(opCtx).Run(func() error {
 		err := fn(opCtx, r.client.Load().c)
-		if err != nil && !errors.Is(err, redis.Nil) && errors.Is(ctx.Err(), context.Canceled) {
-			return callerError{err}
-		}
 		if IsFailure(err) {
 			// Noted per attempt, before the breaker sees it, so that the
 			// event of the breaker opening carries the failure that did it.
@@ -390,14 +397,14 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, fn func(con
 		r.st.rejected.Add(1)
 		return ErrUnavailable
 	}
-	var ce callerError
-	if errors.As(err, &ce) {
-		return fmt.Errorf("redis %s: %w", op, ce.err)
-	}
 	if IsFailure(err) {
 		r.st.failures.Add(1)
 	} else {
 		r.markSuccess() // the server answered, if only with an error
+	}
+	if cerr := ctx.Err(); errors.Is(cerr, context.Canceled) {
+		// The caller left: it gets its own reason, which is no failure.
+		return fmt.Errorf("redis %s: %w", op, cerr)
 	}
 	return fmt.Errorf("redis %s: %w", op, err)
 }

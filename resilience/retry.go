@@ -50,6 +50,13 @@ type PanicError struct {
 
 func (e *PanicError) Error() string { return fmt.Sprintf("task panicked: %v", e.Value) }
 
+// Unwrap returns the panic value when it is an error, so that errors.Is and
+// errors.As reach it.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
 // Retry runs fn until it succeeds, with exponential backoff and jitter
 // between attempts, logging each failure it will retry as a warning. It
 // stops at MaxAttempts or MaxElapsed, when fn's error is not retryable, or
