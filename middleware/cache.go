@@ -280,7 +280,8 @@ func (c *Cache) Stats() CacheStats {
 // p is checked once, here. An invalid policy (see
 // [cachepolicy.Policy.Validate]) is logged once, and the route is served
 // uncached, with "Cache-Status: steadfast; fwd=bypass;
-// detail=invalid-policy".
+// detail=invalid-policy": a cache mistake never takes a route down. A
+// program that would rather not start with one calls p.Validate first.
 func (c *Cache) Policy(p cachepolicy.Policy) func(http.Handler) http.Handler {
 	if err := p.Validate(); err != nil {
 		c.log.Error("cache policy is invalid: the route is served uncached",
