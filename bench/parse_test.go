@@ -3,9 +3,7 @@
 package main
 
 import (
-	"bufio"
 	"maps"
-	"strings"
 	"testing"
 	"time"
 )
@@ -54,34 +52,6 @@ func TestParseCPU(t *testing.T) {
 	info := "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:0.750000\r\nused_cpu_sys_children:9.0\r\n"
 	if got, want := parseCPU(info), 2*time.Second; got != want {
 		t.Errorf("parseCPU(%q) = %v, want %v", info, got, want)
-	}
-}
-
-func TestReadReply(t *testing.T) {
-	tests := []struct {
-		name, in, want, wantErr string
-	}{
-		{name: "simple string", in: "+PONG\r\n", want: "PONG"},
-		{name: "integer", in: ":42\r\n", want: "42"},
-		{name: "bulk string", in: "$5\r\nhe\r\nl\r\n", want: "he\r\nl"},
-		{name: "nil bulk", in: "$-1\r\n", want: ""},
-		{name: "error", in: "-ERR unknown\r\n", wantErr: "ERR unknown"},
-		{name: "short bulk", in: "$10\r\nabc\r\n", wantErr: "EOF"},
-		{name: "array not expected", in: "*1\r\n", wantErr: "unexpected reply"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := readReply(bufio.NewReader(strings.NewReader(tc.in)))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("readReply(%q) error = %v, want one containing %q", tc.in, err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Errorf("readReply(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
-			}
-		})
 	}
 }
 

@@ -56,7 +56,7 @@ func celeryNoLeaks(t *testing.T) {
 				// Test servers restarted during the test; their own
 				// cleanups, which run later, stop them.
 				goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).serve"),
-				goleak.IgnoreAnyFunction("github.com/steadfast-go/steadfast/internal/redistest.(*Server).Restart.func1"))
+				goleak.IgnoreAnyFunction("github.com/steadfast-go/steadfast/internal/redisproc.reap"))
 			if err == nil {
 				return
 			}

@@ -15,7 +15,7 @@ func TestMain(m *testing.M) {
 var (
 	// ignoreRedistest: redistest's process waiters belong to the suite's
 	// own servers, which live as long as the test that started them.
-	ignoreRedistest = goleak.IgnoreAnyFunction("github.com/steadfast-go/steadfast/internal/redistest.(*Server).Restart.func1")
+	ignoreRedistest = goleak.IgnoreAnyFunction("github.com/steadfast-go/steadfast/internal/redisproc.reap")
 	// ignorePoolTryDial: after PoolSize failed dials, go-redis starts
 	// pool.(*ConnPool).tryDial, which re-dials once a second and notices
 	// a closed pool only between two tries, so it outlives Client.Close
