@@ -76,17 +76,7 @@ type AsynqOptions struct {
 // set (at most 500 members) and one pipeline reading each member's state.
 // [Handler.Add] reports a nil rdb or invalid options.
 func Asynq(rdb *resilience.Redis, opts AsynqOptions) Check {
-	name := opts.Name
-	if name == "" {
-		name = "asynq"
-	}
-	c := Check{
-		Name:          name,
-		Critical:      opts.Critical,
-		Interval:      opts.Interval,
-		Timeout:       opts.Timeout,
-		ComponentType: ComponentTypeComponent,
-	}
+	c := newCheck(orName(opts.Name, "asynq"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeComponent)
 	switch {
 	case rdb == nil:
 		c.err = errors.New("healthhandler: Asynq check of a nil client")

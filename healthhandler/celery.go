@@ -307,17 +307,12 @@ func escapeGlob(s string) string {
 //     were not valid worker events (details: what was wrong with the
 //     latest).
 func (e *CeleryEvents) Check() Check {
-	return Check{
-		Name:          e.opts.Name,
-		Critical:      e.opts.Critical,
-		Interval:      e.opts.Interval,
-		Timeout:       e.opts.Timeout,
-		ComponentType: ComponentTypeComponent,
-		Run: func(context.Context) ([]Observation, error) {
-			now := e.now()
-			return celeryEventObservations(e.stats(now), e.rdb.String(), e.opts.Min, 2*e.opts.HeartbeatInterval, now), nil
-		},
+	c := newCheck(e.opts.Name, e.opts.Critical, e.opts.Interval, e.opts.Timeout, ComponentTypeComponent)
+	c.Run = func(context.Context) ([]Observation, error) {
+		now := e.now()
+		return celeryEventObservations(e.stats(now), e.rdb.String(), e.opts.Min, 2*e.opts.HeartbeatInterval, now), nil
 	}
+	return c
 }
 
 // Stats returns a snapshot of what the listener knows. It does no I/O.

@@ -121,13 +121,7 @@ func CeleryPing(rdb *resilience.Redis, opts CeleryPingOptions) Check {
 	if timeout == 0 {
 		timeout = opts.Window + time.Second
 	}
-	c := Check{
-		Name:          opts.Name,
-		Critical:      opts.Critical,
-		Interval:      opts.Interval,
-		Timeout:       timeout,
-		ComponentType: ComponentTypeComponent,
-	}
+	c := newCheck(opts.Name, opts.Critical, opts.Interval, timeout, ComponentTypeComponent)
 	switch {
 	case rdb == nil:
 		c.err = errors.New("healthhandler: CeleryPing check of a nil client")

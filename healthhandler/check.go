@@ -94,6 +94,20 @@ type Check struct {
 	err error
 }
 
+// newCheck is the Check the ready-made constructors start from; they add
+// Run, or the error Add reports.
+func newCheck(name string, critical bool, interval, timeout time.Duration, componentType string) Check {
+	return Check{Name: name, Critical: critical, Interval: interval, Timeout: timeout, ComponentType: componentType}
+}
+
+// orName returns name, or fallback when name is empty.
+func orName(name, fallback string) string {
+	if name == "" {
+		return fallback
+	}
+	return name
+}
+
 // Observation is one measurement of a check: one object of the report's
 // array under the key "Name:Measurement". Several observations with the
 // same Measurement (one per instance, told apart by ComponentID) share the

@@ -226,29 +226,3 @@ func (b *syncBuffer) String() string {
 func (b *syncBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
 var _ io.Writer = (*syncBuffer)(nil)
-
-// outside runs functions on a goroutine outside any synctest bubble, for
-// what must not join one, such as a restarted server's accept loop (it
-// would keep the bubble's clock from ever advancing). Build it outside the
-// bubble.
-type outside struct {
-	fns  chan func()
-	done chan struct{}
-}
-
-func newOutside(t *testing.T) *outside {
-	o := &outside{fns: make(chan func()), done: make(chan struct{})}
-	go func() {
-		for f := range o.fns {
-			f()
-			o.done <- struct{}{}
-		}
-	}()
-	t.Cleanup(func() { close(o.fns) })
-	return o
-}
-
-func (o *outside) run(f func()) {
-	o.fns <- f
-	<-o.done
-}

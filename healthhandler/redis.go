@@ -54,17 +54,7 @@ const redisOutput = "redis unavailable"
 // operations failing" for everyone and the count and last error in the
 // details. [Handler.Add] reports a nil rdb.
 func Redis(rdb *resilience.Redis, opts RedisOptions) Check {
-	name := opts.Name
-	if name == "" {
-		name = "redis"
-	}
-	c := Check{
-		Name:          name,
-		Critical:      opts.Critical,
-		Interval:      opts.Interval,
-		Timeout:       opts.Timeout,
-		ComponentType: ComponentTypeDatastore,
-	}
+	c := newCheck(orName(opts.Name, "redis"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeDatastore)
 	if rdb == nil {
 		c.err = errors.New("healthhandler: Redis check of a nil client")
 		return c

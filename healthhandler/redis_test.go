@@ -89,7 +89,7 @@ func TestRedisCheckReport(t *testing.T) {
 // report returns to pass by itself when Redis is back.
 func TestRedisCheckOutage(t *testing.T) {
 	m := miniredis.RunT(t)
-	out := newOutside(t)
+	out := redistest.NewOutside(t)
 	synctest.Test(t, func(t *testing.T) {
 		rdb := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{})
 		cache := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
@@ -113,7 +113,7 @@ func TestRedisCheckOutage(t *testing.T) {
 		}
 
 		var err error
-		out.run(func() { err = m.Restart() })
+		out.Run(func() { err = m.Restart() })
 		if err != nil {
 			t.Fatalf("restart: %v", err)
 		}

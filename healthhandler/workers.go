@@ -60,17 +60,7 @@ type WorkersOptions struct {
 // for longer than PruneAfter. [Handler.Add] reports a nil rdb or invalid
 // options.
 func Workers(rdb *resilience.Redis, opts WorkersOptions) Check {
-	name := opts.Name
-	if name == "" {
-		name = "workers"
-	}
-	c := Check{
-		Name:          name,
-		Critical:      opts.Critical,
-		Interval:      opts.Interval,
-		Timeout:       opts.Timeout,
-		ComponentType: ComponentTypeComponent,
-	}
+	c := newCheck(orName(opts.Name, "workers"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeComponent)
 	ttl, prune := opts.TTL, opts.PruneAfter
 	if ttl == 0 {
 		ttl = DefaultWorkerTTL

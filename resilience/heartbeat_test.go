@@ -83,33 +83,6 @@ func (l *hbLog) waitLine(t *testing.T, msg string, limit time.Duration) {
 	}
 }
 
-// hbOutside runs functions on a goroutine outside any synctest bubble, for
-// what must not join one, such as a restarted server's accept loop (it
-// would keep the bubble's clock from ever advancing).
-type hbOutside struct {
-	fns  chan func()
-	done chan struct{}
-}
-
-// newHBOutside must be called outside the bubble: its channels belong to
-// no bubble, so both sides may use them.
-func newHBOutside(t *testing.T) *hbOutside {
-	o := &hbOutside{fns: make(chan func()), done: make(chan struct{})}
-	go func() {
-		for f := range o.fns {
-			f()
-			o.done <- struct{}{}
-		}
-	}()
-	t.Cleanup(func() { close(o.fns) })
-	return o
-}
-
-func (o *hbOutside) run(f func()) {
-	o.fns <- f
-	<-o.done
-}
-
 func hbScore(t *testing.T, m *miniredis.Miniredis, id string) (time.Time, bool) {
 	t.Helper()
 	score, err := m.ZScore(hbKey, id)
@@ -160,7 +133,7 @@ func TestHeartbeatScoresByServerClock(t *testing.T) {
 func TestHeartbeatKeepsBeatingThroughOutage(t *testing.T) {
 	m := miniredis.RunT(t)
 	m.SetTime(hbServerTime)
-	outside := newHBOutside(t)
+	outside := redistest.NewOutside(t)
 	synctest.Test(t, func(t *testing.T) {
 		log := newHBLog()
 		r := hbRedis(t, m.Addr(), nil)
@@ -185,7 +158,7 @@ func TestHeartbeatKeepsBeatingThroughOutage(t *testing.T) {
 			t.Errorf("%d attempts in 30 s of outage: backoff not applied", st.Failures)
 		}
 
-		outside.run(func() { err = m.Restart() })
+		outside.Run(func() { err = m.Restart() })
 		if err != nil {
 			t.Fatalf("restart miniredis: %v", err)
 		}
