@@ -386,15 +386,9 @@ func asynqObservations(servers []asynqServer, total int64, err error, broker str
 		base.Output = fmt.Sprintf("%d asynq servers alive, want at least %d", len(alive), minimum)
 	}
 	var detail []string
-	if len(alive) > 0 {
-		detail = append(detail, "alive: "+list(alive))
-	}
-	if len(idle) > 0 {
-		detail = append(detail, "not processing: "+list(idle))
-	}
-	if len(expired) > 0 {
-		detail = append(detail, "expired: "+list(expired))
-	}
+	detail = appendListed(detail, "alive", alive)
+	detail = appendListed(detail, "not processing", idle)
+	detail = appendListed(detail, "expired", expired)
 	if total > int64(len(servers)) {
 		detail = append(detail, fmt.Sprintf("first %d of %d entries read", len(servers), total))
 	}

@@ -558,15 +558,9 @@ func celeryEventObservations(st CeleryStats, broker string, minimum int, warmUp 
 		base.Status = StatusFail
 		base.Output = fmt.Sprintf("%d celery workers alive, want at least %d", len(alive), minimum)
 	}
-	if len(alive) > 0 {
-		detail = append(detail, "alive: "+list(alive))
-	}
-	if len(offline) > 0 {
-		detail = append(detail, "offline: "+list(offline))
-	}
-	if len(expired) > 0 {
-		detail = append(detail, "no heartbeat: "+list(expired))
-	}
+	detail = appendListed(detail, "alive", alive)
+	detail = appendListed(detail, "offline", offline)
+	detail = appendListed(detail, "no heartbeat", expired)
 	workers := base
 	workers.Measurement = "workers"
 	workers.Detail = strings.Join(detail, "; ")

@@ -109,14 +109,18 @@ func workerObservations(ws []resilience.Worker, ttl time.Duration, minimum int) 
 		ob.Output = fmt.Sprintf("%d workers alive, want at least %d", len(alive), minimum)
 	}
 	var detail []string
-	if len(alive) > 0 {
-		detail = append(detail, "alive: "+list(alive))
-	}
-	if len(dead) > 0 {
-		detail = append(detail, "dead: "+list(dead))
-	}
+	detail = appendListed(detail, "alive", alive)
+	detail = appendListed(detail, "dead", dead)
 	ob.Detail = strings.Join(detail, "; ")
 	return []Observation{ob}
+}
+
+// appendListed appends "label: a, b, c" to detail when names is not empty.
+func appendListed(detail []string, label string, names []string) []string {
+	if len(names) == 0 {
+		return detail
+	}
+	return append(detail, label+": "+list(names))
 }
 
 func list(ids []string) string {
