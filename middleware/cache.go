@@ -381,6 +381,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	key := string(cachepolicy.AppendKey(kb[:0], c.prefix, r, *p))
 	lookup := time.Now() // the runtime's clock: this orders real events
 	val, err := c.store.Get(r.Context(), key)
+	now := c.now()
 	var e entry
 	found := false
 	switch {
@@ -392,7 +393,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 			if c.store.Del(r.Context(), key) != nil {
 				c.stats.storeErrors.Add(1)
 			}
-		} else if at, stale := c.inval.stale(key, e.storedAt, c.now()); stale {
+		} else if at, stale := c.inval.stale(key, e.storedAt, now); stale {
 			// Stored before this process invalidated the key, whose
 			// delete failed or was overtaken: a miss, and deleted now.
 			c.deleteInvalidated(r, key, at)
@@ -411,7 +412,6 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		return
 	}
 
-	now := c.now()
 	state := cachepolicy.Expired
 	if found {
 		state = cachepolicy.Classify(e.life, e.storedAt, now, rd)

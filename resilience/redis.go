@@ -368,7 +368,8 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, fn func(con
 	// on a Redis still down). go-redis does not stop a socket read on
 	// cancellation anyway, so a caller that leaves waits no longer for it.
 	// The caller's deadline, when earlier than ours, still applies.
-	deadline := time.Now().Add(r.opts.OpTimeout)
+	start := time.Now()
+	deadline := start.Add(r.opts.OpTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -378,7 +379,6 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, fn func(con
 	if idempotent {
 		exec = r.retry
 	}
-	start := time.Now()
 	err := exec.WithContext(opCtx).Run(func() error {
 		err := fn(opCtx, r.client.Load().c)
 		if IsFailure(err) {
