@@ -381,6 +381,14 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	key := string(cachepolicy.AppendKey(kb[:0], c.prefix, r, *p))
 	lookup := time.Now() // the runtime's clock: this orders real events
 	val, err := c.store.Get(r.Context(), key)
+	flightKey, missFwd := key, cachepolicy.FwdURIMiss
+	if err == nil && isIndex(val) {
+		// The URL has variants: one more round trip, for the one r selects.
+		var vkey string
+		if vkey, val, err = c.lookupVariant(r.Context(), key, val, r.Header); vkey != "" {
+			flightKey, missFwd = vkey, cachepolicy.FwdVaryMiss
+		}
+	}
 	now := c.now()
 	var e entry
 	found := false
@@ -390,7 +398,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 			// Deleted now rather than queued, so that the delete cannot
 			// overtake the write of the response about to be made.
 			c.stats.decodeErrors.Add(1)
-			if c.store.Del(r.Context(), key) != nil {
+			if c.store.Del(r.Context(), flightKey) != nil {
 				c.stats.storeErrors.Add(1)
 			}
 		} else if at, stale := c.inval.stale(key, e.storedAt, now); stale {
@@ -408,7 +416,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		// for the key still run the handler once between them: an outage
 		// (or a pool too small for a burst) must not turn into a stampede.
 		c.stats.bypasses.Add(1)
-		c.fill(w, r, next, p, key, lookup, &rd, nil, cachepolicy.FwdBypass)
+		c.fill(w, r, next, p, key, flightKey, lookup, &rd, nil, nil, cachepolicy.FwdBypass)
 		return
 	}
 
@@ -423,14 +431,14 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		return
 	case cachepolicy.StaleRevalidate:
 		c.stats.staleHits.Add(1)
-		c.refresh(key, r, next, p)
+		c.refresh(key, flightKey, r, next, p, &e)
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{
 			Hit: true, TTL: e.life.TTL(e.storedAt, now), Detail: "stale-while-revalidate",
 		}, false)
 		return
 	}
 
-	fwd := cachepolicy.FwdURIMiss
+	fwd := missFwd
 	switch {
 	case rd.NoCache || (rd.HasMaxAge && rd.MaxAge <= 0):
 		fwd = cachepolicy.FwdRequest
@@ -443,11 +451,16 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		http.Error(w, http.StatusText(http.StatusGatewayTimeout), http.StatusGatewayTimeout)
 		return
 	}
-	var fallback *entry // served if the handler fails
+	var fallback, validating *entry
 	if state == cachepolicy.StaleIfErrorOnly {
-		fallback = &e
+		fallback = &e // served if the handler fails
 	}
-	c.fill(w, r, next, p, key, lookup, &rd, fallback, fwd)
+	if found && e.validators().Any() {
+		// Stale, or to be validated before use: ask the handler whether
+		// it changed (RFC 9111 4.3.1); a 304 renews it.
+		validating = &e
+	}
+	c.fill(w, r, next, p, key, flightKey, lookup, &rd, fallback, validating, fwd)
 }
 
 // skip says why a GET or HEAD request is not handled by the cache at all,
@@ -470,16 +483,25 @@ func setCacheStatus(h http.Header, s cachepolicy.CacheStatus) {
 }
 
 // writeEntry answers r from e: a 304 when r's validators match a stored
-// 200, else the stored status, header and body (no body for HEAD). Age is
-// set from e.storedAt. A shared entry (one other requests use too) gets
-// copies of its header values.
+// 200, a 206 (or 416) when r asks for a range of a stored 200, else the
+// stored status, header and body (no body for HEAD). Age is the entry's
+// current age: the age it was stored with plus the time since. A shared
+// entry (one other requests use too) gets copies of its header values.
 func (c *Cache) writeEntry(w http.ResponseWriter, r *http.Request, e *entry, now time.Time, cs cachepolicy.CacheStatus, shared bool) {
 	notModified := e.status == http.StatusOK && conditional(r.Header) &&
 		cachepolicy.NotModified(r, e.get("Etag"), e.get("Last-Modified"))
+	var part cachepolicy.ByteRange
+	ranged := cachepolicy.RangeIgnored
+	if !notModified && e.status == http.StatusOK && len(r.Header["Range"]) > 0 {
+		part, ranged = cachepolicy.SelectRange(r, int64(len(e.body)), e.get("Etag"), e.get("Last-Modified"), e.get("Date"), now)
+	}
 	h := w.Header()
 	for i := range e.fields {
 		f := &e.fields[i]
 		if notModified && (f.name == "Content-Length" || f.name == "Content-Type" || f.name == "Content-Encoding") {
+			continue
+		}
+		if ranged != cachepolicy.RangeIgnored && f.name == "Content-Length" {
 			continue
 		}
 		if shared {
@@ -490,11 +512,24 @@ func (c *Cache) writeEntry(w http.ResponseWriter, r *http.Request, e *entry, now
 	}
 	var buf [24]byte
 	vs := make([]string, 2)
-	vs[0] = string(strconv.AppendInt(buf[:0], int64(cachepolicy.Age(e.storedAt, now)/time.Second), 10))
+	vs[0] = string(strconv.AppendInt(buf[:0], int64(e.life.CurrentAge(e.storedAt, now)/time.Second), 10))
 	vs[1] = cs.String()
 	h["Age"], h["Cache-Status"] = vs[0:1:1], vs[1:2:2]
-	if notModified {
+	switch {
+	case notModified:
 		w.WriteHeader(http.StatusNotModified)
+		return
+	case ranged == cachepolicy.RangePartial:
+		h["Content-Range"] = []string{part.ContentRange(int64(len(e.body)))}
+		h["Content-Length"] = []string{strconv.FormatInt(part.Length, 10)}
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = w.Write(e.body[part.Start : part.Start+part.Length])
+		return
+	case ranged == cachepolicy.RangeUnsatisfiable:
+		h["Content-Range"] = []string{"bytes */" + strconv.Itoa(len(e.body))}
+		h["Content-Length"] = []string{"0"}
+		delete(h, "Content-Type")
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 		return
 	}
 	w.WriteHeader(e.status)
@@ -545,7 +580,7 @@ func (c *Cache) invalidate(r *http.Request, p *cachepolicy.Policy) {
 	// the old response again.
 	at := c.now()
 	c.inval.add(key, at)
-	c.flights.forgetKey(key)
+	c.flights.forgetKey(key) // and its variants' flights
 	c.stats.inv.Add(1)
 	c.deleteInvalidated(r, key, at)
 }

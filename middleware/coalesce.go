@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,15 +122,21 @@ func (g *flights) forget(key string, f *flight) {
 	g.mu.Unlock()
 }
 
-// forgetKey removes key's flight, running or finished, because the key
-// was invalidated: requests that come later must not be answered from a
-// run that started before. Waiters already in a running flight still get
-// its answer (they came before the invalidation), and the writer drops its
+// forgetKey removes the flights of key and of its variants (keys that
+// start with key and "~"), running or finished, because the key was
+// invalidated: requests that come later must not be answered from a run
+// that started before. Waiters already in a running flight still get its
+// answer (they came before the invalidation), and the writer drops its
 // entry.
 func (g *flights) forgetKey(key string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.m, key)
+	for k := range g.m {
+		if len(k) > len(key) && k[len(key)] == '~' && strings.HasPrefix(k, key) {
+			delete(g.m, k)
+		}
+	}
 }
 
 // start returns the context the leader runs the handler with: parent's
@@ -194,8 +201,12 @@ func (f *flight) finish(e *entry, failed, panicked bool, panicVal any) {
 // without validators or Range (a HEAD gets no body, a conditional request
 // may get a 304, a Range request a part). Others join a running flight if
 // there is one and otherwise run the handler alone.
+//
+// base is the URL's key and key the flight's: the variant's key when the
+// lookup found the URL's variant index, else base. validating, when set,
+// is the stored response the handler is asked to validate.
 func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
-	key string, lookup time.Time, rd *cachepolicy.RequestDirectives, fallback *entry, fwd string,
+	base, key string, lookup time.Time, rd *cachepolicy.RequestDirectives, fallback, validating *entry, fwd string,
 ) {
 	lead := r.Method == http.MethodGet && !conditional(r.Header) &&
 		len(r.Header["If-Match"]) == 0 && len(r.Header["If-Unmodified-Since"]) == 0 && len(r.Header["Range"]) == 0
@@ -210,16 +221,17 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, 
 	now := c.now()
 	usable := func(f *flight) bool {
 		return (fwd == cachepolicy.FwdBypass || f.landed.IsZero() || lookup.Before(f.landed)) &&
-			cachepolicy.Classify(f.e.life, f.e.storedAt, now, *rd) == cachepolicy.Fresh
+			cachepolicy.Classify(f.e.life, f.e.storedAt, now, *rd) == cachepolicy.Fresh &&
+			sameVariant(f.e, base, r.Header)
 	}
 	f, leader := c.flights.join(key, lead, usable)
 	switch {
 	case f == nil:
-		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		c.forward(w, r, next, p, base, key, fallback, validating, fwd, nil)
 	case leader:
-		c.forward(w, r, next, p, key, fallback, fwd, f)
+		c.forward(w, r, next, p, base, key, fallback, validating, fwd, f)
 	default:
-		c.await(w, r, next, p, key, fallback, fwd, f)
+		c.await(w, r, next, p, base, key, fallback, validating, fwd, f)
 	}
 }
 
@@ -227,7 +239,7 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, 
 // response if it can be shared, the leader's panic, the stale entry if the
 // leader failed, else a run of its own.
 func (c *Cache) await(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
-	key string, fallback *entry, fwd string, f *flight,
+	base, key string, fallback, validating *entry, fwd string, f *flight,
 ) {
 	c.stats.coalesced.Add(1)
 	if !f.wait(r.Context()) {
@@ -238,7 +250,7 @@ func (c *Cache) await(w http.ResponseWriter, r *http.Request, next http.Handler,
 		// The leader's panic, for net/http (or an outer recovery) to
 		// handle per request, as it does the leader's.
 		panic(f.panicVal)
-	case f.e != nil:
+	case f.e != nil && sameVariant(f.e, base, r.Header):
 		now := c.now()
 		cs := cachepolicy.CacheStatus{Fwd: fwd, Collapsed: true}
 		if fwd == cachepolicy.FwdBypass {
@@ -248,7 +260,7 @@ func (c *Cache) await(w http.ResponseWriter, r *http.Request, next http.Handler,
 	case f.failed && fallback != nil:
 		c.serveStale(w, r, fallback)
 	default:
-		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		c.forward(w, r, next, p, base, key, fallback, validating, fwd, nil)
 	}
 }
 
@@ -264,14 +276,18 @@ func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, e *entry) {
 // run is one run of the handler on the miss path, by a flight's leader or
 // a request on its own.
 type run struct {
-	c        *Cache
-	r        *http.Request
-	p        *cachepolicy.Policy
-	key      string
-	fallback *entry
-	fwd      string
-	f        *flight // nil when not coalesced
-	stop     func()  // ends the flight's context
+	c          *Cache
+	r          *http.Request
+	next       http.Handler
+	p          *cachepolicy.Policy
+	base       string // the URL's key
+	key        string // the flight's key
+	fallback   *entry
+	validating *entry      // the stored response the handler is asked about
+	h304       http.Header // the header of its 304, held back
+	fwd        string
+	f          *flight // nil when not coalesced
+	stop       func()  // ends the flight's context
 
 	rec      *recorder
 	before   http.Header // the client's header before the handler ran
@@ -288,13 +304,20 @@ type run struct {
 // that may be stored. With a fallback (a stale entry within its
 // stale-if-error window), a 5xx is held back and the stale entry served
 // instead. f, when set, is the flight r leads.
+//
+// With validating set, the handler gets a conditional request made from
+// its validators; a 304 is held back and answered with the stored
+// response, updated from the 304 (see revalidated).
 func (c *Cache) forward(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
-	key string, fallback *entry, fwd string, f *flight,
+	base, key string, fallback, validating *entry, fwd string, f *flight,
 ) {
 	if fwd != cachepolicy.FwdBypass {
 		c.stats.misses.Add(1)
 	}
-	ru := &run{c: c, r: r, p: p, key: key, fallback: fallback, fwd: fwd, f: f, now: c.now(), gen: c.inval.generation()}
+	ru := &run{
+		c: c, r: r, next: next, p: p, base: base, key: key, fallback: fallback, validating: validating,
+		fwd: fwd, f: f, now: c.now(), gen: c.inval.generation(),
+	}
 	if h := w.Header(); len(h) > 0 {
 		ru.before = h.Clone() // what outer middleware set is not stored
 	}
@@ -303,6 +326,10 @@ func (c *Cache) forward(w http.ResponseWriter, r *http.Request, next http.Handle
 		var ctx context.Context
 		ctx, ru.stop = f.start(r.Context())
 		req = r.WithContext(ctx)
+	}
+	if validating != nil {
+		req = req.Clone(req.Context())
+		validating.validators().SetConditional(req.Header)
 	}
 	ru.rec = c.recs.get(w, recorderConfig{hold: ru.hold, capture: true, limit: bodyLimit(p)})
 	if !ru.serve(next, req) {
@@ -333,6 +360,10 @@ func (ru *run) serve(next http.Handler, req *http.Request) (returned bool) {
 // 5xx is held back when a stale entry can replace it; anything else gets
 // its Cache-Status and is recorded only if it may be stored.
 func (ru *run) hold(status int, h http.Header) bool {
+	if status == http.StatusNotModified && ru.validating != nil {
+		ru.h304 = h.Clone()
+		return true
+	}
 	ru.decide(status, h)
 	if ru.fallback != nil && status >= http.StatusInternalServerError {
 		return true
@@ -377,7 +408,11 @@ func (ru *run) decide(status int, h http.Header) {
 		h["Cache-Status"] = []string{statusBypassUnavailable}
 		return
 	}
-	setCacheStatus(h, cachepolicy.CacheStatus{Fwd: ru.fwd, Stored: d.Store, Detail: d.Reason})
+	cs := cachepolicy.CacheStatus{Fwd: ru.fwd, Stored: d.Store, Detail: d.Reason}
+	if ru.validating != nil {
+		cs.FwdStatus = status
+	}
+	setCacheStatus(h, cs)
 }
 
 // tooLarge reports whether h announces a body over p's limit.
@@ -437,6 +472,11 @@ func (ru *run) complete() {
 	c, rec := ru.c, ru.rec
 	w := rec.w
 	rec.finish()
+	if rec.Held() && ru.h304 != nil {
+		c.recs.put(rec)
+		ru.revalidated(w)
+		return
+	}
 	if rec.Held() {
 		c.recs.put(rec)
 		ru.finish(nil, true, false, nil)
@@ -452,7 +492,10 @@ func (ru *run) complete() {
 	}
 	var e *entry
 	if ru.decided && ru.decision.Store && !rec.Overflowed() && !rec.Hijacked() {
-		e = newEntry(ru.now, ru.decision.Lifetime, status, ru.header, ru.before, rec.Body())
+		e = newEntry(ru.now, ru.decision.Lifetime, status, ru.header, ru.before, rec.Body(), ru.decision.Fields)
+		if len(ru.decision.Vary) > 0 {
+			e.vary, e.vkey = ru.decision.Vary, variantKey(ru.base, ru.r.Header, ru.decision.Vary)
+		}
 	}
 	c.recs.put(rec)
 	ru.finish(e, status >= http.StatusInternalServerError, false, nil)
@@ -464,17 +507,22 @@ func (ru *run) complete() {
 		return
 	}
 	if e != nil {
-		f, key := ru.f, ru.key
-		j := writeJob{key: key, e: e, ttl: retention(e.life), gen: ru.gen}
-		if f != nil {
-			// Findable a little longer: a request whose lookup missed just
-			// before the entry landed (its GET waited for a connection, say)
-			// is answered from the flight instead of running the handler
-			// again.
-			j.done = func() { c.flights.land(key, f, c.linger) }
-		}
-		c.w.enqueue(j)
+		ru.store(e)
 	}
+}
+
+// store queues e, the run's entry, for the writer.
+func (ru *run) store(e *entry) {
+	c, f, key := ru.c, ru.f, ru.key
+	j := writeJob{key: ru.base, e: e, ttl: retention(e.life), gen: ru.gen, maxVariants: ru.p.VariantLimit()}
+	if f != nil {
+		// Findable a little longer: a request whose lookup missed just
+		// before the entry landed (its GET waited for a connection, say)
+		// is answered from the flight instead of running the handler
+		// again.
+		j.done = func() { c.flights.land(key, f, c.linger) }
+	}
+	c.w.enqueue(j)
 }
 
 // retention returns how long the store keeps an entry with lifetime l: as
@@ -490,7 +538,9 @@ func retention(l cachepolicy.Lifetime) time.Duration {
 // body-bearing status gets a Content-Length, so that HEAD requests served
 // from the entry announce the right length, and a response without Date
 // gets one, so that Date and Age agree on hits.
-func newEntry(storedAt time.Time, life cachepolicy.Lifetime, status int, h, before http.Header, body []byte) *entry {
+func newEntry(storedAt time.Time, life cachepolicy.Lifetime, status int, h, before http.Header, body []byte,
+	keep cachepolicy.FieldFilter,
+) *entry {
 	if _, ok := h["Content-Length"]; !ok && bodyAllowed(status) {
 		h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
@@ -501,7 +551,7 @@ func newEntry(storedAt time.Time, life cachepolicy.Lifetime, status int, h, befo
 		storedAt: storedAt,
 		life:     life,
 		status:   status,
-		fields:   fieldsOf(h, before),
+		fields:   fieldsOf(h, before, keep),
 		body:     bytes.Clone(body),
 	}
 }

@@ -15,16 +15,17 @@ import (
 
 // A cache entry is one Redis value holding a whole response: status,
 // header, body, when it was stored and how long it stays fresh and usable
-// stale. Layout, version 1, integers big-endian:
+// stale. Layout, version 2, integers big-endian:
 //
 //	magic    3 bytes  "sfc"
-//	version  1 byte   1
+//	version  1 byte   2
 //	crc      4 bytes  CRC-32C (Castagnoli) of everything after it
 //	storedAt 8 bytes  unix nanoseconds
 //	fresh    8 bytes  freshness lifetime, nanoseconds
 //	swr      8 bytes  stale-while-revalidate window, nanoseconds
 //	sie      8 bytes  stale-if-error window, nanoseconds
-//	flags    1 byte   bit 0: must-revalidate; other bits zero
+//	age      8 bytes  the age the response had when stored, nanoseconds
+//	flags    1 byte   bit 0: must-revalidate; bit 1: no-cache; other bits zero
 //	status   2 bytes
 //	header   uvarint count, then per field: uvarint name length, name,
 //	         uvarint value count, per value: uvarint length, value
@@ -35,11 +36,13 @@ import (
 // an entry (see [decodeEntry]).
 const (
 	entryMagic   = "sfc"
-	entryVersion = 1
+	entryVersion = 2
 	// entryFixed is the size of everything before the header.
-	entryFixed = len(entryMagic) + 1 + 4 + 4*8 + 1 + 2
+	entryFixed = len(entryMagic) + 1 + 4 + 5*8 + 1 + 2
 
 	flagMustRevalidate = 1 << 0
+	flagNoCache        = 1 << 1
+	flagsKnown         = flagMustRevalidate | flagNoCache
 )
 
 // Errors of decodeEntry. None leaves the package: a value that is not an
@@ -62,6 +65,13 @@ type entry struct {
 	status   int
 	fields   []field // canonical names, sorted
 	body     []byte
+
+	// Not encoded: set on an entry made from a response that says Vary
+	// beyond the policy's key headers, for the writer and for coalesced
+	// waiters. vary are the request fields it varies on, vkey its variant
+	// key.
+	vary []string
+	vkey string
 }
 
 // field is one header field of an entry.
@@ -80,29 +90,31 @@ func (e *entry) get(name string) string {
 	return ""
 }
 
-// unstored lists the response fields an entry never keeps: hop-by-hop
-// fields (RFC 9110 7.6.1) and the fields the cache writes itself on every
-// response it serves.
-var unstored = []string{
-	"Age", "Cache-Status", "Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+// validators returns the entry's ETag and Last-Modified.
+func (e *entry) validators() cachepolicy.Validators {
+	return cachepolicy.Validators{ETag: e.get("Etag"), LastModified: e.get("Last-Modified")}
 }
 
-// storedField reports whether a response field with the canonical name is
-// kept in an entry.
-func storedField(name string) bool {
-	return !slices.Contains(unstored, name) && !strings.HasPrefix(name, http.TrailerPrefix)
+// header returns the entry's fields as a new header map whose value
+// slices are shared with the entry.
+func (e *entry) header() http.Header {
+	h := make(http.Header, len(e.fields))
+	for _, f := range e.fields {
+		h[f.name] = f.values
+	}
+	return h
 }
 
-// fieldsOf returns the fields of h that an entry keeps, sorted by name,
+// fieldsOf returns the fields of h that an entry keeps (those keep
+// reports stored, see [cachepolicy.NewFieldFilter]), sorted by name,
 // leaving out those that are in before with the same values: fields that
 // outer middleware set before the handler ran (a request id, say) belong
 // to that one request, and are set again on every request served. The
 // value slices are shared with h.
-func fieldsOf(h, before http.Header) []field {
+func fieldsOf(h, before http.Header, keep cachepolicy.FieldFilter) []field {
 	fs := make([]field, 0, len(h))
 	for name, values := range h {
-		if len(values) == 0 || !storedField(name) {
+		if len(values) == 0 || !keep.Stored(name) {
 			continue
 		}
 		if prev, ok := before[name]; ok && slices.Equal(prev, values) {
@@ -123,9 +135,13 @@ func appendEntry(dst []byte, e *entry) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.Fresh))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.StaleWhileRevalidate))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.StaleIfError))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.Age))
 	var flags byte
 	if e.life.MustRevalidate {
 		flags |= flagMustRevalidate
+	}
+	if e.life.NoCache {
+		flags |= flagNoCache
 	}
 	dst = append(dst, flags)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(e.status))
@@ -164,7 +180,7 @@ func appendLenString(b []byte, s string) []byte {
 // decodeEntry decodes an entry from b, which it keeps: the entry's body is
 // a slice of b. It returns errEntryForeign, errEntryVersion,
 // errEntryChecksum or errEntryCorrupt for anything that is not a whole,
-// intact version 1 entry, and never panics.
+// intact version 2 entry, and never panics.
 //
 // Allocation budget: three (one string for the whole header block, one
 // slice for all values, one for the fields), whatever the number of fields.
@@ -188,14 +204,17 @@ func decodeEntry(b []byte) (entry, error) {
 	e.life.Fresh = time.Duration(binary.BigEndian.Uint64(p[8:]))
 	e.life.StaleWhileRevalidate = time.Duration(binary.BigEndian.Uint64(p[16:]))
 	e.life.StaleIfError = time.Duration(binary.BigEndian.Uint64(p[24:]))
-	flags := p[32]
+	e.life.Age = time.Duration(binary.BigEndian.Uint64(p[32:]))
+	flags := p[40]
 	e.life.MustRevalidate = flags&flagMustRevalidate != 0
-	e.status = int(binary.BigEndian.Uint16(p[33:]))
-	if flags&^flagMustRevalidate != 0 || e.status < 100 || e.status > 999 ||
-		e.life.Fresh < 0 || e.life.StaleWhileRevalidate < 0 || e.life.StaleIfError < 0 {
+	e.life.NoCache = flags&flagNoCache != 0
+	e.status = int(binary.BigEndian.Uint16(p[41:]))
+	if flags&^flagsKnown != 0 || e.status < 100 || e.status > 999 ||
+		e.life.Fresh < 0 || e.life.StaleWhileRevalidate < 0 || e.life.StaleIfError < 0 ||
+		e.life.Age < 0 || e.life.Age > cachepolicy.MaxDelta {
 		return entry{}, errEntryCorrupt
 	}
-	hdr := p[35:]
+	hdr := p[43:]
 
 	// First pass: check the header block and count what it holds.
 	nFields, nValues, hdrLen, ok := scanFields(hdr)

@@ -32,9 +32,13 @@ const (
 
 // writeJob is one entry waiting in the queue to be written.
 type writeJob struct {
+	// key is the URL's key: where e is stored, or, when e is a variant
+	// (e.vkey set), where the URL's variant index is.
 	key string
 	e   *entry
 	ttl time.Duration
+	// maxVariants caps the variants in the index, for a variant.
+	maxVariants int
 	// gen is the invalidation generation when the run that made e began.
 	gen uint64
 	// done, if set, is called exactly once when the job was carried out,
@@ -136,8 +140,14 @@ func (w *writer) write(j writeJob, buf []byte) []byte {
 	if need := encodedSize(j.e); cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
-	buf = appendEntry(buf[:0], j.e)
-	if err := w.store.Set(w.ctx, j.key, buf, j.ttl); err != nil {
+	var err error
+	if j.e.vkey != "" {
+		buf, err = w.writeVariant(j, buf)
+	} else {
+		buf = appendEntry(buf[:0], j.e)
+		err = w.store.Set(w.ctx, j.key, buf, j.ttl)
+	}
+	if err != nil {
 		// Redis being down is logged by the store's own state changes;
 		// here it is only counted.
 		w.stats.storeErrors.Add(1)
@@ -179,12 +189,14 @@ func (w *writer) close() {
 	w.cancel()
 }
 
-// refresh starts the background refresh of the stale entry at key, unless
-// one is running already or the cache is closed. The handler runs with a
-// copy of r made unconditional (no validators, Range or Cache-Control), as
-// a GET, with r's context values but not its cancellation: it ends when
-// the handler returns or the cache is closed.
-func (c *Cache) refresh(key string, r *http.Request, next http.Handler, p *cachepolicy.Policy) {
+// refresh starts the background refresh of the stale entry at key (the
+// flight's key; base is the URL's), unless one is running already or the
+// cache is closed. The handler runs with a copy of r stripped of the
+// client's validators, Range and Cache-Control, as a GET, made conditional
+// on stale's own validators if it has any, with r's context values but not
+// its cancellation: it ends when the handler returns or the cache is
+// closed.
+func (c *Cache) refresh(base, key string, r *http.Request, next http.Handler, p *cachepolicy.Policy, stale *entry) {
 	c.refreshMu.Lock()
 	if _, running := c.refreshing[key]; running || c.closed {
 		c.refreshMu.Unlock()
@@ -210,6 +222,7 @@ func (c *Cache) refresh(key string, r *http.Request, next http.Handler, p *cache
 	for _, name := range refreshDropped {
 		delete(req.Header, name)
 	}
+	stale.validators().SetConditional(req.Header)
 	go func() {
 		defer func() {
 			stop()
@@ -219,7 +232,7 @@ func (c *Cache) refresh(key string, r *http.Request, next http.Handler, p *cache
 			c.refreshMu.Unlock()
 			c.refreshWG.Done()
 		}()
-		c.runRefresh(key, req, next, p)
+		c.runRefresh(base, req, next, p, stale)
 	}()
 }
 
@@ -231,9 +244,10 @@ var refreshDropped = []string{
 }
 
 // runRefresh runs next for a refresh and queues its response if it may be
-// stored. A panic is logged and goes no further: there is no client, and a
-// panic in this goroutine would end the process.
-func (c *Cache) runRefresh(key string, req *http.Request, next http.Handler, p *cachepolicy.Policy) {
+// stored; a 304 that validates stale queues stale updated from it. A
+// panic is logged and goes no further: there is no client, and a panic in
+// this goroutine would end the process.
+func (c *Cache) runRefresh(base string, req *http.Request, next http.Handler, p *cachepolicy.Policy, stale *entry) {
 	var sink refreshSink
 	rec := c.recs.get(&sink, recorderConfig{capture: true, limit: bodyLimit(p)})
 	returned := false
@@ -255,10 +269,21 @@ func (c *Cache) runRefresh(key string, req *http.Request, next http.Handler, p *
 	if status == 0 {
 		status = http.StatusOK
 	}
-	d := cachepolicy.Storable(req, status, rec.ResponseHeader(), *p, now)
-	if d.Store && !rec.Overflowed() && !rec.Hijacked() {
-		e := newEntry(now, d.Lifetime, status, sink.Header(), nil, rec.Body()) // the sink's header is ours
-		c.w.enqueue(writeJob{key: key, e: e, ttl: retention(e.life), gen: gen})
+	var e *entry
+	if status == http.StatusNotModified {
+		if stale.validators().Selects(sink.Header()) {
+			if u, ok := updatedEntry(stale, sink.Header(), nil, req, base, p, now); ok {
+				e = u
+			}
+		}
+	} else if d := cachepolicy.Storable(req, status, rec.ResponseHeader(), *p, now); d.Store && !rec.Overflowed() && !rec.Hijacked() {
+		e = newEntry(now, d.Lifetime, status, sink.Header(), nil, rec.Body(), d.Fields) // the sink's header is ours
+		if len(d.Vary) > 0 {
+			e.vary, e.vkey = d.Vary, variantKey(base, req.Header, d.Vary)
+		}
+	}
+	if e != nil {
+		c.w.enqueue(writeJob{key: base, e: e, ttl: retention(e.life), gen: gen, maxVariants: p.VariantLimit()})
 	}
 	c.recs.put(rec)
 }
