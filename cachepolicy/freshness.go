@@ -134,12 +134,13 @@ func Storable(req *http.Request, status int, h http.Header, p Policy, now time.T
 //     p.TTL, else the heuristic of [Policy.HeuristicLifetime]; the age the
 //     response already has ([Lifetime.Age]) is taken off;
 //   - a response with no freshness left is not stored ("no-freshness"),
-//     unless it has a validator (ETag or Last-Modified) and said no-cache
-//     or gave explicit freshness: it is then stored stale, to be validated
-//     before use;
+//     unless it is a 200 with a validator (ETag or Last-Modified) that
+//     said no-cache or gave explicit freshness: it is then stored stale,
+//     to be validated before use;
 //   - no-cache (unqualified) marks the stored response to be validated
-//     before each use ([Lifetime.NoCache]); without a validator that would
-//     be a full run each time, so it is not stored ("no-cache").
+//     before each use ([Lifetime.NoCache]); without a validator (or for
+//     a status other than 200, which a 304 cannot stand for) that would be
+//     a full run each time, so it is not stored ("no-cache").
 //
 // The stale windows are the response's stale-while-revalidate and
 // stale-if-error directives when present, else the policy's; a response
@@ -209,7 +210,8 @@ func StorableAt(req *http.Request, status int, h http.Header, p Policy, requeste
 	fresh := lifetime - age
 	_, hasETag := h["Etag"]
 	_, hasLM := h["Last-Modified"]
-	validator := hasETag || hasLM
+	// Only a 200 is revalidated: RFC 9110 answers 304 in place of a 200.
+	validator := (hasETag || hasLM) && status == http.StatusOK
 	switch {
 	case rd.NoCache && !validator:
 		return StoreDecision{Reason: "no-cache"}
@@ -232,7 +234,7 @@ func StorableAt(req *http.Request, status int, h http.Header, p Policy, requeste
 	if rd.HasStaleIfError {
 		l.StaleIfError = rd.StaleIfError
 	}
-	if validator && status == http.StatusOK {
+	if validator {
 		l.Keep = p.staleRetention()
 	}
 	return StoreDecision{Store: true, Lifetime: l, Vary: vary, Fields: fields}

@@ -198,6 +198,8 @@ func TestStorable(t *testing.T) {
 		{name: "max-age=0 with etag stored stale", req: get(), h: header("Cache-Control", "max-age=0", "Etag", `"a"`), want: kept(stored(0, 0, 0, false))},
 		{name: "etag without freshness", req: get(), h: header("Etag", `"a"`), want: StoreDecision{Reason: "no-freshness"}},
 		{name: "404 with etag not kept", req: get(), status: 404, h: header("Cache-Control", "max-age=60", "Etag", `"a"`), want: stored(60*s, 0, 0, false)},
+		{name: "stale 404 with etag not stored", req: get(), status: 404, h: header("Cache-Control", "max-age=0", "Etag", `"a"`), want: StoreDecision{Reason: "no-freshness"}},
+		{name: "no-cache 404 not stored", req: get(), status: 404, h: header("Cache-Control", "no-cache, max-age=60", "Etag", `"a"`), want: StoreDecision{Reason: "no-cache"}},
 
 		// Heuristic freshness.
 		{name: "heuristic 10%", req: get(), h: header("Date", httpDate(t0), "Last-Modified", httpDate(t0.Add(-100*time.Hour))), want: kept(stored(10*time.Hour, 0, 0, false))},
