@@ -156,11 +156,31 @@ type cacheCounters struct {
 // outgrows MaxBodyBytes, without a Content-Length to announce it, is not
 // stored although the field says so.
 //
+// The HTTP semantics (RFC 9111, RFC 9110, RFC 9213) are those of
+// [cachepolicy]: freshness from targeted fields, Cache-Control, Expires, the
+// policy or a heuristic; Age that counts the age a response arrived with.
+// A response that says Vary on request fields outside the policy's
+// KeyHeaders is stored as a variant, under a key made from the request's
+// normalised values of those fields, and the URL's key holds an index of
+// its variants: a hit on such a URL costs a second round trip, others do
+// not. A Range request for a stored 200 is answered 206 from it.
+//
+// Revalidation: a stored 200 that is stale, or said no-cache, and has an
+// ETag or Last-Modified is kept for a while ([cachepolicy.Policy.StaleRetention])
+// and, when next asked for, the handler gets the request made conditional
+// (If-None-Match, else If-Modified-Since). A handler that answers 304 (as
+// [http.ServeContent] and [http.FileServer] do when the validator still
+// matches, or a handler that compares r.Header.Get("If-None-Match") with
+// its current ETag) renews the stored response: its header is updated from
+// the 304, its freshness computed again, and the client served from it,
+// with "Cache-Status: steadfast; fwd=stale; fwd-status=304; stored". A 200
+// replaces it. A handler that ignores conditional requests works unchanged.
+//
 // Invalidation deletes the entry an unsafe request's URL and key headers
-// select. Other variants of the URL (other values of
-// [cachepolicy.Policy.KeyHeaders]) live until their TTL: listing them would
-// cost every hit a second round trip. So may a response whose run was in
-// progress when the entry was deleted.
+// select; with it goes the URL's variant index, so its Vary variants are
+// found no more. Other values of [cachepolicy.Policy.KeyHeaders] live until
+// their TTL: listing them would cost every hit a second round trip. So may
+// a response whose run was in progress when the entry was deleted.
 //
 // A route should be cached once: either by [Cache.Policy] on its handler,
 // or by a rule of [Cache.Handler], not both.
