@@ -451,7 +451,8 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		return
 	case cachepolicy.StaleRevalidate:
 		c.stats.staleHits.Add(1)
-		c.refresh(key, flightKey, r, next, p, &e)
+		stale := e // a copy escapes to the refresh; e stays on the stack
+		c.refresh(key, flightKey, r, next, p, &stale)
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{
 			Hit: true, TTL: e.life.TTL(e.storedAt, now), Detail: "stale-while-revalidate",
 		}, false)
@@ -472,13 +473,18 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		return
 	}
 	var fallback, validating *entry
-	if state == cachepolicy.StaleIfErrorOnly {
-		fallback = &e // served if the handler fails
-	}
-	if found && e.validators().Any() {
-		// Stale, or to be validated before use: ask the handler whether
-		// it changed (RFC 9111 4.3.1); a 304 renews it.
-		validating = &e
+	if found {
+		// A copy escapes to the miss path; e stays on the hit path's stack.
+		stored := new(entry)
+		*stored = e
+		if state == cachepolicy.StaleIfErrorOnly {
+			fallback = stored // served if the handler fails
+		}
+		if stored.validators().Any() {
+			// Stale, or to be validated before use: ask the handler
+			// whether it changed (RFC 9111 4.3.1); a 304 renews it.
+			validating = stored
+		}
 	}
 	c.fill(w, r, next, p, key, flightKey, lookup, &rd, fallback, validating, fwd)
 }

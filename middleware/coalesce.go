@@ -494,7 +494,7 @@ func (ru *run) complete() {
 	if ru.decided && ru.decision.Store && !rec.Overflowed() && !rec.Hijacked() {
 		e = newEntry(ru.now, ru.decision.Lifetime, status, ru.header, ru.before, rec.Body(), ru.decision.Fields)
 		if len(ru.decision.Vary) > 0 {
-			e.vary, e.vkey = ru.decision.Vary, variantKey(ru.base, ru.r.Header, ru.decision.Vary)
+			e.variant = &variantOf{ru.decision.Vary, variantKey(ru.base, ru.r.Header, ru.decision.Vary)}
 		}
 	}
 	c.recs.put(rec)

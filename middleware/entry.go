@@ -66,12 +66,16 @@ type entry struct {
 	fields   []field // canonical names, sorted
 	body     []byte
 
-	// Not encoded: set on an entry made from a response that says Vary
-	// beyond the policy's key headers, for the writer and for coalesced
-	// waiters. vary are the request fields it varies on, vkey its variant
-	// key.
-	vary []string
-	vkey string
+	// variant is set, not encoded, on an entry made from a response that
+	// says Vary beyond the policy's key headers, for the writer and for
+	// coalesced waiters. A pointer keeps the entry small on the hit path.
+	variant *variantOf
+}
+
+// variantOf says which variant of its URL an entry is.
+type variantOf struct {
+	names []string // the request fields it varies on
+	key   string   // its variant key
 }
 
 // field is one header field of an entry.

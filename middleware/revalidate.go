@@ -68,7 +68,7 @@ func updatedEntry(old *entry, h, before http.Header, r *http.Request, base strin
 	d := cachepolicy.Storable(&get, old.status, merged, *p, now)
 	e = newEntry(now, d.Lifetime, old.status, merged, nil, old.body, d.Fields)
 	if d.Store && len(d.Vary) > 0 {
-		e.vary, e.vkey = d.Vary, variantKey(base, r.Header, d.Vary)
+		e.variant = &variantOf{d.Vary, variantKey(base, r.Header, d.Vary)}
 	}
 	return e, d.Store
 }

@@ -140,18 +140,18 @@ func decodeIndex(b []byte) (variantIndex, error) {
 // those expired are dropped from the index and deleted.
 func (w *writer) writeVariant(j writeJob, buf []byte) ([]byte, error) {
 	buf = appendEntry(buf[:0], j.e)
-	if err := w.store.Set(w.ctx, j.e.vkey, buf, j.ttl); err != nil {
+	if err := w.store.Set(w.ctx, j.e.variant.key, buf, j.ttl); err != nil {
 		return buf, err
 	}
 	now := time.Now()
-	suffix := j.e.vkey[len(j.key):]
+	suffix := j.e.variant.key[len(j.key):]
 	var ix variantIndex
 	if val, err := w.store.Get(w.ctx, j.key); err == nil && isIndex(val) {
-		if old, err := decodeIndex(val); err == nil && slices.Equal(old.names, j.e.vary) {
+		if old, err := decodeIndex(val); err == nil && slices.Equal(old.names, j.e.variant.names) {
 			ix = old
 		}
 	}
-	ix.names = j.e.vary
+	ix.names = j.e.variant.names
 	ix.variants = slices.DeleteFunc(ix.variants, func(v variantRef) bool {
 		return v.suffix == suffix || !v.expires.After(now)
 	})
@@ -210,5 +210,5 @@ func variantKey(base string, h http.Header, names []string) string {
 // with e, made for another request with the same base key: e varies on
 // nothing beyond the key, or h selects e's variant.
 func sameVariant(e *entry, base string, h http.Header) bool {
-	return len(e.vary) == 0 || variantKey(base, h, e.vary) == e.vkey
+	return e.variant == nil || variantKey(base, h, e.variant.names) == e.variant.key
 }

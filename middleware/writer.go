@@ -33,7 +33,7 @@ const (
 // writeJob is one entry waiting in the queue to be written.
 type writeJob struct {
 	// key is the URL's key: where e is stored, or, when e is a variant
-	// (e.vkey set), where the URL's variant index is.
+	// (e.variant set), where the URL's variant index is.
 	key string
 	e   *entry
 	ttl time.Duration
@@ -141,7 +141,7 @@ func (w *writer) write(j writeJob, buf []byte) []byte {
 		buf = make([]byte, 0, need)
 	}
 	var err error
-	if j.e.vkey != "" {
+	if j.e.variant != nil {
 		buf, err = w.writeVariant(j, buf)
 	} else {
 		buf = appendEntry(buf[:0], j.e)
@@ -279,7 +279,7 @@ func (c *Cache) runRefresh(base string, req *http.Request, next http.Handler, p 
 	} else if d := cachepolicy.Storable(req, status, rec.ResponseHeader(), *p, now); d.Store && !rec.Overflowed() && !rec.Hijacked() {
 		e = newEntry(now, d.Lifetime, status, sink.Header(), nil, rec.Body(), d.Fields) // the sink's header is ours
 		if len(d.Vary) > 0 {
-			e.vary, e.vkey = d.Vary, variantKey(base, req.Header, d.Vary)
+			e.variant = &variantOf{d.Vary, variantKey(base, req.Header, d.Vary)}
 		}
 	}
 	if e != nil {
