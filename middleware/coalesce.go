@@ -392,7 +392,7 @@ func (ru *run) decide(status int, h http.Header) {
 	d := cachepolicy.Storable(ru.r, status, own, *ru.p, ru.now)
 	switch {
 	case !d.Store:
-	case len(ru.r.Header["Range"]) > 0:
+	case len(ru.r.Header["Range"]) > 0 && ru.validating == nil: // a validation asks for the whole
 		d = cachepolicy.StoreDecision{Reason: "range"}
 	case tooLarge(h, ru.p):
 		d = cachepolicy.StoreDecision{Reason: "too-large"}

@@ -515,6 +515,26 @@ func TestSemanticsRange(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, e.runs.Load(), "ranges come from the stored 200")
 
+	t.Run("a range of a stale entry after revalidation", func(t *testing.T) {
+		e := newProxyEnv(t, rdb, cachepolicy.Policy{})
+		e.serve(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=1")
+			w.Header().Set("Etag", `"r"`)
+			if r.Header.Get("If-None-Match") == `"r"` {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			_, _ = io.WriteString(w, "0123456789")
+		})
+		e.get()
+		e.stored(1)
+		e.clock.Add(5 * time.Second)
+		resp, body := e.get("Range", "bytes=0-2")
+		assert.Equal(t, http.StatusPartialContent, resp.StatusCode)
+		assert.Equal(t, "012", body)
+		assert.Empty(t, (*e.seen.Load()).Get("Range"), "the validation asks about the whole response")
+	})
+
 	t.Run("a 206 from the origin is not stored", func(t *testing.T) {
 		e := newProxyEnv(t, rdb, cachepolicy.Policy{TTL: time.Minute})
 		e.serve(func(w http.ResponseWriter, r *http.Request) {
