@@ -215,7 +215,7 @@ func StorableAt(req *http.Request, status int, h http.Header, p Policy, requeste
 	switch {
 	case rd.NoCache && !validator:
 		return StoreDecision{Reason: "no-cache"}
-	case fresh <= 0 && !(validator && (rd.NoCache || explicit)):
+	case fresh <= 0 && (!validator || !rd.NoCache && !explicit):
 		return StoreDecision{Reason: "no-freshness"}
 	}
 

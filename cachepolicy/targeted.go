@@ -96,18 +96,35 @@ func sfParams(s string) (string, bool) {
 
 // sfKey reads ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" ).
 func sfKey(s string) (string, bool) {
-	if s == "" || !(s[0] >= 'a' && s[0] <= 'z' || s[0] == '*') {
+	if s == "" || (s[0] != '*' && !isLcalpha(s[0])) {
 		return s, false
 	}
 	i := 1
-	for i < len(s) {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '*') {
-			break
-		}
+	for i < len(s) && isSFKeyChar(s[i]) {
 		i++
 	}
 	return s[i:], true
+}
+
+// isBase64 reports whether c is a base64 character or "=".
+func isBase64(c byte) bool {
+	switch {
+	case isLcalpha(c), 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return c == '+' || c == '/' || c == '='
+}
+
+// isLcalpha reports whether c is a lower-case letter.
+func isLcalpha(c byte) bool { return 'a' <= c && c <= 'z' }
+
+// isSFKeyChar reports whether c may follow the first character of a key.
+func isSFKeyChar(c byte) bool {
+	switch {
+	case isLcalpha(c), '0' <= c && c <= '9':
+		return true
+	}
+	return c == '_' || c == '-' || c == '.' || c == '*'
 }
 
 // sfBareItem reads one bare item.
@@ -146,7 +163,7 @@ func sfBareItem(s string) (string, bool) {
 			if b == ':' {
 				return s[i+1:], true
 			}
-			if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '+' || b == '/' || b == '=') {
+			if !isBase64(b) {
 				return s, false
 			}
 		}
