@@ -59,8 +59,10 @@ type Policy struct {
 	MaxBodyBytes int64
 
 	// KeyHeaders lists the request headers whose values are part of the
-	// cache key, and so the only headers a response may name in Vary. Names
-	// are case-insensitive, order and duplicates do not matter.
+	// cache key, up front: a response that says Vary on them needs no
+	// variant (and no second round trip). A response that says Vary on
+	// other headers is stored as a variant of its URL (see MaxVariants).
+	// Names are case-insensitive, order and duplicates do not matter.
 	// Nil: no request header is part of the key.
 	KeyHeaders []string
 
