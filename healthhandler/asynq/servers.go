@@ -90,7 +90,6 @@ func Servers(rdb *resilience.Redis, opts Options) (healthhandler.Check, error) {
 	return healthhandler.Check{
 		Name: opts.Name, Critical: opts.Critical,
 		Interval: opts.Interval, Timeout: opts.Timeout,
-		ComponentType: healthhandler.ComponentTypeComponent,
 		Run: func(ctx context.Context) ([]healthhandler.Observation, error) {
 			servers, total, err := readServers(ctx, rdb)
 			return observations(servers, total, err, rdb.String(), opts.Min), nil
