@@ -104,7 +104,8 @@ type CacheStats struct {
 	// store was unavailable (an error, a timeout, an open breaker).
 	Bypasses uint64
 	// Skipped counts GET and HEAD requests served without the cache
-	// because of the request itself (no-store, Authorization, Cookie).
+	// because of the request itself (no-store, Authorization, Cookie, a
+	// request body).
 	Skipped uint64
 	// Stored counts entries written to the store; StoreErrors the writes
 	// and deletes that failed; Dropped the entries not written because the
@@ -136,7 +137,8 @@ type cacheCounters struct {
 // Routes opt in with a policy, one handler at a time ([Cache.Policy]) or
 // for a whole mux by pattern ([Cache.Handler] with [CacheOptions.Rules]).
 // Only GET and HEAD requests are answered from the cache (HEAD from the
-// GET entry); a successful unsafe request (POST, PUT, PATCH, DELETE)
+// GET entry), and only when they carry no body (a body is not in the key:
+// "detail=request-body"); a successful unsafe request (POST, PUT, PATCH, DELETE)
 // that passes through the cache deletes the entry of the same URL.
 //
 // On a hit the cache makes one Redis round trip and writes the stored
@@ -454,6 +456,10 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 // with the fwd value for its Cache-Status, or returns an empty reason.
 func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Policy) (fwd, reason string) {
 	switch {
+	case hasBody(r):
+		// A "fat GET": what the handler answers may depend on the body,
+		// which is not in the key.
+		return cachepolicy.FwdBypass, "request-body"
 	case rd.NoStore:
 		return cachepolicy.FwdRequest, "no-store"
 	case len(r.Header["Authorization"]) > 0 && !p.AllowAuthorization:
@@ -462,6 +468,12 @@ func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Pol
 		return cachepolicy.FwdBypass, "cookie"
 	}
 	return "", ""
+}
+
+// hasBody reports whether r carries a body: a Content-Length above zero,
+// or a body of unknown length (chunked), as net/http's server sets them.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
 }
 
 // setCacheStatus sets the Cache-Status field of h.
