@@ -361,7 +361,8 @@ func checkEntry(e *entry, now time.Time) bool {
 		}
 		if strings.EqualFold(f.name, "Content-Length") {
 			lengths++
-			if lengths > 1 || len(f.values) != 1 || f.values[0] != strconv.Itoa(len(e.body)) {
+			var buf [20]byte // no allocation: compared, never kept
+			if lengths > 1 || len(f.values) != 1 || f.values[0] != string(strconv.AppendInt(buf[:0], int64(len(e.body)), 10)) {
 				return false
 			}
 		}
