@@ -9,7 +9,12 @@ import (
 
 // throttleSlice is the most bytes written in one go on a throttled link,
 // so that connections sharing it take turns.
-const throttleSlice = 8 << 10
+const throttleSlice = 16 << 10
+
+// throttleSlack is how far behind its schedule a link may fall and catch
+// up at once: timers that fire late on a loaded machine do not lower the
+// rate below the one asked for.
+const throttleSlack = 20 * time.Millisecond
 
 // link paces one direction of traffic, shared by every connection of a
 // [Proxy], to a rate in bytes per second: a slow shared network. Each
@@ -32,9 +37,9 @@ func (l *link) write(ctx context.Context, w net.Conn, p []byte) error {
 	for len(p) > 0 {
 		n := min(len(p), throttleSlice)
 		l.mu.Lock()
-		start := time.Now()
-		if l.next.After(start) {
-			start = l.next
+		start := l.next
+		if earliest := time.Now().Add(-throttleSlack); start.Before(earliest) {
+			start = earliest
 		}
 		l.next = start.Add(time.Duration(int64(n) * int64(time.Second) / l.rate))
 		wait := time.Until(l.next)
