@@ -21,6 +21,11 @@ import (
 // out against the 50 ms deadline, each counted as a failure, and the
 // breaker opened over and over for every key.
 func TestFaultSlowLinkLargeValues(t *testing.T) {
+	if raceEnabled {
+		// Its bounds are about a 50 ms deadline on a throttled link; under
+		// the race detector every goroutine is several times slower.
+		t.Skip("timing-bound: run without -race")
+	}
 	srv := redistest.Start(t, redistest.Options{})
 	proxy, err := faultproxy.New(srv.Addr(), faultproxy.Options{Rate: 8 << 20})
 	if err != nil {
