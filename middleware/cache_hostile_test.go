@@ -154,19 +154,20 @@ func TestCacheCutShortNeverStored(t *testing.T) {
 		e := newRealEnv(t, middleware.CacheOptions{})
 		var runs atomic.Int64
 		late := make(chan struct{})
-		inner := e.cache.Policy(p)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner, done := returned(e.cache.Policy(p)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if runs.Add(1) == 1 {
 				<-r.Context().Done() // slow, and writes after its deadline
 				<-late
 			}
 			_, _ = io.WriteString(w, "complete")
-		}))
-		h := http.TimeoutHandler(inner, 50*time.Millisecond, "timed out")
+		})))
+		h := http.TimeoutHandler(inner, 500*time.Millisecond, "timed out")
 		slow := do(h, "GET", "/x")
 		close(late)
 		assert.Equal(t, http.StatusServiceUnavailable, slow.Code)
 		// TimeoutHandler returns before the handler does: wait for it.
-		require.Eventually(t, func() bool { return runs.Load() == 1 && e.cache.Stats().Misses == 1 }, 10*time.Second, time.Millisecond)
+		recv(t, done, "the cache under TimeoutHandler to return")
+		require.EqualValues(t, 1, runs.Load())
 		next := do(h, "GET", "/x")
 		assert.Equal(t, http.StatusOK, next.Code)
 		assert.Equal(t, "complete", next.Body.String(), "a timed-out response was served")
@@ -526,12 +527,12 @@ func TestCacheStreamsNeverCoalesced(t *testing.T) {
 }
 
 func TestCacheSlowLeaderClientPacesNobody(t *testing.T) {
-	const size = 4 << 20
+	const size = 1 << 20
 	e := newRealEnv(t, middleware.CacheOptions{LockTimeout: time.Minute})
 	body := bytes.Repeat([]byte("x"), size)
 	started, proceed := make(chan struct{}), make(chan struct{})
 	var runs atomic.Int64
-	h, done := returned(e.cache.Policy(cachepolicy.Policy{TTL: time.Hour, MaxBodyBytes: 8 << 20})(
+	h, done := returned(e.cache.Policy(cachepolicy.Policy{TTL: time.Hour, MaxBodyBytes: 2 << 20})(
 		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			if runs.Add(1) == 1 {
 				close(started)
