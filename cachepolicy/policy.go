@@ -66,11 +66,11 @@ type Policy struct {
 	// Nil: no request header is part of the key.
 	KeyHeaders []string
 
-	// Statuses lists the response status codes that may be stored (206
-	// and 304 never are). Empty: any final status but 206 and 304 when the
-	// response gives explicit freshness (s-maxage, max-age, Expires, or
-	// public with a TTL), and the statuses RFC 9110 calls heuristically
-	// cacheable ([DefaultStatuses]) also without.
+	// Statuses lists the response status codes that may be stored; 1xx,
+	// 206 and 304 never are (see [StorableStatus]). Empty: any storable
+	// status when the response gives explicit freshness (s-maxage,
+	// max-age, Expires) or says public, and the statuses RFC 9110 calls
+	// heuristically cacheable ([DefaultStatuses]) also without.
 	Statuses []int
 
 	// HeuristicFraction is the share of the time between a response's
@@ -168,9 +168,18 @@ func isDefaultStatus(code int) bool {
 	return false
 }
 
+// StorableStatus reports whether a response with the status code may ever
+// be stored, whatever the policy: a final status (200-599) other than 206
+// Partial Content and 304 Not Modified, which a cache answers from a
+// stored complete response but never stores.
+func StorableStatus(code int) bool {
+	return 200 <= code && code <= 599 && code != 206 && code != 304
+}
+
 // AllowsStatus reports whether a response with the status code may be
 // stored under the policy without explicit freshness: one of p.Statuses,
-// or of [DefaultStatuses] when that is empty. 206 and 304 never are.
+// or of [DefaultStatuses] when that is empty. A status for which
+// [StorableStatus] is false never is, even when Statuses lists it.
 func (p Policy) AllowsStatus(code int) bool {
 	return p.storesStatus(code, false)
 }
@@ -179,7 +188,7 @@ func (p Policy) AllowsStatus(code int) bool {
 // stored; explicit says it has explicit freshness.
 func (p Policy) storesStatus(code int, explicit bool) bool {
 	switch {
-	case code < 200 || code > 999, code == http.StatusPartialContent, code == http.StatusNotModified:
+	case !StorableStatus(code):
 		return false
 	case len(p.Statuses) > 0:
 		return slices.Contains(p.Statuses, code)

@@ -139,7 +139,7 @@ func decodeIndex(b []byte) (variantIndex, error) {
 // variant that was not written. Variants past the cap, oldest first, and
 // those expired are dropped from the index and deleted.
 func (w *writer) writeVariant(j writeJob, buf []byte) ([]byte, error) {
-	buf = appendEntry(buf[:0], j.e)
+	buf = appendEntry(buf[:0], j.e, j.e.variant.key, w.signKey)
 	if err := w.store.Set(w.ctx, j.e.variant.key, buf, j.ttl); err != nil {
 		return buf, err
 	}

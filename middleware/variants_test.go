@@ -33,7 +33,7 @@ func TestVariantIndexRoundTrip(t *testing.T) {
 		assert.Equal(t, want.variants[i].suffix, got.variants[i].suffix)
 		assert.True(t, want.variants[i].expires.Equal(got.variants[i].expires))
 	}
-	_, err = decodeEntry(b)
+	_, err = decodeEntry(b, "k", nil, time.Now())
 	assert.ErrorIs(t, err, errEntryForeign, "an index is never taken for an entry")
 }
 
@@ -50,7 +50,7 @@ func TestVariantIndexDecodeErrors(t *testing.T) {
 		b    []byte
 	}{
 		{name: "empty", b: nil},
-		{name: "entry", b: appendEntry(nil, testEntry())},
+		{name: "entry", b: appendEntry(nil, testEntry(), "k", nil)},
 		{name: "magic only", b: []byte("sfv")},
 		{name: "other version", b: reseal(append([]byte("sfv\x02"), good[4:]...))},
 		{name: "flipped bit", b: func() []byte { b := bytes.Clone(good); b[len(b)-1] ^= 1; return b }()},
