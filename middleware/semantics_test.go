@@ -604,3 +604,44 @@ func TestSemanticsForgedVariantIndex(t *testing.T) {
 	assert.Equal(t, "steadfast; fwd=uri-miss; stored", resp.Header.Get("Cache-Status"))
 	assert.EqualValues(t, 1, e.cache.Stats().DecodeErrors)
 }
+
+// varyAtHeader is an outer middleware's writer that adds Vary: X-Tenant
+// when the status is written, after the cache made its first decision.
+type varyAtHeader struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (v *varyAtHeader) WriteHeader(code int) {
+	if !v.wrote {
+		v.wrote = true
+		v.ResponseWriter.Header().Add("Vary", "X-Tenant")
+	}
+	v.ResponseWriter.WriteHeader(code)
+}
+
+func (v *varyAtHeader) Write(p []byte) (int, error) {
+	if !v.wrote {
+		v.WriteHeader(http.StatusOK)
+	}
+	return v.ResponseWriter.Write(p)
+}
+
+func TestSemanticsOuterVaryAtWriteHeader(t *testing.T) {
+	// A Vary that outer middleware adds as the status goes out makes the
+	// entry a variant on that field: tenant B never gets tenant A's page.
+	e := newEnv(t, middleware.CacheOptions{})
+	cached := e.cache.Policy(cachepolicy.Policy{TTL: time.Hour})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "page of %s", r.Header.Get("X-Tenant"))
+	}))
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cached.ServeHTTP(&varyAtHeader{ResponseWriter: w}, r)
+	})
+	a := do(h, "GET", "/p", "X-Tenant", "A")
+	assert.Equal(t, "page of A", a.Body.String())
+	e.waitStored(2) // the variant, then the index
+	b := do(h, "GET", "/p", "X-Tenant", "B")
+	assert.Equal(t, "page of B", b.Body.String(), "tenant B got tenant A's page")
+	a = do(h, "GET", "/p", "X-Tenant", "A")
+	assert.Equal(t, "page of A", a.Body.String())
+}
