@@ -124,3 +124,49 @@ func TestCacheResetMidBodyNeverStoresPart(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheHeadNeverStoresTheGetEntry: a HEAD shares the GET's key, but
+// its response has no body, so it must never become the entry a GET is
+// answered from: not first, not with no-cache over a good entry, not when
+// the handler writes nothing for HEAD.
+func TestCacheHeadNeverStoresTheGetEntry(t *testing.T) {
+	p := cachepolicy.Policy{TTL: time.Hour}
+	for _, tc := range []struct {
+		name   string
+		before bool // a GET stores the entry first
+		header []string
+	}{
+		{name: "head first"},
+		{name: "head with no-cache over an entry", before: true, header: []string{"Cache-Control", "no-cache"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := reviewCache(t)
+			srv := httptest.NewServer(cache.Policy(p)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodHead {
+					return // nothing for HEAD: net/http sends 200 without a length
+				}
+				_, _ = io.WriteString(w, "the whole body")
+			})))
+			defer srv.Close()
+			send := func(method string, header ...string) string {
+				req, err := http.NewRequest(method, srv.URL+"/x", nil)
+				require.NoError(t, err)
+				for i := 0; i+1 < len(header); i += 2 {
+					req.Header.Set(header[i], header[i+1])
+				}
+				res, err := srv.Client().Do(req)
+				require.NoError(t, err)
+				b, err := io.ReadAll(res.Body)
+				require.NoError(t, res.Body.Close())
+				require.NoError(t, err)
+				return string(b)
+			}
+			if tc.before {
+				require.Equal(t, "the whole body", send(http.MethodGet))
+			}
+			send(http.MethodHead, tc.header...)
+			require.NoError(t, cache.Close()) // what was queued is written
+			assert.Equal(t, "the whole body", send(http.MethodGet), "a HEAD's empty response became the GET's entry")
+		})
+	}
+}
