@@ -20,10 +20,11 @@ import (
 
 // Log attribute keys used by this package.
 const (
-	logKeyRedis = "redis"
-	logKeyState = "state"
-	logKeyError = "error"
-	logKeyDown  = "down_for"
+	logKeyRedis  = "redis"
+	logKeyState  = "state"
+	logKeyError  = "error"
+	logKeyDown   = "down_for"
+	logKeyReason = "reason"
 )
 
 // Redis is a guarded Redis client: every operation has a deadline, is
@@ -57,6 +58,10 @@ type Redis struct {
 
 	readyOnce sync.Once
 	st        counters
+
+	// near is the near cache; nil when not asked for.
+	near      *nearCache
+	nearCheck func(ctx context.Context) error
 }
 
 type clientRef struct{ c redis.UniversalClient }
@@ -79,10 +84,22 @@ func NewRedis(cfg Config, opts Options) (*Redis, error) {
 		return nil, err
 	}
 	base := clientOptions(cfg, o)
-	fresh := func() *redis.Client { return redis.NewClient(cloneOptions(base)) }
+	near, off := nearSetup(o, cfg.DB, cfg.Username, true)
+	if near != nil && off == "" {
+		base.Protocol = 3
+		base.ClientSideCache = near
+	}
+	fresh := func() *redis.Client {
+		co := cloneOptions(base)
+		if near != nil && near.unsupported.Load() {
+			co.ClientSideCache = nil // the server cannot track keys
+		}
+		return redis.NewClient(co)
+	}
 	r := newRedis(o, cfg.String(), true, fresh())
 	r.fresh = fresh
 	r.probe = probeWith(base, o)
+	r.setNear(near, off, trackingCheckWith(base, o))
 	r.start()
 	return r, nil
 }
@@ -112,6 +129,8 @@ func Wrap(client redis.UniversalClient, opts Options) (*Redis, error) {
 	} else {
 		r.probe = func(ctx context.Context) error { return client.Ping(ctx).Err() }
 	}
+	near, off := nearSetup(o, 0, "", false)
+	r.setNear(near, off, nil)
 	r.start()
 	return r, nil
 }
@@ -214,6 +233,23 @@ func cloneOptions(o *redis.Options) *redis.Options {
 // probeWith pings with a client of its own, new for every probe, so that
 // no pool's dial back-off can delay noticing that Redis is back.
 func probeWith(base *redis.Options, o Options) func(ctx context.Context) error {
+	po := probeOptions(base, o)
+	return func(ctx context.Context) error {
+		c := redis.NewClient(cloneOptions(po))
+		// go-redis does not watch ctx while it waits for a reply, only its
+		// deadline: closing the client is what ends a probe of a hung
+		// Redis at once when the Redis is closed.
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+		defer func() {
+			stop()
+			_ = c.Close()
+		}()
+		return c.Ping(ctx).Err()
+	}
+}
+
+// probeOptions are the options of a client of one's own for a probe.
+func probeOptions(base *redis.Options, o Options) *redis.Options {
 	po := cloneOptions(base)
 	// Two, not one: go-redis starts a background re-dial loop (a goroutine
 	// that dials at once, then every second until the pool closes) when a
@@ -234,18 +270,7 @@ func probeWith(base *redis.Options, o Options) func(ctx context.Context) error {
 	po.PoolTimeout = o.DialTimeout
 	po.ReadTimeout = o.DialTimeout
 	po.WriteTimeout = o.DialTimeout
-	return func(ctx context.Context) error {
-		c := redis.NewClient(cloneOptions(po))
-		// go-redis does not watch ctx while it waits for a reply, only its
-		// deadline: closing the client is what ends a probe of a hung
-		// Redis at once when the Redis is closed.
-		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-		defer func() {
-			stop()
-			_ = c.Close()
-		}()
-		return c.Ping(ctx).Err()
-	}
+	return po
 }
 
 // Client returns the go-redis client in use, unguarded, for what the
@@ -264,6 +289,20 @@ func (r *Redis) State() State { return stateOf(r.cb.State()) }
 // breaker gives [ErrUnavailable] without a network call. Get is retried
 // within its deadline when that can help.
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
+	if r.near != nil && r.near.serving.Load() {
+		// The fast path: a hit from process memory pays neither the
+		// deadline nor the breaker's executor (the gate is closed while
+		// the breaker is open and once the Redis is closed).
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if v, found, ok := r.near.lookup(key); ok {
+			if !found {
+				return nil, ErrNotFound
+			}
+			return v, nil
+		}
+	}
 	if err := r.reject(); err != nil {
 		return nil, err
 	}
@@ -285,6 +324,9 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	if err := r.reject(); err != nil {
 		return err
 	}
+	if r.near != nil {
+		defer r.near.forget(key)
+	}
 	return r.run(ctx, "set", true, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Set(ctx, key, val, ttl).Err()
 	})
@@ -298,6 +340,13 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 	// A copy for the closure: capturing keys itself would make every
 	// caller allocate its arguments, even when reject answers.
 	ks := append([]string(nil), keys...)
+	if r.near != nil {
+		defer func() {
+			for _, k := range ks {
+				r.near.forget(k)
+			}
+		}()
+	}
 	return r.run(ctx, "del", true, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Del(ctx, ks...).Err()
 	})
@@ -441,6 +490,9 @@ func (r *Redis) Close() error {
 	}
 	close(r.done)
 	r.wg.Wait()
+	if r.near != nil {
+		r.near.disable(nearClosed)
+	}
 	if r.owned {
 		if err := r.client.Load().c.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 			return fmt.Errorf("redis close: %w", err)
@@ -457,6 +509,7 @@ func (r *Redis) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 	switch to {
 	case StateOpen:
 		change.LastError = r.st.lastErr()
+		r.nearPause()
 		if from == StateClosed {
 			r.st.downSince.Store(now.UnixNano())
 			r.log.Warn("redis unavailable: serving without it until it answers",
