@@ -96,8 +96,9 @@ type NearCacheStats struct {
 	Enabled bool
 	// Serving is whether hits are served from process memory now.
 	Serving bool
-	// Reason says why it is not serving: empty while it serves, and when
-	// it was not asked for.
+	// Reason says why it is not serving, in words fit for anyone (no
+	// address, no server reply): empty while it serves, and when it was
+	// not asked for.
 	Reason string
 	// Entries and Bytes are what it holds now; MaxBytes its bound.
 	Entries         int
@@ -391,8 +392,8 @@ func nearSetup(o Options, db int, username string, standalone bool) (*nearCache,
 
 // trackingCheckWith asks the server, on a connection of its own, whether
 // it speaks RESP3 and accepts CLIENT TRACKING. A reply error means it
-// cannot (errNoTracking wraps it); a transport error means it did not
-// answer, and the check is made again later.
+// cannot (a *noTrackingError); a transport error means it did not answer,
+// and the check is made again later.
 func trackingCheckWith(base *redis.Options, o Options) func(ctx context.Context) error {
 	po := probeOptions(base, o)
 	po.Protocol = 3
@@ -415,14 +416,22 @@ func trackingCheckWith(base *redis.Options, o Options) func(ctx context.Context)
 	}
 }
 
-// errNoTracking marks a server that cannot track keys for the near cache.
-var errNoTracking = errors.New("no key tracking")
+// noTrackingError is a server that cannot track keys for the near cache:
+// what says so in words fit for anyone (it is [NearCacheStats].Reason),
+// err is the server's reply.
+type noTrackingError struct {
+	what string
+	err  error
+}
+
+func (e *noTrackingError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *noTrackingError) Unwrap() error { return e.err }
 
 func noTracking(what string, err error) error {
 	if IsFailure(err) {
 		return err // no answer, or not now: try again later
 	}
-	return fmt.Errorf("%w: %s (%v)", errNoTracking, what, err)
+	return &noTrackingError{what: what, err: err}
 }
 
 // nearLoop owns the near cache's gate: it confirms once that the server
@@ -446,10 +455,11 @@ func (r *Redis) nearLoop() {
 			ctx, cancel := context.WithTimeout(context.Background(), r.opts.DialTimeout)
 			err := r.nearCheck(ctx)
 			cancel()
-			if errors.Is(err, errNoTracking) {
-				reason := err.Error()
-				n.disable(reason)
-				r.log.Warn("near cache off", slog.String(logKeyRedis, r.name), slog.String(logKeyReason, reason))
+			var nt *noTrackingError
+			if errors.As(err, &nt) {
+				n.disable(nt.what)
+				r.log.Warn("near cache off", slog.String(logKeyRedis, r.name),
+					slog.String(logKeyReason, nt.what), slog.String(logKeyError, nt.err.Error()))
 				return
 			}
 			if err != nil {
