@@ -95,7 +95,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 
 	ropts := resilience.Options{Logger: logger}
 	if s.nearCache {
-		ropts.NearCache = &resilience.NearCacheOptions{} // the documented defaults: 32 MiB, 2 ms drain
+		ropts.NearCache = &resilience.NearCacheOptions{} // the documented defaults: 32 MiB, 1 ms drain
 	}
 	rdb, err := resilience.NewRedis(redisCfg, ropts)
 	if err != nil {
