@@ -53,6 +53,11 @@ type CoherenceResult struct {
 	Reads    int    `json:"reads"`
 	NearHits uint64 `json:"near_hits"`
 	Errors   int    `json:"errors"`
+	// Never counts trials where B did not show the new version within a
+	// second (their time counts as a second); DeleteFailed trials where
+	// A's invalidating delete itself failed, which are left out.
+	Never        int `json:"never"`
+	DeleteFailed int `json:"delete_failed"`
 }
 
 // versioned is the coherence scenario's origin: GET shows a version per
@@ -133,7 +138,7 @@ func coherence(ctx context.Context, addr string, trials int, logger *slog.Logger
 		if err != nil {
 			return "", "", err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		body, err := io.ReadAll(resp.Body)
 		if err == nil && resp.StatusCode != http.StatusOK {
 			err = fmt.Errorf("%s %s: HTTP %d", method, url, resp.StatusCode)
@@ -148,7 +153,9 @@ func coherence(ctx context.Context, addr string, trials int, logger *slog.Logger
 
 	hits0 := b.rdb.Stats().NearCache.Hits
 	lat := make([]time.Duration, 0, trials)
-	for i := range trials {
+	// Trials whose delete failed are left out and made up for, up to
+	// twice as many attempts again.
+	for i := 0; len(lat) < trials && i < 3*trials; i++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
@@ -172,10 +179,18 @@ func coherence(ctx context.Context, addr string, trials int, logger *slog.Logger
 		if !primed {
 			return res, fmt.Errorf("coherence: %s not a hit on B within 2 s", path)
 		}
+		failed0 := a.cache.Stats().StoreErrors
 		if _, _, err := call(http.MethodPut, a.srv.url+path); err != nil {
 			return res, err
 		}
 		t0 := time.Now()
+		if a.cache.Stats().StoreErrors != failed0 {
+			// A's delete of the entry failed (its deadline passed on a
+			// loaded machine): Redis still holds the old response, for B
+			// and everyone, near cache or not. Not a near-cache trial.
+			res.DeleteFailed++
+			continue
+		}
 		seen := time.Duration(-1)
 		for first := true; ; first = false {
 			start := time.Since(t0)
@@ -183,7 +198,9 @@ func coherence(ctx context.Context, addr string, trials int, logger *slog.Logger
 				break
 			}
 			if start > time.Second {
-				return res, fmt.Errorf("coherence: B still shows v%d of %s a second after the PUT", cur, path)
+				res.Never++
+				seen = start
+				break
 			}
 			body, _, err := call(http.MethodGet, b.srv.url+path)
 			res.Reads++
@@ -211,6 +228,10 @@ func coherence(ctx context.Context, addr string, trials int, logger *slog.Logger
 		lat = append(lat, seen)
 	}
 	res.NearHits = b.rdb.Stats().NearCache.Hits - hits0
+	if len(lat) == 0 {
+		return res, errors.New("coherence: no trial completed")
+	}
+	res.Trials = len(lat)
 	slices.Sort(lat)
 	res.P50ms, res.P99ms, res.MaxMs = ms(quantile(lat, 0.50)), ms(quantile(lat, 0.99)), ms(lat[len(lat)-1])
 	return res, nil

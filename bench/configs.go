@@ -264,7 +264,7 @@ type configs struct {
 	health    *healthTarget
 	opTimeout time.Duration // steadfast's Redis operation deadline
 	bodyBytes int
-	originHit merged // origin's hit runs, for the outage's added latency
+	originHit merged     // origin's hit runs, for the outage's added latency
 	nearRedis *redisProc // steadfast+near's own redis-server
 	logger    *slog.Logger
 	servers   []*server

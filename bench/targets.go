@@ -36,8 +36,9 @@ func judge(r *Report, c *configs) ([]Target, []string) {
 			pr.MedianThroughput, roundAll(pr.ThroughputRatios, 100), nr.Throughput, fl.Throughput, nr.Throughput/fl.Throughput)
 	}
 	if c := r.Coherence; c != nil {
-		add(fmt.Sprintf("coherence: B sees A's PUT within %s, p99 (≥ 1,000 trials)", fmtMs(c.BoundMs)), c.P99ms <= c.BoundMs && c.Trials >= 1000 && c.Errors == 0,
-			"p99 %s over %d trials (p50 %s, max %s; %d errors)", fmtMs(c.P99ms), c.Trials, fmtMs(c.P50ms), fmtMs(c.MaxMs), c.Errors)
+		add(fmt.Sprintf("coherence: B sees A's PUT within %s, p99 (≥ 1,000 trials)", fmtMs(c.BoundMs)), c.P99ms <= c.BoundMs && c.Trials >= 1000 && c.Errors == 0 && c.Never == 0,
+			"p99 %s over %d trials (p50 %s, max %s; %d errors, %d never within 1 s; %d left out: A's delete failed)",
+			fmtMs(c.P99ms), c.Trials, fmtMs(c.P50ms), fmtMs(c.MaxMs), c.Errors, c.Never, c.DeleteFailed)
 		add("coherence: no stale read after the bound", c.StaleAfterBound == 0,
 			"%d of %d reads (B's very next GET was stale in %d trials)", c.StaleAfterBound, c.Reads, c.NextStale)
 	}
