@@ -287,12 +287,14 @@ func (r *Redis) State() State { return stateOf(r.cb.State()) }
 
 // Get returns the value at key. A missing key gives [ErrNotFound]; an open
 // breaker gives [ErrUnavailable] without a network call. Get is retried
-// within its deadline when that can help.
+// within its deadline when that can help. With the near cache on
+// ([Options].NearCache) a hit comes from process memory, with no deadline
+// and no breaker to pay.
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
-	if r.near != nil && r.near.serving.Load() {
+	if r.near != nil && r.near.serving.Load() && !r.closed.Load() {
 		// The fast path: a hit from process memory pays neither the
 		// deadline nor the breaker's executor (the gate is closed while
-		// the breaker is open and once the Redis is closed).
+		// the breaker is open).
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
