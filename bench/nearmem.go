@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -58,7 +59,11 @@ func nearMemory(ctx context.Context, addr string, keys int, logger *slog.Logger)
 	}
 
 	heap0, rss0 := memNow()
-	rdb, err := resilience.NewRedis(resilience.Config{Addr: addr}, resilience.Options{Logger: logger, NearCache: &resilience.NearCacheOptions{}})
+	// A generous deadline: this measures memory, and a loaded machine
+	// must not turn a slow read into a failed run.
+	rdb, err := resilience.NewRedis(resilience.Config{Addr: addr}, resilience.Options{
+		Logger: logger, OpTimeout: 2 * time.Second, NearCache: &resilience.NearCacheOptions{},
+	})
 	if err != nil {
 		return res, err
 	}
