@@ -106,14 +106,15 @@ type Handler struct {
 
 // New returns a Handler with no checks; add them with [Handler.Add]. Until
 // a check is added the report says pass and the service is ready. It fails
-// only when an Options text is not valid UTF-8.
+// only when an Options text is not valid UTF-8, with an error wrapping
+// [ErrInvalidOption].
 func New(opts Options) (*Handler, error) {
 	for name, v := range map[string]string{
 		"ServiceID": opts.ServiceID, "Version": opts.Version,
 		"ReleaseID": opts.ReleaseID, "Description": opts.Description,
 	} {
 		if !utf8.ValidString(v) {
-			return nil, fmt.Errorf("healthhandler: Options.%s is not valid UTF-8", name)
+			return nil, fmt.Errorf("healthhandler: Options.%s is not valid UTF-8: %w", name, ErrInvalidOption)
 		}
 	}
 	for _, v := range []*string{&opts.ServiceID, &opts.Version, &opts.ReleaseID, &opts.Description} {
@@ -137,8 +138,9 @@ func New(opts Options) (*Handler, error) {
 // Interval, until [Handler.Close]. Until its first run ends the check shows
 // "warn" with output "not yet checked", and a critical one keeps the
 // service not ready. Add returns an error naming the field when the check
-// is invalid (empty or duplicate Name, nil Run, negative durations), and
-// [ErrClosed] after Close.
+// is invalid (empty or duplicate Name, nil Run, negative durations, or
+// built by [Redis] or [Workers] from invalid input), wrapping
+// [ErrInvalidOption], and [ErrClosed] after Close.
 func (h *Handler) Add(c Check) error {
 	c, err := validate(c)
 	if err != nil {
@@ -152,7 +154,7 @@ func (h *Handler) Add(c Check) error {
 	for _, rn := range h.runners {
 		if rn.check.Name == c.Name {
 			h.mu.Unlock()
-			return fmt.Errorf("healthhandler: check %q added twice", c.Name)
+			return fmt.Errorf("healthhandler: check %q added twice: %w", c.Name, ErrInvalidOption)
 		}
 	}
 	rn := &runner{h: h, check: c, added: h.now(), first: make(chan struct{})}
@@ -329,7 +331,9 @@ type Stats struct {
 
 // CheckStats describes one check.
 type CheckStats struct {
-	Name     string
+	// Name is the check's [Check.Name].
+	Name string
+	// Critical is the check's [Check.Critical].
 	Critical bool
 	// Status is the latest result's status; empty before the first run
 	// ended.

@@ -546,8 +546,8 @@ func TestAddErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := h.Add(tc.check)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Add(%+v) = %v, want an error naming %q", tc.check, err, tc.want)
+			if !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Add(%+v) = %v, want ErrInvalidOption naming %q", tc.check, err, tc.want)
 			}
 		})
 	}
@@ -569,8 +569,8 @@ func TestAddErrors(t *testing.T) {
 }
 
 func TestNewRejectsInvalidUTF8(t *testing.T) {
-	if _, err := healthhandler.New(healthhandler.Options{Version: "\xff"}); err == nil || !strings.Contains(err.Error(), "Version") {
-		t.Errorf("New with invalid UTF-8 Version = %v, want an error naming Version", err)
+	if _, err := healthhandler.New(healthhandler.Options{Version: "\xff"}); !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), "Version") {
+		t.Errorf("New with invalid UTF-8 Version = %v, want ErrInvalidOption naming Version", err)
 	}
 }
 

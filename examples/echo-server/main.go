@@ -34,6 +34,8 @@ import (
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
 	"github.com/steadfast-go/steadfast/healthhandler"
+	"github.com/steadfast-go/steadfast/healthhandler/asynq"
+	"github.com/steadfast-go/steadfast/healthhandler/celery"
 	"github.com/steadfast-go/steadfast/middleware"
 	"github.com/steadfast-go/steadfast/resilience"
 )
@@ -158,21 +160,29 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	// and asynq servers (ASYNQ_CHECK=1).
 	switch s.celeryCheck {
 	case "events":
-		celery, err := healthhandler.NewCeleryEvents(rdb, healthhandler.CeleryOptions{Min: 1, Logger: logger})
+		events, err := celery.NewEvents(rdb, celery.Options{Min: 1, Logger: logger})
 		if err != nil {
 			return err
 		}
-		defer closeLogged(logger, "celery", celery)
-		if err := health.Add(celery.Check()); err != nil {
+		defer closeLogged(logger, "celery", events)
+		if err := health.Add(events.Check()); err != nil {
 			return err
 		}
 	case "ping":
-		if err := health.Add(healthhandler.CeleryPing(rdb, healthhandler.CeleryPingOptions{Min: 1})); err != nil {
+		ping, err := celery.Ping(rdb, celery.PingOptions{Min: 1})
+		if err != nil {
+			return err
+		}
+		if err := health.Add(ping); err != nil {
 			return err
 		}
 	}
 	if s.asynqCheck {
-		if err := health.Add(healthhandler.Asynq(rdb, healthhandler.AsynqOptions{Min: 1})); err != nil {
+		servers, err := asynq.Servers(rdb, asynq.Options{Min: 1})
+		if err != nil {
+			return err
+		}
+		if err := health.Add(servers); err != nil {
 			return err
 		}
 	}
