@@ -20,7 +20,8 @@ import (
 )
 
 // NearMemResult is the memory scenario: Keys distinct keys of ValueBytes
-// each read twice through a Redis with the near cache at its defaults;
+// each read twice (forwards, then backwards) through a Redis with the near
+// cache at its defaults;
 // what the near cache holds, and what the process's memory grew by.
 type NearMemResult struct {
 	Keys       int   `json:"keys"`
@@ -72,7 +73,10 @@ func nearMemory(ctx context.Context, addr string, keys int, logger *slog.Logger)
 		return res, err
 	}
 	const workers = 8
-	for range 2 {
+	// The second pass goes backwards: the keys read last are the ones the
+	// near cache kept (a forward scan larger than the bound would evict
+	// every key just before it is read again).
+	for pass := range 2 {
 		var wg sync.WaitGroup
 		errs := make(chan error, workers)
 		for w := range workers {
@@ -80,7 +84,11 @@ func nearMemory(ctx context.Context, addr string, keys int, logger *slog.Logger)
 			go func() {
 				defer wg.Done()
 				for j := w; j < keys; j += workers {
-					if _, err := rdb.Get(ctx, "mem:"+strconv.Itoa(j)); err != nil {
+					k := j
+					if pass == 1 {
+						k = keys - 1 - j
+					}
+					if _, err := rdb.Get(ctx, "mem:"+strconv.Itoa(k)); err != nil {
 						errs <- err
 						return
 					}
