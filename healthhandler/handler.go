@@ -2,6 +2,7 @@ package healthhandler
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,11 +42,14 @@ type Options struct {
 	ServiceID, Version, ReleaseID, Description string
 
 	// ShowDetails says whether a request may see details: error texts,
-	// instance names and host names ("componentId"). It is called once
-	// per request and must be fast, such as a check of the remote address
-	// or of a header set by an authenticating proxy. Nil means nobody sees
-	// details: reports carry statuses, figures and short generic texts
-	// only. Credentials and stack traces are never shown to anyone.
+	// instance names, host names and user names ("componentId"), worker
+	// ids. It is called once per request and must be fast, such as
+	// [BearerToken] or a check of a header set by an authenticating proxy.
+	// Do not decide on the remote address alone: behind a reverse proxy or
+	// a sidecar on the same host every request comes from loopback. Nil
+	// means nobody sees details: reports carry statuses, figures and short
+	// generic texts only. Credentials and stack traces are never shown to
+	// anyone.
 	ShowDetails func(*http.Request) bool
 
 	// Logger receives one line per change of a check's status and one
@@ -288,6 +292,25 @@ func (h *Handler) serveLive(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
 	s := h.snap.Load()
 	write(w, r, s.readyCode, s.readyBody[h.view(r)])
+}
+
+// BearerToken returns a func for [Options.ShowDetails] that lets a request
+// see details when it carries "Authorization: Bearer <token>", compared in
+// constant time. An empty token returns nil: nobody sees details. Serve
+// the health endpoint over TLS, or only on a private network, when the
+// token travels with it.
+func BearerToken(token string) func(*http.Request) bool {
+	if token == "" {
+		return nil
+	}
+	want := []byte(token)
+	return func(r *http.Request) bool {
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return false
+		}
+		return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) == 1
+	}
 }
 
 func (h *Handler) view(r *http.Request) int {

@@ -11,8 +11,10 @@
 // (simulated work per uncached item, default 50ms), WORKERS (in-process
 // workers, default 1), UPSTREAM_FAIL_RATE (share of /upstream calls that
 // fail, default 0.3), CELERY_CHECK (events or ping: count Celery workers on
-// the same Redis), ASYNQ_CHECK (1: count asynq servers) and NEAR_CACHE (on:
-// serve hits from process memory, kept coherent by Redis; default off).
+// the same Redis), ASYNQ_CHECK (1: count asynq servers), HEALTH_TOKEN
+// (callers sending "Authorization: Bearer $HEALTH_TOKEN" see /health
+// details; unset, nobody does) and NEAR_CACHE (on: serve hits from process
+// memory, kept coherent by Redis; default off).
 package main
 
 import (
@@ -117,7 +119,14 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		return nil
 	}
 
-	cache, err := middleware.NewCache(rdb, middleware.CacheOptions{KeyPrefix: keyPrefix, Logger: logger})
+	cache, err := middleware.NewCache(rdb, middleware.CacheOptions{
+		KeyPrefix: keyPrefix, Logger: logger,
+		// CompressHandler, outside the cache, says "Vary: Accept-Encoding"
+		// about its own work: the cache stores the identity response and
+		// the compressor encodes it again on every hit. Any other Vary,
+		// Cache-Control or Set-Cookie set outside the cache counts.
+		OuterVary: []string{"Accept-Encoding"},
+	})
 	if err != nil {
 		return err
 	}
@@ -135,8 +144,11 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	health, err := healthhandler.New(healthhandler.Options{
 		ServiceID:   "echo-server",
 		Description: "steadfast example",
-		// Details (error texts, hosts) only for callers on this machine.
-		ShowDetails: fromLoopback,
+		// Details (error texts, hosts, user names, worker ids) only for
+		// callers that send the bearer token HEALTH_TOKEN; nobody when it
+		// is unset. Not by remote address: behind a proxy on this host
+		// every caller would be loopback.
+		ShowDetails: healthhandler.BearerToken(s.healthToken),
 		Logger:      logger,
 	})
 	if err != nil {
@@ -203,7 +215,8 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	mux.Handle("/health/", health)
 
 	// Compression sits outside the cache, so stored bodies stay identity-
-	// encoded and the cache never sees Accept-Encoding variants.
+	// encoded; CacheOptions.OuterVary above tells the cache that its
+	// "Vary: Accept-Encoding" is the compressor's own.
 	h := handlers.CompressHandler(mux)
 	h = handlers.RecoveryHandler(handlers.RecoveryLogger(recoveryLogger{logger}))(h)
 	h = handlers.CombinedLoggingHandler(os.Stdout, h)
@@ -235,16 +248,6 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
-}
-
-// fromLoopback lets requests from this machine see health details.
-func fromLoopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // recoveryLogger sends gorilla's recovered panics to slog.

@@ -20,6 +20,7 @@ type settings struct {
 	upstreamFailRate float64
 	celeryCheck      string // "", "events" or "ping"
 	asynqCheck       bool
+	healthToken      string // HEALTH_TOKEN: the bearer token that shows /health details
 	// nearCache is NEAR_CACHE=on. Off by default: the near cache costs
 	// memory (up to 32 MiB) and a heartbeat ping every 50 ms, pays off
 	// only with real Redis (the embedded miniredis cannot track keys, so
@@ -42,7 +43,7 @@ func loadSettings() (settings, error) {
 		}
 		return def
 	}
-	s := settings{addr: get("ADDR", ":8080")}
+	s := settings{addr: get("ADDR", ":8080"), healthToken: get("HEALTH_TOKEN", "")}
 
 	cfg, err := resilience.ConfigFromEnv()
 	var ce *resilience.ConfigError
