@@ -67,6 +67,8 @@ type Stats struct {
 	MeanLatency, MaxLatency time.Duration
 	// Pool holds go-redis's connection pool figures.
 	Pool PoolStats
+	// NearCache describes the near cache (see [Options].NearCache).
+	NearCache NearCacheStats
 }
 
 // PoolStats are the figures of go-redis's connection pool.
@@ -92,6 +94,8 @@ func (r *Redis) Stats() Stats {
 		Rejected: r.st.rejected.Load(),
 		Retries:  r.st.retries.Load(),
 		Probes:   r.st.probes.Load(),
+
+		NearCache: r.nearStats(),
 	}
 	if n := r.st.lastSuccess.Load(); n != 0 {
 		s.LastSuccess = time.Unix(0, n)
