@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -214,15 +213,6 @@ func NewBreaker(opts BreakerOptions) (*Breaker, error) {
 	return b, nil
 }
 
-// orDefault returns v, or def if v is zero.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // defaultIsFailure counts a 5xx status or a panic as a failure.
 func defaultIsFailure(status int, panicked bool) bool {
 	return panicked || status >= 500
@@ -416,38 +406,3 @@ func (b *Breaker) Stats() BreakerStats {
 // there so the stack still shows where it started. A panic Retry passes on
 // later, after deciding not to retry, travels as a *panicError that carries
 // the original stack.
-
-// panicError is a recovered panic value with the stack of the goroutine
-// that raised it.
-type panicError struct {
-	value any
-	stack []byte
-}
-
-// Error shows the value and the stack where it was raised, for whoever
-// recovers it last and logs it.
-func (p *panicError) Error() string {
-	return fmt.Sprintf("%v\n\n%s", p.value, p.stack)
-}
-
-// Unwrap returns the panic value if it is an error.
-func (p *panicError) Unwrap() error {
-	err, _ := p.value.(error)
-	return err
-}
-
-// logPanic logs a recovered panic once, with its stack.
-func logPanic(logger *slog.Logger, r *http.Request, v any, attrs ...slog.Attr) {
-	var stack []byte
-	if pe, ok := v.(*panicError); ok {
-		v, stack = pe.value, pe.stack
-	} else {
-		stack = debug.Stack()
-	}
-	attrs = append(attrs,
-		slog.String(LogKeyMethod, r.Method),
-		slog.String(LogKeyPath, r.URL.Path),
-		slog.Any(LogKeyPanic, v),
-		slog.String(LogKeyStack, string(stack)))
-	logger.LogAttrs(r.Context(), slog.LevelError, "handler panic recovered", attrs...)
-}

@@ -9,9 +9,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"slices"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
@@ -137,61 +135,6 @@ type CacheOptions struct {
 	// Nil: entries are not signed, only checksummed and checked for
 	// meaning.
 	SigningKey []byte
-}
-
-// CacheStats counts what a [Cache] did since it was made.
-type CacheStats struct {
-	// Hits counts requests answered from a fresh entry.
-	Hits uint64
-	// StaleHits counts requests answered from a stale entry: within its
-	// stale-while-revalidate window, or in place of a failed handler
-	// within its stale-if-error window.
-	StaleHits uint64
-	// Misses counts requests that ran the handler because no entry could
-	// be used.
-	Misses uint64
-	// Coalesced counts requests that waited for another request's run of
-	// the handler for the same key instead of running it themselves.
-	Coalesced uint64
-	// Bypasses counts requests served without the cache because the
-	// store was unavailable (an error, a timeout, an open breaker).
-	Bypasses uint64
-	// Skipped counts GET and HEAD requests served without the cache
-	// because of the request itself (no-store, Authorization, Cookie, a
-	// request body).
-	Skipped uint64
-	// Stored counts entries written to the store; StoreErrors the writes
-	// and deletes that failed; Dropped the entries not written because the
-	// write queue was full or closed.
-	Stored, StoreErrors, Dropped uint64
-	// DecodeErrors counts stored values that were not valid entries
-	// (corrupt, truncated, foreign, with content the cache would never
-	// store, or unsigned or forged under [CacheOptions.SigningKey]); each
-	// was deleted and taken as a miss.
-	DecodeErrors uint64
-	// Refreshes counts background refreshes of stale entries started;
-	// RefreshesSkipped the stale hits that started none because
-	// MaxRefreshes were running already.
-	Refreshes, RefreshesSkipped uint64
-	// DroppedBytes is the size of the entries counted in Dropped because
-	// the write queue had no room for them (QueueSize or QueueBytes).
-	DroppedBytes uint64
-	// LockTimeouts counts requests that stopped waiting for another
-	// request's run of the handler after LockTimeout and ran their own.
-	LockTimeouts uint64
-	// Invalidations counts keys invalidated because an unsafe request
-	// (POST, PUT, PATCH, DELETE...) succeeded. A delete that fails is
-	// also counted in StoreErrors; until it succeeds (it is tried again
-	// when the entry is next found), this process neither serves nor
-	// stores a response made before the invalidation.
-	Invalidations uint64
-}
-
-// cacheCounters are CacheStats, updated with atomics only.
-type cacheCounters struct {
-	hits, staleHits, misses, coalesced, bypasses, skipped      atomic.Uint64
-	stored, storeErrors, dropped, decodeErrors, refreshes, inv atomic.Uint64
-	refreshesSkipped, droppedBytes, lockTimeouts               atomic.Uint64
 }
 
 // Cache is a response cache in Redis that fails open: when Redis errs,
@@ -350,29 +293,6 @@ func (c *Cache) Close() error {
 	return err
 }
 
-// Stats returns what the cache did so far. It does no I/O.
-func (c *Cache) Stats() CacheStats {
-	s := &c.stats
-	return CacheStats{
-		Hits:          s.hits.Load(),
-		StaleHits:     s.staleHits.Load(),
-		Misses:        s.misses.Load(),
-		Coalesced:     s.coalesced.Load(),
-		Bypasses:      s.bypasses.Load(),
-		Skipped:       s.skipped.Load(),
-		Stored:        s.stored.Load(),
-		StoreErrors:   s.storeErrors.Load(),
-		Dropped:       s.dropped.Load(),
-		DecodeErrors:  s.decodeErrors.Load(),
-		Refreshes:     s.refreshes.Load(),
-		Invalidations: s.inv.Load(),
-
-		RefreshesSkipped: s.refreshesSkipped.Load(),
-		DroppedBytes:     s.droppedBytes.Load(),
-		LockTimeouts:     s.lockTimeouts.Load(),
-	}
-}
-
 // Policy returns middleware that caches the responses of the handler it
 // wraps under p:
 //
@@ -449,16 +369,6 @@ func normalizePolicy(p cachepolicy.Policy) cachepolicy.Policy {
 	}
 	p.Statuses = slices.Clone(p.Statuses)
 	return p
-}
-
-// unsafeMethod reports whether a request with the method may change the
-// resource: anything but GET, HEAD, OPTIONS and TRACE.
-func unsafeMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return false
-	}
-	return true
 }
 
 // serve handles a request under policy p.
@@ -577,102 +487,4 @@ func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Pol
 // or a body of unknown length (chunked), as net/http's server sets them.
 func hasBody(r *http.Request) bool {
 	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
-}
-
-// setCacheStatus sets the Cache-Status field of h.
-func setCacheStatus(h http.Header, s cachepolicy.CacheStatus) {
-	h["Cache-Status"] = []string{s.String()}
-}
-
-// writeEntry answers r from e: a 304 when r's validators match a stored
-// 200, else the stored status, header and body (no body for HEAD). Age is
-// set from e.storedAt. A shared entry (one other requests use too) gets
-// copies of its header values.
-func (c *Cache) writeEntry(w http.ResponseWriter, r *http.Request, e *entry, now time.Time, cs cachepolicy.CacheStatus, shared bool) {
-	notModified := e.status == http.StatusOK && conditional(r.Header) &&
-		cachepolicy.NotModified(r, e.get("Etag"), e.get("Last-Modified"))
-	h := w.Header()
-	for i := range e.fields {
-		f := &e.fields[i]
-		if notModified && (f.name == "Content-Length" || f.name == "Content-Type" || f.name == "Content-Encoding") {
-			continue
-		}
-		if shared {
-			h[f.name] = slices.Clone(f.values)
-		} else {
-			h[f.name] = f.values
-		}
-	}
-	var buf [24]byte
-	vs := make([]string, 2)
-	vs[0] = string(strconv.AppendInt(buf[:0], int64(cachepolicy.Age(e.storedAt, now)/time.Second), 10))
-	vs[1] = cs.String()
-	h["Age"], h["Cache-Status"] = vs[0:1:1], vs[1:2:2]
-	if notModified {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	w.WriteHeader(e.status)
-	if r.Method != http.MethodHead && len(e.body) > 0 {
-		_, _ = w.Write(e.body) // a client that went away is not an error here
-	}
-}
-
-// conditional reports whether a request header holds a validator that
-// could turn a stored 200 into a 304.
-func conditional(h http.Header) bool {
-	return len(h["If-None-Match"]) > 0 || len(h["If-Modified-Since"]) > 0
-}
-
-// serveOther handles a request whose method is not answered from the
-// cache: unsafe ones run the handler and, if they succeed, invalidate the
-// GET entry of their URL under p; others (OPTIONS, TRACE) pass through
-// untouched.
-func (c *Cache) serveOther(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy) {
-	if !unsafeMethod(r.Method) {
-		next.ServeHTTP(w, r)
-		return
-	}
-	w.Header()["Cache-Status"] = []string{statusMethod}
-	rec := c.recs.get(w, recorderConfig{})
-	next.ServeHTTP(rec, r) // a panic passes on: nothing to invalidate
-	rec.finish()
-	status, hijacked := rec.Status(), rec.Hijacked()
-	c.recs.put(rec)
-	if status == 0 && !hijacked {
-		status = http.StatusOK
-	}
-	if cachepolicy.Invalidates(r.Method, status) {
-		c.invalidate(r, p)
-	}
-}
-
-// invalidate deletes the GET entry for r's URL under p, synchronously, so
-// that the client's next GET sees the change. Only the variant r's own
-// key headers select is deleted: the others cannot be listed without
-// another round trip on every hit, and live until their TTL.
-func (c *Cache) invalidate(r *http.Request, p *cachepolicy.Policy) {
-	get := *r // shallow copy: the key of the same URL's GET
-	get.Method = http.MethodGet
-	key := cachepolicy.Key(c.prefix, &get, *p)
-	// Recorded first: should the delete fail, or a miss that started
-	// earlier write after it, this process still never serves or stores
-	// the old response again.
-	at := c.now()
-	c.inval.add(key, at)
-	c.flights.forgetKey(key)
-	c.stats.inv.Add(1)
-	c.deleteInvalidated(r, key, at)
-}
-
-// deleteInvalidated deletes key's entry, invalidated at at. It must happen
-// even if the client left as soon as it had its answer; the store's own
-// deadline bounds it. A failure is counted, and the delete is tried again
-// when the entry is next found.
-func (c *Cache) deleteInvalidated(r *http.Request, key string, at time.Time) {
-	if err := c.store.Del(context.WithoutCancel(r.Context()), key); err != nil {
-		c.stats.storeErrors.Add(1)
-		return
-	}
-	c.inval.deleted(key, at, c.now())
 }
