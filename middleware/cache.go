@@ -5,15 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/textproto"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
-	"github.com/steadfast-go/steadfast/resilience"
 )
 
 // DefaultCacheKeyPrefix is put before every cache key when
@@ -51,9 +50,9 @@ const (
 // Implementations must be safe for concurrent use.
 type Store interface {
 	// Get returns the value at key; the caller may keep and modify it. A
-	// missing key is an error for which errors.Is(err,
-	// resilience.ErrNotFound) holds. Any other error means the store is
-	// unavailable: the request is served without the cache.
+	// missing key is an error for which errors.Is(err, fs.ErrNotExist)
+	// holds ([resilience.ErrNotFound] does). Any other error means the
+	// store is unavailable: the request is served without the cache.
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Set stores val at key for ttl. It must not keep val after it
 	// returns.
@@ -318,7 +317,7 @@ func (c *Cache) Policy(p cachepolicy.Policy) func(http.Handler) http.Handler {
 			})
 		}
 	}
-	p = normalizePolicy(p)
+	p = p.Normalize()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c.serve(w, r, next, &p)
@@ -353,22 +352,6 @@ func (c *Cache) Handler(next http.Handler) http.Handler {
 		}
 		c.serveOther(w, r, next, &p)
 	})
-}
-
-// normalizePolicy returns p with its KeyHeaders canonical, sorted and
-// without duplicates (the form keys are computed fastest from) and with
-// slices of its own.
-func normalizePolicy(p cachepolicy.Policy) cachepolicy.Policy {
-	if p.KeyHeaders != nil {
-		hs := make([]string, len(p.KeyHeaders))
-		for i, name := range p.KeyHeaders {
-			hs[i] = textproto.CanonicalMIMEHeaderKey(name)
-		}
-		slices.Sort(hs)
-		p.KeyHeaders = slices.Clip(slices.Compact(hs))
-	}
-	p.Statuses = slices.Clone(p.Statuses)
-	return p
 }
 
 // serve handles a request under policy p.
@@ -415,7 +398,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		} else {
 			found = true
 		}
-	case errors.Is(err, resilience.ErrNotFound):
+	case errors.Is(err, fs.ErrNotExist):
 	case r.Context().Err() != nil:
 		return // the client is gone (or out of time): nobody to answer
 	default:
@@ -423,7 +406,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		// for the key still run the handler once between them: an outage
 		// (or a pool too small for a burst) must not turn into a stampede.
 		c.stats.bypasses.Add(1)
-		c.fill(w, r, next, p, key, lookup, &rd, nil, cachepolicy.FwdBypass)
+		c.fill(&miss{w: w, r: r, next: next, p: p, key: key, lookup: lookup, rd: &rd, fwd: cachepolicy.FwdBypass})
 		return
 	}
 
@@ -462,7 +445,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	if state == cachepolicy.StaleIfErrorOnly {
 		fallback = &e
 	}
-	c.fill(w, r, next, p, key, lookup, &rd, fallback, fwd)
+	c.fill(&miss{w: w, r: r, next: next, p: p, key: key, lookup: lookup, rd: &rd, fallback: fallback, fwd: fwd})
 }
 
 // skip says why a GET or HEAD request is not handled by the cache at all,

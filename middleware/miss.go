@@ -8,6 +8,21 @@ import (
 	"github.com/steadfast-go/steadfast/cachepolicy"
 )
 
+// miss is a request's state on the miss path: built once in serve, when
+// no entry could answer, and carried through fill, await and forward (and
+// into the run of the handler) as net/http carries a *Request.
+type miss struct {
+	w        http.ResponseWriter
+	r        *http.Request
+	next     http.Handler
+	p        *cachepolicy.Policy
+	key      string
+	lookup   time.Time                      // when the store lookup began (the runtime's clock)
+	rd       *cachepolicy.RequestDirectives // r's Cache-Control
+	fallback *entry                         // served if the handler fails; nil if none
+	fwd      string                         // the Cache-Status fwd value
+}
+
 // fill answers a request that no entry could answer: it leads a flight
 // for the key, joins one, or runs the handler alone.
 //
@@ -15,13 +30,12 @@ import (
 // without validators or Range (a HEAD gets no body, a conditional request
 // may get a 304, a Range request a part). Others join a running flight if
 // there is one and otherwise run the handler alone.
-func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
-	key string, lookup time.Time, rd *cachepolicy.RequestDirectives, fallback *entry, fwd string,
-) {
+func (c *Cache) fill(m *miss) {
+	r, key, fwd := m.r, m.key, m.fwd
 	if opensStream(r.Header) {
 		// A WebSocket or an event stream lasts as long as its client
 		// wants: nobody waits for it, and it waits for nobody.
-		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		c.forward(m, nil)
 		return
 	}
 	lead := r.Method == http.MethodGet && !conditional(r.Header) &&
@@ -37,37 +51,35 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, 
 	now := c.now()
 	if c.hfm.has(key, now) {
 		// The key's last response could not be shared: no queue.
-		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		c.forward(m, nil)
 		return
 	}
 	usable := func(f *flight) bool {
-		return (fwd == cachepolicy.FwdBypass || f.landed.IsZero() || lookup.Before(f.landed)) &&
-			cachepolicy.Classify(f.e.life, f.e.storedAt, now, *rd) == cachepolicy.Fresh
+		return (fwd == cachepolicy.FwdBypass || f.landed.IsZero() || m.lookup.Before(f.landed)) &&
+			cachepolicy.Classify(f.e.life, f.e.storedAt, now, *m.rd) == cachepolicy.Fresh
 	}
 	f, leader := c.flights.join(key, lead, usable)
 	switch {
 	case f == nil:
-		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		c.forward(m, nil)
 	case leader:
-		c.forward(w, r, next, p, key, fallback, fwd, f)
+		c.forward(m, f)
 	default:
-		c.await(w, r, next, p, key, fallback, fwd, f)
+		c.await(m, f)
 	}
 }
 
 // await answers a request from the flight it joined: the leader's
 // response if it can be shared, the leader's panic, the stale entry if the
 // leader failed, else a run of its own.
-func (c *Cache) await(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
-	key string, fallback *entry, fwd string, f *flight,
-) {
+func (c *Cache) await(m *miss, f *flight) {
 	c.stats.coalesced.Add(1)
-	switch f.wait(r.Context(), c.lockTimeout) {
+	switch f.wait(m.r.Context(), c.lockTimeout) {
 	case waitGone:
 		return // the client is gone
 	case waitTimeout:
 		c.stats.lockTimeouts.Add(1)
-		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		c.forward(m, nil)
 		return
 	}
 	switch {
@@ -77,15 +89,15 @@ func (c *Cache) await(w http.ResponseWriter, r *http.Request, next http.Handler,
 		panic(f.panicVal)
 	case f.e != nil:
 		now := c.now()
-		cs := cachepolicy.CacheStatus{Fwd: fwd, Collapsed: true}
-		if fwd == cachepolicy.FwdBypass {
+		cs := cachepolicy.CacheStatus{Fwd: m.fwd, Collapsed: true}
+		if m.fwd == cachepolicy.FwdBypass {
 			cs.Detail = detailUnavailable
 		}
-		c.writeEntry(w, r, f.e, now, cs, true)
-	case f.failed && fallback != nil:
-		c.serveStale(w, r, fallback)
+		c.writeEntry(m.w, m.r, f.e, now, cs, true)
+	case f.failed && m.fallback != nil:
+		c.serveStale(m.w, m.r, m.fallback)
 	default:
-		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		c.forward(m, nil)
 	}
 }
 
@@ -101,14 +113,10 @@ func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, e *entry) {
 // run is one run of the handler on the miss path, by a flight's leader or
 // a request on its own.
 type run struct {
-	c        *Cache
-	r        *http.Request
-	p        *cachepolicy.Policy
-	key      string
-	fallback *entry
-	fwd      string
-	f        *flight // nil when not coalesced
-	stop     func()  // ends the flight's context
+	c    *Cache
+	miss         // the request's state (r, p, key, fallback, fwd, ...)
+	f    *flight // nil when not coalesced
+	stop func()  // ends the flight's context
 
 	rec      *recorder
 	ctx      context.Context // the handler's
@@ -129,13 +137,12 @@ type run struct {
 // that may be stored. With a fallback (a stale entry within its
 // stale-if-error window), a 5xx is held back and the stale entry served
 // instead. f, when set, is the flight r leads.
-func (c *Cache) forward(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
-	key string, fallback *entry, fwd string, f *flight,
-) {
-	if fwd != cachepolicy.FwdBypass {
+func (c *Cache) forward(m *miss, f *flight) {
+	w, r, next, p := m.w, m.r, m.next, m.p
+	if m.fwd != cachepolicy.FwdBypass {
 		c.stats.misses.Add(1)
 	}
-	ru := &run{c: c, r: r, p: p, key: key, fallback: fallback, fwd: fwd, f: f, now: c.now(), gen: c.inval.generation()}
+	ru := &run{c: c, miss: *m, f: f, now: c.now(), gen: c.inval.generation()}
 	if h := w.Header(); len(h) > 0 {
 		ru.before = h.Clone() // what outer middleware set is not stored
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
+	"github.com/steadfast-go/steadfast/cachepolicy"
 )
 
 // Defaults of RetryOptions.
@@ -211,7 +212,7 @@ func (o *RetryOptions) validate() error {
 		return fmt.Errorf("MaxHeldBytes %d is negative: %w", o.MaxHeldBytes, ErrInvalidOption)
 	}
 	for _, m := range o.Methods {
-		if !isToken(m) {
+		if !cachepolicy.IsToken(m) {
 			return fmt.Errorf("method %q in Methods is not a token: %w", m, ErrInvalidOption)
 		}
 	}
@@ -221,21 +222,6 @@ func (o *RetryOptions) validate() error {
 		}
 	}
 	return nil
-}
-
-// isToken reports whether s is an HTTP token (RFC 9110 5.6.2), as a method is.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // Handler returns next run with retries. The method value rt.Handler is a
