@@ -3,7 +3,6 @@ package middleware
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -173,20 +172,20 @@ type permit struct {
 func NewBreaker(opts BreakerOptions) (*Breaker, error) {
 	switch {
 	case opts.FailureThreshold < 0:
-		return nil, fmt.Errorf("new breaker: FailureThreshold %d is negative: %w", opts.FailureThreshold, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.FailureThreshold %d is negative", opts.FailureThreshold)
 	case opts.Delay < 0:
-		return nil, fmt.Errorf("new breaker: Delay %v is negative: %w", opts.Delay, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.Delay %v is negative", opts.Delay)
 	case opts.SuccessThreshold < 0:
-		return nil, fmt.Errorf("new breaker: SuccessThreshold %d is negative: %w", opts.SuccessThreshold, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.SuccessThreshold %d is negative", opts.SuccessThreshold)
 	case opts.HalfOpenRequests < 0:
-		return nil, fmt.Errorf("new breaker: HalfOpenRequests %d is negative: %w", opts.HalfOpenRequests, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.HalfOpenRequests %d is negative", opts.HalfOpenRequests)
 	}
 	failures := orDefault(opts.FailureThreshold, defaultFailureThreshold)
 	delay := orDefault(opts.Delay, defaultBreakerDelay)
 	successes := orDefault(opts.SuccessThreshold, defaultSuccessThreshold)
 	trials := orDefault(opts.HalfOpenRequests, successes)
 	if trials < successes {
-		return nil, fmt.Errorf("new breaker: HalfOpenRequests %d is less than SuccessThreshold %d: %w", trials, successes, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.HalfOpenRequests %d is less than SuccessThreshold %d", trials, successes)
 	}
 
 	b := &Breaker{

@@ -225,20 +225,19 @@ type Cache struct {
 func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 	switch {
 	case store == nil:
-		return nil, fmt.Errorf("new cache: store is nil: %w", ErrInvalidOption)
+		return nil, invalidOption("NewCache of a nil store")
 	case opts.QueueSize < 0:
-		return nil, fmt.Errorf("new cache: QueueSize %d is negative: %w", opts.QueueSize, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.QueueSize %d is negative", opts.QueueSize)
 	case opts.Workers < 0:
-		return nil, fmt.Errorf("new cache: Workers %d is negative: %w", opts.Workers, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.Workers %d is negative", opts.Workers)
 	case len(opts.SigningKey) > 0 && len(opts.SigningKey) < minSigningKey:
-		return nil, fmt.Errorf("new cache: SigningKey has %d bytes, fewer than %d: %w",
-			len(opts.SigningKey), minSigningKey, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.SigningKey has %d bytes, fewer than %d", len(opts.SigningKey), minSigningKey)
 	case opts.QueueBytes < 0:
-		return nil, fmt.Errorf("new cache: QueueBytes %d is negative: %w", opts.QueueBytes, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.QueueBytes %d is negative", opts.QueueBytes)
 	case opts.LockTimeout < 0:
-		return nil, fmt.Errorf("new cache: LockTimeout %v is negative: %w", opts.LockTimeout, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.LockTimeout %v is negative", opts.LockTimeout)
 	case opts.MaxRefreshes < 0:
-		return nil, fmt.Errorf("new cache: MaxRefreshes %d is negative: %w", opts.MaxRefreshes, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.MaxRefreshes %d is negative", opts.MaxRefreshes)
 	}
 	c := &Cache{
 		store:       store,
@@ -261,8 +260,7 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 		c.log = slog.Default()
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.w = newWriter(store, orDefault(opts.QueueSize, DefaultCacheQueueSize), orDefault(opts.QueueBytes, DefaultCacheQueueBytes),
-		orDefault(opts.Workers, DefaultCacheWorkers), c.log, &c.stats, c.inval.made)
+	c.w = newWriter(store, opts, c.log, &c.stats, c.inval.made)
 	c.w.signKey = c.signKey // before any job: the queue orders it before every read
 	return c, nil
 }

@@ -1,10 +1,21 @@
 package middleware
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // ErrInvalidOption is wrapped by the errors constructors return for options
-// they cannot use; the message names the field.
+// they cannot use; the message names the field, in the form
+// "middleware: RetryOptions.MaxDelay is negative (-1s): invalid option".
 var ErrInvalidOption = errors.New("invalid option")
+
+// invalidOption returns an error wrapping [ErrInvalidOption], in the
+// package's one style: "middleware: " and the formatted text, which names
+// the option (Type.Field).
+func invalidOption(format string, args ...any) error {
+	return fmt.Errorf("middleware: "+format+": %w", append(args, ErrInvalidOption)...)
+}
 
 // Attribute keys of the package's log lines.
 const (

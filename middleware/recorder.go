@@ -238,26 +238,18 @@ func (r *recorder) Write(p []byte) (int, error) {
 		r.WriteHeader(http.StatusOK)
 	}
 	if r.held {
-		if len(r.body)+len(p) <= r.cfg.limit {
-			r.body = append(r.body, p...)
-			r.written += int64(len(p))
+		if r.keepBack(p) {
 			return len(p), nil
 		}
-		r.overflow = true
-		r.cutShort("too-large")
 		if err := r.sendHeld(); err != nil {
 			r.writeErr = true
 			return 0, err
 		}
 	}
 	if r.buffering {
-		if len(r.body)+len(p) <= r.cfg.limit {
-			r.body = append(r.body, p...)
-			r.written += int64(len(p))
+		if r.keepBack(p) {
 			return len(p), nil
 		}
-		r.overflow = true
-		r.cutShort("too-large")
 		if err := r.flushBuffer(); err != nil {
 			return 0, err
 		}
@@ -271,6 +263,20 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	r.kept(p[:n])
 	return n, err
+}
+
+// keepBack appends p to the body kept back from the client (held or
+// buffered) and reports true when it fits the limit; otherwise it marks the
+// body overflowed and cut short, and reports false.
+func (r *recorder) keepBack(p []byte) bool {
+	if len(r.body)+len(p) <= r.cfg.limit {
+		r.body = append(r.body, p...)
+		r.written += int64(len(p))
+		return true
+	}
+	r.overflow = true
+	r.cutShort("too-large")
+	return false
 }
 
 // WriteString is Write for a string; it saves a copy when the client's

@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -140,7 +139,7 @@ type Retry struct {
 // [ErrInvalidOption] and names the field when an option is out of range.
 func NewRetry(opts RetryOptions) (*Retry, error) {
 	if err := opts.validate(); err != nil {
-		return nil, fmt.Errorf("new retry: %w", err)
+		return nil, err
 	}
 	// A default gives way to the other delay when only one is set.
 	initialDelay, maxDelay := opts.InitialDelay, opts.MaxDelay
@@ -153,7 +152,7 @@ func NewRetry(opts RetryOptions) (*Retry, error) {
 		maxDelay = max(defaultMaxDelay, initialDelay)
 	}
 	if initialDelay > maxDelay {
-		return nil, fmt.Errorf("new retry: InitialDelay %v is more than MaxDelay %v: %w", initialDelay, maxDelay, ErrInvalidOption)
+		return nil, invalidOption("RetryOptions.InitialDelay %v is more than MaxDelay %v", initialDelay, maxDelay)
 	}
 	rt := &Retry{
 		maxAttempts:   orDefault(opts.MaxAttempts, defaultMaxAttempts),
@@ -195,30 +194,30 @@ func NewRetry(opts RetryOptions) (*Retry, error) {
 func (o *RetryOptions) validate() error {
 	switch {
 	case o.MaxAttempts < 0:
-		return fmt.Errorf("MaxAttempts %d is negative: %w", o.MaxAttempts, ErrInvalidOption)
+		return invalidOption("RetryOptions.MaxAttempts %d is negative", o.MaxAttempts)
 	case o.InitialDelay < 0:
-		return fmt.Errorf("InitialDelay %v is negative: %w", o.InitialDelay, ErrInvalidOption)
+		return invalidOption("RetryOptions.InitialDelay %v is negative", o.InitialDelay)
 	case o.MaxDelay < 0:
-		return fmt.Errorf("MaxDelay %v is negative: %w", o.MaxDelay, ErrInvalidOption)
+		return invalidOption("RetryOptions.MaxDelay %v is negative", o.MaxDelay)
 	case o.JitterFactor < 0 || o.JitterFactor >= 1 || math.IsNaN(o.JitterFactor):
-		return fmt.Errorf("JitterFactor %v is not in [0, 1): %w", o.JitterFactor, ErrInvalidOption)
+		return invalidOption("RetryOptions.JitterFactor %v is not in [0, 1)", o.JitterFactor)
 	case o.Methods != nil && len(o.Methods) == 0:
-		return fmt.Errorf("empty Methods (nil means the default): %w", ErrInvalidOption)
+		return invalidOption("RetryOptions.Methods is empty (nil means the default)")
 	case o.Statuses != nil && len(o.Statuses) == 0:
-		return fmt.Errorf("empty Statuses (nil means the default): %w", ErrInvalidOption)
+		return invalidOption("RetryOptions.Statuses is empty (nil means the default)")
 	case o.MaxReplayBytes < 0:
-		return fmt.Errorf("MaxReplayBytes %d is negative: %w", o.MaxReplayBytes, ErrInvalidOption)
+		return invalidOption("RetryOptions.MaxReplayBytes %d is negative", o.MaxReplayBytes)
 	case o.MaxHeldBytes < 0:
-		return fmt.Errorf("MaxHeldBytes %d is negative: %w", o.MaxHeldBytes, ErrInvalidOption)
+		return invalidOption("RetryOptions.MaxHeldBytes %d is negative", o.MaxHeldBytes)
 	}
 	for _, m := range o.Methods {
 		if !cachepolicy.IsToken(m) {
-			return fmt.Errorf("method %q in Methods is not a token: %w", m, ErrInvalidOption)
+			return invalidOption("RetryOptions.Methods holds %q, not a token", m)
 		}
 	}
 	for _, s := range o.Statuses {
 		if s < 400 || s > 599 {
-			return fmt.Errorf("status %d in Statuses is not 4xx or 5xx: %w", s, ErrInvalidOption)
+			return invalidOption("RetryOptions.Statuses holds %d, not a 4xx or 5xx", s)
 		}
 	}
 	return nil

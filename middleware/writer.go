@@ -80,9 +80,14 @@ type writer struct {
 	full   atomic.Bool // the queue was found full and not yet found free
 }
 
-func newWriter(store Store, size int, maxBytes int64, workers int, log *slog.Logger, stats *cacheCounters,
+// newWriter starts the writer of opts (QueueSize, QueueBytes and Workers,
+// zero meaning their defaults).
+func newWriter(store Store, opts CacheOptions, log *slog.Logger, stats *cacheCounters,
 	invalidated func(key string, gen uint64) bool,
 ) *writer {
+	size := orDefault(opts.QueueSize, DefaultCacheQueueSize)
+	maxBytes := orDefault(opts.QueueBytes, DefaultCacheQueueBytes)
+	workers := orDefault(opts.Workers, DefaultCacheWorkers)
 	w := &writer{
 		maxBytes:    maxBytes,
 		store:       store,
