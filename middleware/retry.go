@@ -13,6 +13,7 @@ import (
 
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
+
 	"github.com/steadfast-go/steadfast/cachepolicy"
 )
 
