@@ -83,7 +83,7 @@ func naiveVaryReason(h http.Header, keys []string) string {
 			case name == "":
 			case name == "*":
 				return "vary-star"
-			case !isToken(name) || !slices.ContainsFunc(keys, func(k string) bool { return strings.EqualFold(k, name) }):
+			case !IsToken(name) || !slices.ContainsFunc(keys, func(k string) bool { return strings.EqualFold(k, name) }):
 				unkeyed = true
 			}
 		}

@@ -156,7 +156,7 @@ func (p Policy) Validate() error {
 		bad("MaxBodyBytes %d is negative", p.MaxBodyBytes)
 	}
 	for i, name := range p.KeyHeaders {
-		if !isToken(name) {
+		if !IsToken(name) {
 			bad("KeyHeaders[%d] %q is not a header name", i, name)
 		}
 	}
@@ -188,9 +188,9 @@ func (p Policy) Normalize() Policy {
 	return p
 }
 
-// isToken reports whether s is a non-empty HTTP token (RFC 9110 5.6.2), the
-// syntax of field names and of most directive names.
-func isToken(s string) bool {
+// IsToken reports whether s is a non-empty HTTP token (RFC 9110 5.6.2), the
+// syntax of methods, field names and most directive names.
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}

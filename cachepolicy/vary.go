@@ -36,7 +36,7 @@ func varyReason(h http.Header, keyHeaders []string) string {
 // isKeyHeader reports whether name is a field name listed in keyHeaders,
 // ignoring case.
 func isKeyHeader(name string, keyHeaders []string) bool {
-	if !isToken(name) {
+	if !IsToken(name) {
 		return false
 	}
 	for _, k := range keyHeaders {
