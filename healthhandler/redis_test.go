@@ -399,7 +399,7 @@ func TestRedisCheckNearCache(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rdb := newRedis(t, resilience.Config{Addr: tc.addr}, resilience.Options{NearCache: tc.near})
 			h := newHandler(t, healthhandler.Options{})
-			mustAdd(t, h, healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 10 * time.Millisecond}))
+			mustAdd(t, h, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 10 * time.Millisecond})))
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				rep := decode(t, get(t, h, http.MethodGet, "/health", false).body)
