@@ -51,7 +51,11 @@ func serveSteadfast(name string, o *origin, redisAddr string, near *resilience.N
 	if err != nil {
 		return nil, errors.Join(err, cache.Close(), rdb.Close())
 	}
-	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})); err != nil {
+	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})
+	if err == nil {
+		err = health.Add(redisCheck)
+	}
+	if err != nil {
 		return nil, errors.Join(err, health.Close(), cache.Close(), rdb.Close())
 	}
 	mux := routes(o, cache.Policy(cachepolicy.Policy{}))

@@ -272,7 +272,7 @@ func (d directive) fieldList() (fields []string, ok bool) {
 		if name == "" {
 			continue
 		}
-		if !isToken(name) {
+		if !IsToken(name) {
 			return nil, false
 		}
 		fields = append(fields, textproto.CanonicalMIMEHeaderKey(name))

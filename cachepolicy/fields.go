@@ -41,7 +41,7 @@ func NewFieldFilter(h http.Header, rd ResponseDirectives) FieldFilter {
 		for rest := line; rest != ""; {
 			var name string
 			name, rest, _ = strings.Cut(rest, ",")
-			if name = trimOWS(name); isToken(name) {
+			if name = trimOWS(name); IsToken(name) {
 				f.named = append(f.named, textproto.CanonicalMIMEHeaderKey(name))
 			}
 		}

@@ -81,7 +81,7 @@ func naiveVaryFields(h http.Header) ([]string, bool) {
 			name = strings.Trim(name, " \t")
 			switch {
 			case name == "":
-			case name == "*" || !isToken(name):
+			case name == "*" || !IsToken(name):
 				return nil, true
 			default:
 				names = append(names, http.CanonicalHeaderKey(name))

@@ -302,11 +302,11 @@ func (p Policy) Validate() error {
 	if p.MaxVariants < 0 {
 		bad("MaxVariants %d is negative", p.MaxVariants)
 	}
-	if p.TargetedField != "" && !isToken(p.TargetedField) {
+	if p.TargetedField != "" && !IsToken(p.TargetedField) {
 		bad("TargetedField %q is not a header name", p.TargetedField)
 	}
 	for i, name := range p.KeyHeaders {
-		if !isToken(name) {
+		if !IsToken(name) {
 			bad("KeyHeaders[%d] %q is not a header name", i, name)
 		}
 	}
@@ -341,9 +341,9 @@ func (p Policy) Normalize() Policy {
 	return p
 }
 
-// isToken reports whether s is a non-empty HTTP token (RFC 9110 5.6.2), the
-// syntax of field names and of most directive names.
-func isToken(s string) bool {
+// IsToken reports whether s is a non-empty HTTP token (RFC 9110 5.6.2), the
+// syntax of methods, field names and most directive names.
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}

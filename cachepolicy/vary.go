@@ -28,7 +28,7 @@ func VaryFields(h http.Header) (names []string, star bool) {
 			name = trimOWS(name)
 			switch {
 			case name == "":
-			case name == "*" || !isToken(name):
+			case name == "*" || !IsToken(name):
 				return nil, true
 			default:
 				names = append(names, textproto.CanonicalMIMEHeaderKey(name))
@@ -143,7 +143,7 @@ func normalizeAccept(values []string, byQuality bool) (string, bool) {
 			}
 			name, params, hasParams := strings.Cut(el, ";")
 			name = trimOWS(name)
-			if !isToken(name) {
+			if !IsToken(name) {
 				return "", false
 			}
 			q := 1000

@@ -57,12 +57,12 @@ const redisOutput = "redis unavailable"
 // other operations failed because of Redis since the previous run (as
 // rdb's Stats count them), the check reports "warn", with "redis
 // operations failing" for everyone and the count and last error in the
-// details. [Handler.Add] reports a nil rdb.
-func Redis(rdb *resilience.Redis, opts RedisOptions) Check {
+// details. It returns an error wrapping [ErrInvalidOption] when rdb is
+// nil.
+func Redis(rdb *resilience.Redis, opts RedisOptions) (Check, error) {
 	c := newCheck(orName(opts.Name, "redis"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeDatastore)
 	if rdb == nil {
-		c.err = errors.New("healthhandler: Redis check of a nil client")
-		return c
+		return Check{}, fmt.Errorf("healthhandler: Redis of a nil client: %w", ErrInvalidOption)
 	}
 	// Runs of one check never overlap, so seen needs no lock.
 	seen := rdb.Stats().Failures
@@ -73,7 +73,7 @@ func Redis(rdb *resilience.Redis, opts RedisOptions) Check {
 		seen = st.Failures
 		return redisObservations(rtt, err, st, failed, time.Now()), nil
 	}
-	return c
+	return c, nil
 }
 
 // redisOutputFailing is what everyone may read when Redis answers PING

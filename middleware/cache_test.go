@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -40,7 +41,7 @@ var _ middleware.Store = (*fakeStore)(nil)
 
 func (f *fakeStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if f.GetFunc == nil {
-		return nil, fmt.Errorf("fake get: %w", resilience.ErrNotFound)
+		return nil, fmt.Errorf("fake get: %w", fs.ErrNotExist)
 	}
 	return f.GetFunc(ctx, key)
 }
@@ -1322,7 +1323,7 @@ func TestCacheAnswersLookupThatMissedTheLanding(t *testing.T) {
 				close(entered)
 				<-release
 			}
-			return nil, fmt.Errorf("fake get: %w", resilience.ErrNotFound)
+			return nil, fmt.Errorf("fake get: %w", fs.ErrNotExist)
 		},
 		SetFunc: func(context.Context, string, []byte, time.Duration) error {
 			stored <- struct{}{}

@@ -27,10 +27,12 @@ func (ru *run) revalidated(w http.ResponseWriter) {
 	c, old := ru.c, ru.validating
 	if !old.validators().Selects(ru.h304) {
 		ru.finish(nil, false, false, nil)
-		c.forward(w, ru.r, ru.next, ru.p, ru.base, ru.key, ru.fallback, nil, ru.fwd, nil)
+		m := ru.miss
+		m.w, m.validating = w, nil
+		c.forward(&m, nil)
 		return
 	}
-	e, stored := updatedEntry(old, ru.h304, ru.before, ru.r, ru.base, ru.p, ru.now)
+	e, stored := updatedEntry(old, ownFields(ru.h304, ru.before), ru.r, ru.base, ru.p, ru.now)
 	ru.finish(e, false, false, nil)
 	cs := cachepolicy.CacheStatus{Fwd: ru.fwd, FwdStatus: http.StatusNotModified, Stored: stored}
 	if ru.fwd == cachepolicy.FwdBypass {
@@ -44,29 +46,36 @@ func (ru *run) revalidated(w http.ResponseWriter) {
 	}
 }
 
-// updatedEntry returns the stored response old updated from h, the header
-// of a 304 that validated it, stored at now: its fields replaced by the
-// 304's (but for those before, the header outer middleware set before the
-// handler ran), its freshness decided again as for a response to r. store
-// is false when the updated response may not be stored (the 304 said
-// no-store, say): it answers this request, and is not written.
-func updatedEntry(old *entry, h, before http.Header, r *http.Request, base string, p *cachepolicy.Policy,
-	now time.Time,
-) (e *entry, store bool) {
-	own := h
-	if before != nil {
-		own = make(http.Header, len(h))
-		for name, values := range h {
-			if prev, ok := before[name]; !ok || !slices.Equal(prev, values) {
-				own[name] = values
-			}
+// ownFields returns the fields of h, a 304's header, that the handler
+// set: those not in before (the header outer middleware set before the
+// handler ran) with the same values. Without before, it is h.
+func ownFields(h, before http.Header) http.Header {
+	if before == nil {
+		return h
+	}
+	own := make(http.Header, len(h))
+	for name, values := range h {
+		if prev, ok := before[name]; !ok || !slices.Equal(prev, values) {
+			own[name] = values
 		}
 	}
+	return own
+}
+
+// updatedEntry returns the stored response old updated from own, the
+// fields the handler set on a 304 that validated it (see ownFields),
+// stored at now: its fields replaced by the 304's, its freshness decided
+// again as for a response to r. store is false when the updated response
+// may not be stored (the 304 said no-store, say): it answers this request,
+// and is not written.
+func updatedEntry(old *entry, own http.Header, r *http.Request, base string, p *cachepolicy.Policy,
+	now time.Time,
+) (e *entry, store bool) {
 	merged := cachepolicy.UpdateHeader(old.header(), own)
 	get := *r // shallow copy: the decision is about the GET the entry serves
 	get.Method = http.MethodGet
 	d := cachepolicy.Storable(&get, old.status, merged, *p, now)
-	e = newEntry(now, d.Lifetime, old.status, merged, nil, old.body, d.Fields)
+	e = newEntry(now, &d, old.status, merged, nil, old.body)
 	if d.Store && len(d.Vary) > 0 {
 		e.variant = &variantOf{d.Vary, variantKey(base, r.Header, d.Vary)}
 	}

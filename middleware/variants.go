@@ -5,12 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"io/fs"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
-	"github.com/steadfast-go/steadfast/resilience"
 )
 
 // Variants: a response whose Vary names request fields outside the
@@ -181,9 +181,9 @@ func (w *writer) writeVariant(j writeJob, buf []byte) ([]byte, error) {
 
 // lookupVariant reads the variant of the index val at key that request
 // header h selects. It returns the variant key and the store's answer for
-// it (resilience.ErrNotFound for a variant not stored: a vary-miss). A
+// it (an fs.ErrNotExist error for a variant not stored: a vary-miss). A
 // corrupt index is deleted, counted and taken as a miss of the URL: vkey
-// is then empty and err resilience.ErrNotFound.
+// is then empty and err fs.ErrNotExist.
 func (c *Cache) lookupVariant(ctx context.Context, key string, val []byte, h http.Header) (vkey string, got []byte, err error) {
 	ix, derr := decodeIndex(val)
 	if derr != nil {
@@ -191,7 +191,7 @@ func (c *Cache) lookupVariant(ctx context.Context, key string, val []byte, h htt
 		if c.store.Del(ctx, key) != nil {
 			c.stats.storeErrors.Add(1)
 		}
-		return "", nil, resilience.ErrNotFound
+		return "", nil, fs.ErrNotExist
 	}
 	var kb [192]byte
 	vkey = string(cachepolicy.AppendVariantKey(kb[:0], key, h, ix.names))

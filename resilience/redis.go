@@ -78,7 +78,7 @@ type clientRef struct{ c redis.UniversalClient }
 // retried inside go-redis, and pool waits are bounded by OpTimeout.
 func NewRedis(cfg Config, opts Options) (*Redis, error) {
 	if cfg.Addr == "" {
-		return nil, errors.New("resilience: Config.Addr is empty")
+		return nil, fmt.Errorf("resilience: Config.Addr is empty: %w", ErrInvalidOption)
 	}
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -115,7 +115,7 @@ func NewRedis(cfg Config, opts Options) (*Redis, error) {
 // Redis up to a second later than a fresh connection would.
 func Wrap(client redis.UniversalClient, opts Options) (*Redis, error) {
 	if client == nil {
-		return nil, errors.New("resilience: Wrap of a nil client")
+		return nil, fmt.Errorf("resilience: Wrap of a nil client: %w", ErrInvalidOption)
 	}
 	o, err := opts.withDefaults()
 	if err != nil {

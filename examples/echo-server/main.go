@@ -158,12 +158,20 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	// Redis is a cache here, and workers are a background concern: both
 	// are non-critical, so their failure makes /health "warn" (HTTP 200)
 	// and never takes the service out of rotation.
-	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 2 * time.Second, Timeout: time.Second})); err != nil {
+	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 2 * time.Second, Timeout: time.Second})
+	if err != nil {
 		return err
 	}
-	if err := health.Add(healthhandler.Workers(rdb, healthhandler.WorkersOptions{
+	workersCheck, err := healthhandler.Workers(rdb, healthhandler.WorkersOptions{
 		Key: heartbeatKey, Min: 1, TTL: 3 * heartbeatInterval, Interval: 2 * time.Second, Timeout: time.Second,
-	})); err != nil {
+	})
+	if err != nil {
+		return err
+	}
+	if err := health.Add(redisCheck); err != nil {
+		return err
+	}
+	if err := health.Add(workersCheck); err != nil {
 		return err
 	}
 

@@ -46,11 +46,10 @@ func loadSettings() (settings, error) {
 	s := settings{addr: get("ADDR", ":8080"), healthToken: get("HEALTH_TOKEN", "")}
 
 	cfg, err := resilience.ConfigFromEnv()
-	var ce *resilience.ConfigError
 	switch {
 	case err == nil:
 		s.redis = cfg
-	case errors.Is(err, resilience.ErrNotConfigured) && !errors.As(err, &ce):
+	case errors.Is(err, resilience.ErrNotConfigured):
 		s.embedded = true // nothing set at all
 	default:
 		return s, &settingError{msg: err.Error()} // names the variable, password as ***

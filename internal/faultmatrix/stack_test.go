@@ -77,7 +77,11 @@ func newStack(t *testing.T, addr, password, prefix string, log *slog.Logger, nea
 		_ = rdb.Close()
 		t.Fatalf("healthhandler.New: %v", err)
 	}
-	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})); err != nil {
+	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})
+	if err == nil {
+		err = health.Add(redisCheck)
+	}
+	if err != nil {
 		_ = health.Close()
 		_ = cache.Close()
 		_ = rdb.Close()
