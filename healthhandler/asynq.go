@@ -77,6 +77,7 @@ type AsynqOptions struct {
 // [Handler.Add] reports a nil rdb or invalid options.
 func Asynq(rdb *resilience.Redis, opts AsynqOptions) Check {
 	c := newCheck(orName(opts.Name, "asynq"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeComponent)
+	c.WorkersMeasurement = "servers"
 	switch {
 	case rdb == nil:
 		c.err = errors.New("healthhandler: Asynq check of a nil client")

@@ -308,6 +308,7 @@ func escapeGlob(s string) string {
 //     latest).
 func (e *CeleryEvents) Check() Check {
 	c := newCheck(e.opts.Name, e.opts.Critical, e.opts.Interval, e.opts.Timeout, ComponentTypeComponent)
+	c.WorkersMeasurement = "workers"
 	c.Run = func(context.Context) ([]Observation, error) {
 		now := e.now()
 		return celeryEventObservations(e.stats(now), e.rdb.String(), e.opts.Min, 2*e.opts.HeartbeatInterval, now), nil

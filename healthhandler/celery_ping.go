@@ -122,6 +122,7 @@ func CeleryPing(rdb *resilience.Redis, opts CeleryPingOptions) Check {
 		timeout = opts.Window + time.Second
 	}
 	c := newCheck(opts.Name, opts.Critical, opts.Interval, timeout, ComponentTypeComponent)
+	c.WorkersMeasurement = "workers"
 	switch {
 	case rdb == nil:
 		c.err = errors.New("healthhandler: CeleryPing check of a nil client")

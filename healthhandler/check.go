@@ -89,6 +89,12 @@ type Check struct {
 	// once with its stack, and reported as a failure.
 	Run func(ctx context.Context) ([]Observation, error)
 
+	// WorkersMeasurement names the measurement whose value (an int; the
+	// sum over instances) is the number of live workers, as the worker
+	// checks ([Workers] and the Celery and asynq ones) set it; it feeds
+	// [CheckStats.Workers]. Empty means the check counts no workers.
+	WorkersMeasurement string
+
 	// err is set by constructors such as [Redis] given bad input, and
 	// returned by [Handler.Add].
 	err error
@@ -161,6 +167,7 @@ type runner struct {
 	first chan struct{}          // closed when the first result is in
 
 	runs, failures, timeouts atomic.Uint64
+	workers                  atomic.Int64 // live workers of the latest run plus one; 0: none counted
 
 	panicking bool // the latest run panicked; only the loop's goroutine uses it
 }
@@ -260,6 +267,7 @@ func (rn *runner) record(o outcome, took time.Duration, timeout bool) {
 			slog.String(logKeyStack, string(o.stack)))
 	}
 	rn.panicking = o.panicked != nil
+	rn.noteWorkers(obs, timeout || o.panicked != nil)
 	res.obs = rn.normalise(obs, o.err, timeout)
 	res.status = StatusPass
 	for _, ob := range res.obs {

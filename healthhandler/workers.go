@@ -61,6 +61,7 @@ type WorkersOptions struct {
 // options.
 func Workers(rdb *resilience.Redis, opts WorkersOptions) Check {
 	c := newCheck(orName(opts.Name, "workers"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeComponent)
+	c.WorkersMeasurement = "count"
 	ttl, prune := opts.TTL, opts.PruneAfter
 	if ttl == 0 {
 		ttl = DefaultWorkerTTL

@@ -110,6 +110,11 @@ type CacheStats struct {
 	// and deletes that failed; Dropped the entries not written because the
 	// write queue was full or closed.
 	Stored, StoreErrors, Dropped uint64
+	// TooLarge counts complete responses not stored because their body
+	// was over the policy's limit; NotStorable those not stored because of
+	// their status or header (no-store, private, Set-Cookie, Vary: *...),
+	// or because the request asked for a part of them.
+	TooLarge, NotStorable uint64
 	// DecodeErrors counts stored values that were not valid entries
 	// (corrupt, truncated, foreign); each was deleted and taken as a miss.
 	DecodeErrors uint64
@@ -127,6 +132,7 @@ type CacheStats struct {
 type cacheCounters struct {
 	hits, staleHits, misses, coalesced, bypasses, skipped      atomic.Uint64
 	stored, storeErrors, dropped, decodeErrors, refreshes, inv atomic.Uint64
+	tooLarge, notStorable                                      atomic.Uint64
 }
 
 // Cache is a response cache in Redis that fails open: when Redis errs,
@@ -180,6 +186,8 @@ type Cache struct {
 	inval   invalidations
 	recs    recorderPool
 	stats   cacheCounters
+	// onLookup is set by ObserveLookups.
+	onLookup lookupObserver
 
 	// Background refreshes (stale-while-revalidate): one per key.
 	ctx        context.Context // cancelled by Close
@@ -265,6 +273,8 @@ func (c *Cache) Stats() CacheStats {
 		DecodeErrors:  s.decodeErrors.Load(),
 		Refreshes:     s.refreshes.Load(),
 		Invalidations: s.inv.Load(),
+		TooLarge:      s.tooLarge.Load(),
+		NotStorable:   s.notStorable.Load(),
 	}
 }
 
@@ -288,6 +298,9 @@ func (c *Cache) Policy(p cachepolicy.Policy) func(http.Handler) http.Handler {
 			slog.String(LogKeyPolicyError, err.Error()))
 		return func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet || r.Method == http.MethodHead {
+					c.observe(r, LookupBypass, "invalid-policy")
+				}
 				w.Header()["Cache-Status"] = []string{statusInvalidPolicy}
 				next.ServeHTTP(w, r)
 			})
@@ -372,6 +385,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	rd := cachepolicy.ParseRequest(r.Header)
 	if fwd, reason := skip(r, &rd, p); reason != "" {
 		c.stats.skipped.Add(1)
+		c.observe(r, LookupBypass, reason)
 		setCacheStatus(w.Header(), cachepolicy.CacheStatus{Fwd: fwd, Detail: reason})
 		next.ServeHTTP(w, r)
 		return
@@ -408,6 +422,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		// for the key still run the handler once between them: an outage
 		// (or a pool too small for a burst) must not turn into a stampede.
 		c.stats.bypasses.Add(1)
+		c.observe(r, LookupBypass, detailUnavailable)
 		c.fill(w, r, next, p, key, lookup, &rd, nil, cachepolicy.FwdBypass)
 		return
 	}
@@ -419,10 +434,12 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	switch state {
 	case cachepolicy.Fresh:
 		c.stats.hits.Add(1)
+		c.observe(r, LookupHit, "")
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{Hit: true, TTL: e.life.TTL(e.storedAt, now)}, false)
 		return
 	case cachepolicy.StaleRevalidate:
 		c.stats.staleHits.Add(1)
+		c.observe(r, LookupStale, "")
 		c.refresh(key, r, next, p)
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{
 			Hit: true, TTL: e.life.TTL(e.storedAt, now), Detail: "stale-while-revalidate",
@@ -437,6 +454,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	case found:
 		fwd = cachepolicy.FwdStale
 	}
+	c.observe(r, LookupMiss, "")
 	if rd.OnlyIfCached {
 		// RFC 9111 5.2.1.7: no stored response may be used, so 504.
 		setCacheStatus(w.Header(), cachepolicy.CacheStatus{Fwd: fwd, Detail: "only-if-cached"})

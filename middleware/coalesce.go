@@ -453,6 +453,8 @@ func (ru *run) complete() {
 	var e *entry
 	if ru.decided && ru.decision.Store && !rec.Overflowed() && !rec.Hijacked() {
 		e = newEntry(ru.now, ru.decision.Lifetime, status, ru.header, ru.before, rec.Body())
+	} else if ru.fwd != cachepolicy.FwdBypass {
+		c.countNotStored(ru, rec)
 	}
 	c.recs.put(rec)
 	ru.finish(e, status >= http.StatusInternalServerError, false, nil)
