@@ -72,7 +72,6 @@ func (r *Redis) observe(op string, d time.Duration, err error) {
 
 // outcomeOf classifies the error an operation ended with.
 func outcomeOf(err error) OpOutcome {
-	var ne net.Error
 	switch {
 	case err == nil, errors.Is(err, redis.Nil), errors.Is(err, ErrNotFound):
 		return OpOK
@@ -80,11 +79,18 @@ func outcomeOf(err error) OpOutcome {
 		return OpRejected
 	case errors.Is(err, context.Canceled):
 		return OpCanceled
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, redis.ErrPoolTimeout),
-		errors.As(err, &ne) && ne.Timeout():
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, redis.ErrPoolTimeout), netTimeout(err):
 		return OpTimeout
 	}
 	return OpError
+}
+
+// netTimeout reports whether err is a network timeout. It is a function of
+// its own so that its escaping net.Error costs an allocation only on this
+// failure path, never on a success.
+func netTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // transitions count the breaker's changes into each state.
