@@ -28,7 +28,7 @@ type breakerInstruments struct {
 
 func newBreakerInstruments(in *instruments) breakerInstruments {
 	return breakerInstruments{
-		state: in.gauge("steadfast.breaker.state", "1",
+		state: in.gauge("steadfast.breaker.state", "",
 			"Circuit breaker state: 0 closed, 1 open, 2 half-open."),
 		transitions: in.counter("steadfast.breaker.transitions", "{transition}",
 			"Circuit breaker state changes, by the state entered."),

@@ -34,9 +34,9 @@ func (m *Metrics) instrumentHealth(meter metric.Meter, src Sources) error {
 		return nil
 	}
 	in := &instruments{meter: meter}
-	overall := in.gauge("steadfast.health.status", "1",
+	overall := in.gauge("steadfast.health.status", "",
 		"The health report's status: 0 pass, 1 warn, 2 fail.")
-	status := in.gauge("steadfast.health.check.status", "1",
+	status := in.gauge("steadfast.health.check.status", "",
 		"Each health check's latest status: 0 pass, 1 warn, 2 fail.")
 	duration := in.floatGauge("steadfast.health.check.duration", "s",
 		"How long each health check's latest run took.")

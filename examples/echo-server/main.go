@@ -2,16 +2,18 @@
 // with a Redis response cache that fails open, a handler breaker and
 // retry, workers that publish heartbeats, and a mountable /health.
 //
-//	go run ./examples/echo-server            # embedded Redis (miniredis)
-//	REDIS_URL=redis://:pw@127.0.0.1:6379/0 go run ./examples/echo-server
-//	go run ./examples/echo-server -worker    # a separate worker process
+//	make run                                 # embedded Redis (miniredis)
+//	cd examples/echo-server && go run .      # the same: a module of its own
+//	REDIS_URL=redis://:pw@127.0.0.1:6379/0 go run .
+//	go run . -worker                         # a separate worker process
 //
 // Environment: ADDR (listen address, default :8080), REDIS_URL or
 // REDISHOST + REDISPORT (+ REDISUSER, REDIS_PASSWORD, REDIS_DB), ITEM_DELAY
 // (simulated work per uncached item, default 50ms), WORKERS (in-process
 // workers, default 1), UPSTREAM_FAIL_RATE (share of /upstream calls that
 // fail, default 0.3), CELERY_CHECK (events or ping: count Celery workers on
-// the same Redis) and ASYNQ_CHECK (1: count asynq servers).
+// the same Redis) and ASYNQ_CHECK (1: count asynq servers). Metrics are
+// served to Prometheus at /metrics.
 package main
 
 import (
@@ -33,6 +35,7 @@ import (
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
 	"github.com/steadfast-go/steadfast/healthhandler"
+	"github.com/steadfast-go/steadfast/metrics"
 	"github.com/steadfast-go/steadfast/middleware"
 	"github.com/steadfast-go/steadfast/resilience"
 )
@@ -120,7 +123,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	if err != nil {
 		return err
 	}
-	retry, err := middleware.NewRetry(middleware.RetryOptions{Logger: logger})
+	retry, err := middleware.NewRetry(middleware.RetryOptions{Name: "upstream", Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -172,6 +175,21 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		}
 	}
 
+	// Metrics: OpenTelemetry, served to Prometheus at /metrics.
+	provider, err := newPrometheusProvider()
+	if err != nil {
+		return err
+	}
+	defer closeLogged(logger, "meter provider", provider)
+	m, err := metrics.Instrument(provider, metrics.Sources{
+		Redis: rdb, Cache: cache, Health: health,
+		Breakers: []*middleware.Breaker{breaker}, Retries: []*middleware.Retry{retry},
+	})
+	if err != nil {
+		return err
+	}
+	defer closeLogged(logger, "metrics", m)
+
 	items := newItems(s.itemDelay, rdb, logger)
 	itemPolicy := cache.Policy(cachepolicy.Policy{
 		TTL:                  60 * time.Second,
@@ -186,6 +204,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	mux.Handle("GET /upstream", breaker.Handler(retry.Handler(flakyUpstream(s.upstreamFailRate))))
 	mux.Handle("/health", health)
 	mux.Handle("/health/", health)
+	mux.Handle("GET /metrics", provider.handler)
 
 	// Compression sits outside the cache, so stored bodies stay identity-
 	// encoded and the cache never sees Accept-Encoding variants.
