@@ -9,7 +9,6 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
-
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/resilience"
 )
