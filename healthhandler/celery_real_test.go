@@ -39,21 +39,44 @@ def add(x, y):
     return x + y
 `
 
+// celeryModules are the Python modules a Celery worker on a Redis broker
+// needs, each with the Debian package that installs it for celeryPython.
+// kombu's Redis transport imports redis lazily: without python3-redis
+// (only "Suggested" by python3-celery) every worker dies at start-up.
+var celeryModules = []struct{ module, pkg string }{
+	{"celery", "python3-celery"},
+	{"redis", "python3-redis"},
+}
+
 // requireCelery skips the test when Celery cannot be run, unless
-// celeryRequireEnv is set.
+// celeryRequireEnv is set, in which case it fails at once, naming the
+// missing Python module and the package that installs it.
 func requireCelery(t *testing.T) {
 	t.Helper()
+	for _, m := range celeryModules {
+		out, err := exec.Command(celeryPython, "-c", "import "+m.module).CombinedOutput()
+		if err == nil {
+			continue
+		}
+		msg := fmt.Sprintf("python module %q not available with %s (apt-get install %s; set %s=1 to fail instead of skipping): %v: %s",
+			m.module, celeryPython, m.pkg, celeryRequireEnv, err, lastLine(out))
+		if os.Getenv(celeryRequireEnv) == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 	out, err := exec.Command(celeryPython, "-c", "import celery; print(celery.__version__)").CombinedOutput()
-	if err == nil {
-		t.Logf("celery %s", bytes.TrimSpace(out))
-		return
+	if err != nil {
+		t.Fatalf("celery version: %v: %s", err, lastLine(out))
 	}
-	msg := fmt.Sprintf("celery not available with %s (install python3-celery; set %s=1 to fail instead): %v: %s",
-		celeryPython, celeryRequireEnv, err, bytes.TrimSpace(out))
-	if os.Getenv(celeryRequireEnv) == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	t.Logf("celery %s", bytes.TrimSpace(out))
+}
+
+// lastLine is the last non-empty line of a command's output: for a Python
+// traceback, the exception.
+func lastLine(out []byte) []byte {
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	return lines[len(lines)-1]
 }
 
 // celeryWorkerProc is one Celery worker process owned by a test.
