@@ -134,6 +134,30 @@ func (p *prometheusServer) await(q, label, key string, want float64) float64 {
 	return got
 }
 
+// dashboardQueries returns the PromQL of every panel of
+// grafana-dashboard.json.
+func dashboardQueries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("grafana-dashboard.json")
+	require.NoError(t, err)
+	var d struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(b, &d))
+	var qs []string
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			qs = append(qs, tg.Expr)
+		}
+	}
+	require.NotEmpty(t, qs)
+	return qs
+}
+
 // TestMetricsPrometheus drives the example against a real redis-server
 // and checks, through a real Prometheus that scrapes /metrics, the series
 // operators chart: hits, misses, Redis operation durations, live workers,
@@ -162,10 +186,16 @@ func TestMetricsPrometheus(t *testing.T) {
 	until(t, 10*time.Second, "items stored", func() bool {
 		return strings.HasPrefix(s.do("GET", "/items/1", "").cacheStatus, "steadfast; hit")
 	})
+	// On a loaded machine an operation can miss the guard's 50 ms
+	// deadline and bypass: count the hits that happened.
 	const hits = 5
-	for range hits {
-		require.Contains(t, s.do("GET", "/items/1", "").cacheStatus, "steadfast; hit")
-	}
+	n := 0
+	until(t, 20*time.Second, "five hits", func() bool {
+		if strings.HasPrefix(s.do("GET", "/items/1", "").cacheStatus, "steadfast; hit") {
+			n++
+		}
+		return n >= hits
+	})
 	prom.await(lookups("miss"), "http_route", route, 2)
 	prom.await(lookups("hit"), "http_route", route, hits)
 	prom.await(`steadfast_cache_stores_total{outcome="stored"}`, "outcome", "stored", 2)
@@ -174,8 +204,9 @@ func TestMetricsPrometheus(t *testing.T) {
 	prom.await(`sum by (db_operation_name) (db_client_operation_duration_seconds_count{db_system_name="redis"})`,
 		"db_operation_name", "SET", 2)
 	// The histogram has buckets: a quantile can be charted.
-	p99 := prom.query(`histogram_quantile(0.99, sum by (le) (rate(db_client_operation_duration_seconds_bucket{db_operation_name="GET"}[1m])))`, "")
-	require.Contains(t, p99, "", "no GET latency quantile")
+	until(t, 20*time.Second, "a GET latency quantile", func() bool {
+		return len(prom.query(`histogram_quantile(0.99, sum by (le) (rate(db_client_operation_duration_seconds_bucket{db_operation_name="GET"}[1m])))`, "")) > 0
+	})
 	prom.await(`steadfast_health_workers`, "check", "workers", 1)
 	require.Equal(t, float64(0), prom.query(`steadfast_breaker_state`, "breaker")["redis"], "redis breaker closed")
 
@@ -196,6 +227,17 @@ func TestMetricsPrometheus(t *testing.T) {
 	rs.Restart()
 	prom.await(`steadfast_breaker_transitions_total{to="closed"}`, "breaker", "redis", 1)
 	prom.await(`steadfast_breaker_state == 0`, "breaker", "redis", 0)
+
+	// Every query of the shipped Grafana dashboard is valid PromQL, and
+	// each panel shows data after this run (the live workers once the
+	// workers check ran again since Redis came back: while it cannot
+	// count them, the series is absent rather than zero).
+	for _, q := range dashboardQueries(t) {
+		expr := strings.NewReplacer("$job", ".*", "$__rate_interval", "1m").Replace(q)
+		until(t, 20*time.Second, "dashboard query gives series: "+expr, func() bool {
+			return len(prom.query(expr, "")) > 0
+		})
+	}
 
 	// The route label holds patterns only: never a URL, key or id.
 	for v := range prom.query(`count by (http_route) ({job="echo", http_route!=""})`, "http_route") {
