@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,10 +27,16 @@ const DefaultCacheKeyPrefix = "steadfast:"
 const (
 	// LogKeyQueueSize is the capacity of the cache's write queue.
 	LogKeyQueueSize = "queue_size"
+	// LogKeyQueueBytes is the byte bound of the cache's write queue.
+	LogKeyQueueBytes = "queue_bytes"
 	// LogKeyPolicyError says what is wrong with a policy given to
 	// [Cache.Policy].
 	LogKeyPolicyError = "policy_error"
 )
+
+// minSigningKey is the shortest [CacheOptions.SigningKey]: the HMAC's
+// output size, as RFC 2104 section 3 advises.
+const minSigningKey = 32
 
 // detailUnavailable is the Cache-Status detail of a request served
 // without the cache because the store could not answer.
@@ -72,9 +79,41 @@ type CacheOptions struct {
 	// making a request wait. Zero means [DefaultCacheQueueSize].
 	QueueSize int
 
+	// QueueBytes bounds the entries waiting for the background writer by
+	// their size in bytes, besides QueueSize: an entry that does not fit
+	// is dropped (counted in Dropped and DroppedBytes) rather than
+	// making the process hold more. Zero means [DefaultCacheQueueBytes].
+	QueueBytes int64
+
 	// Workers is the number of goroutines that write entries to the
 	// store. Zero means [DefaultCacheWorkers].
 	Workers int
+
+	// LockTimeout is the longest a request waits for another request's
+	// run of the handler for the same key (coalescing) before it runs the
+	// handler itself. Zero means [DefaultLockTimeout].
+	LockTimeout time.Duration
+
+	// MaxRefreshes bounds the background refreshes of stale entries
+	// (stale-while-revalidate) running at once, across all keys. Past it,
+	// the stale entry is served without starting another refresh
+	// (counted in RefreshesSkipped). Zero means [DefaultMaxRefreshes].
+	MaxRefreshes int
+
+	// OuterVary names request headers on which middleware outside the
+	// cache varies its own transformation of the response, such as
+	// Accept-Encoding for a compressor (gorilla's CompressHandler sets
+	// "Vary: Accept-Encoding" on every response). The cache stores the
+	// response of the handler it wraps, before that transformation, and
+	// the middleware transforms it again on every hit; so a Vary that
+	// middleware outside set, naming only these headers, does not keep a
+	// response from being stored. Every other Vary name set outside (say
+	// X-Tenant) is honoured like the handler's own: the response is
+	// stored only when the policy keys on that header. A Vary the handler
+	// sets itself is always honoured. Name here only headers whose outer
+	// middleware does not change what the handler answers: the cache does
+	// not key on them. Nil means none.
+	OuterVary []string
 
 	// Logger receives a line when the write queue fills up and when it has
 	// room again, and one per handler panic the cache answers with a stale
@@ -84,6 +123,20 @@ type CacheOptions struct {
 	// Now tells the time: when entries were stored, and how old they are.
 	// Nil means time.Now.
 	Now func() time.Time
+
+	// SigningKey, when set, signs every entry written with HMAC-SHA256
+	// under this key (bound to the entry's Redis key), and makes every
+	// entry read without a valid signature a corrupt one: a miss, deleted
+	// and counted in DecodeErrors. Set it when writers the application
+	// does not trust can write to the same Redis (a shared broker, say):
+	// without it, anyone who can write a key can make the cache serve any
+	// well-formed response. Every process sharing the entries needs the
+	// same key; while keys roll out, a process without one still reads
+	// signed entries (without checking them). At least 32 bytes, secret;
+	// it costs one HMAC over the entry per hit and per write.
+	// Nil: entries are not signed, only checksummed and checked for
+	// meaning.
+	SigningKey []byte
 }
 
 // CacheStats counts what a [Cache] did since it was made.
@@ -104,7 +157,8 @@ type CacheStats struct {
 	// store was unavailable (an error, a timeout, an open breaker).
 	Bypasses uint64
 	// Skipped counts GET and HEAD requests served without the cache
-	// because of the request itself (no-store, Authorization, Cookie).
+	// because of the request itself (no-store, Authorization, Cookie, a
+	// request body).
 	Skipped uint64
 	// Stored counts entries written to the store; StoreErrors the writes
 	// and deletes that failed; Dropped the entries not written because the
@@ -116,10 +170,20 @@ type CacheStats struct {
 	// or because the request asked for a part of them.
 	TooLarge, NotStorable uint64
 	// DecodeErrors counts stored values that were not valid entries
-	// (corrupt, truncated, foreign); each was deleted and taken as a miss.
+	// (corrupt, truncated, foreign, with content the cache would never
+	// store, or unsigned or forged under [CacheOptions.SigningKey]); each
+	// was deleted and taken as a miss.
 	DecodeErrors uint64
-	// Refreshes counts background refreshes of stale entries started.
-	Refreshes uint64
+	// Refreshes counts background refreshes of stale entries started;
+	// RefreshesSkipped the stale hits that started none because
+	// MaxRefreshes were running already.
+	Refreshes, RefreshesSkipped uint64
+	// DroppedBytes is the size of the entries counted in Dropped because
+	// the write queue had no room for them (QueueSize or QueueBytes).
+	DroppedBytes uint64
+	// LockTimeouts counts requests that stopped waiting for another
+	// request's run of the handler after LockTimeout and ran their own.
+	LockTimeouts uint64
 	// Invalidations counts keys invalidated because an unsafe request
 	// (POST, PUT, PATCH, DELETE...) succeeded. A delete that fails is
 	// also counted in StoreErrors; until it succeeds (it is tried again
@@ -132,6 +196,7 @@ type CacheStats struct {
 type cacheCounters struct {
 	hits, staleHits, misses, coalesced, bypasses, skipped      atomic.Uint64
 	stored, storeErrors, dropped, decodeErrors, refreshes, inv atomic.Uint64
+	refreshesSkipped, droppedBytes, lockTimeouts               atomic.Uint64
 	tooLarge, notStorable                                      atomic.Uint64
 }
 
@@ -142,15 +207,29 @@ type cacheCounters struct {
 // Routes opt in with a policy, one handler at a time ([Cache.Policy]) or
 // for a whole mux by pattern ([Cache.Handler] with [CacheOptions.Rules]).
 // Only GET and HEAD requests are answered from the cache (HEAD from the
-// GET entry); a successful unsafe request (POST, PUT, PATCH, DELETE)
+// GET entry), and only when they carry no body (a body is not in the key:
+// "detail=request-body"); a successful unsafe request (POST, PUT, PATCH, DELETE)
 // that passes through the cache deletes the entry of the same URL.
 //
 // On a hit the cache makes one Redis round trip and writes the stored
 // status, header and body, with Age and Cache-Status. On a miss the
 // handler runs once per key however many requests wait (they share its
-// response when it may be stored, else run their own), its response
-// streams to the client while it is recorded, and a storable one goes to a
-// bounded background writer: a request never waits for a write.
+// response when it may be stored, else run their own, at once; none waits
+// longer than [CacheOptions.LockTimeout]), its response is recorded, and a
+// storable one goes to a bounded background writer: a request never waits
+// for a write. While a response may be shared its body is buffered (up to
+// the policy's MaxBodyBytes) and sent when the handler returns, so that
+// no client's reading speed holds back the others; any other response
+// streams to the client as it is written.
+//
+// What is stored is what the handler completed, or nothing: a response is
+// stored only when the handler returned normally, its context still live
+// (its client did not leave, no deadline passed), every byte it wrote was
+// recorded (no write failed, nothing was cut off) and the body is as long
+// as any Content-Length it declared. The store decision reads the final
+// response header, with what middleware outside the cache set: its
+// Cache-Control (private, no-store), Set-Cookie and Vary count as the
+// handler's own would (see [CacheOptions.OuterVary] for a compressor).
 //
 // Every response the cache touched carries a Cache-Status field
 // (RFC 9211), such as "steadfast; hit; ttl=42",
@@ -158,9 +237,10 @@ type cacheCounters struct {
 // "steadfast; fwd=bypass; detail=redis-unavailable"; a response that is
 // not stored says why in its detail ("set-cookie", "status", ...). The
 // field is written with the status, before the body: "stored" means the
-// response was storable by its status and header, so a body that then
-// outgrows MaxBodyBytes, without a Content-Length to announce it, is not
-// stored although the field says so.
+// response was storable by its status and header, so a response that then
+// turns out incomplete, or outgrows MaxBodyBytes without a Content-Length
+// to announce it, or gets a Set-Cookie from an outer middleware when its
+// status is written, is not stored although the field says so.
 //
 // Invalidation deletes the entry an unsafe request's URL and key headers
 // select. Other variants of the URL (other values of
@@ -174,11 +254,12 @@ type cacheCounters struct {
 // A Cache is safe for concurrent use. Make it with [NewCache]; the zero
 // value is not usable. Close stops its goroutines.
 type Cache struct {
-	store  Store
-	prefix string
-	rules  *cachepolicy.Rules
-	now    func() time.Time
-	log    *slog.Logger
+	store   Store
+	prefix  string
+	signKey []byte // CacheOptions.SigningKey, own copy; nil: unsigned
+	rules   *cachepolicy.Rules
+	now     func() time.Time
+	log     *slog.Logger
 
 	w       *writer
 	flights flights
@@ -189,12 +270,17 @@ type Cache struct {
 	// onLookup is set by ObserveLookups.
 	onLookup lookupObserver
 
+	lockTimeout time.Duration
+	hfm         *hitForMiss
+	outerVary   []string
+
 	// Background refreshes (stale-while-revalidate): one per key.
 	ctx        context.Context // cancelled by Close
 	cancel     context.CancelFunc
 	refreshMu  sync.Mutex
 	refreshing map[string]struct{} // guarded by refreshMu
-	closed     bool                // guarded by refreshMu
+	maxRefresh int
+	closed     bool // guarded by refreshMu
 	refreshWG  sync.WaitGroup
 }
 
@@ -210,15 +296,29 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 		return nil, fmt.Errorf("new cache: QueueSize %d is negative: %w", opts.QueueSize, ErrInvalidOption)
 	case opts.Workers < 0:
 		return nil, fmt.Errorf("new cache: Workers %d is negative: %w", opts.Workers, ErrInvalidOption)
+	case len(opts.SigningKey) > 0 && len(opts.SigningKey) < minSigningKey:
+		return nil, fmt.Errorf("new cache: SigningKey has %d bytes, fewer than %d: %w",
+			len(opts.SigningKey), minSigningKey, ErrInvalidOption)
+	case opts.QueueBytes < 0:
+		return nil, fmt.Errorf("new cache: QueueBytes %d is negative: %w", opts.QueueBytes, ErrInvalidOption)
+	case opts.LockTimeout < 0:
+		return nil, fmt.Errorf("new cache: LockTimeout %v is negative: %w", opts.LockTimeout, ErrInvalidOption)
+	case opts.MaxRefreshes < 0:
+		return nil, fmt.Errorf("new cache: MaxRefreshes %d is negative: %w", opts.MaxRefreshes, ErrInvalidOption)
 	}
 	c := &Cache{
-		store:      store,
-		prefix:     orDefault(opts.KeyPrefix, DefaultCacheKeyPrefix),
-		rules:      opts.Rules,
-		now:        opts.Now,
-		log:        opts.Logger,
-		refreshing: make(map[string]struct{}),
-		linger:     flightLinger,
+		store:       store,
+		prefix:      orDefault(opts.KeyPrefix, DefaultCacheKeyPrefix),
+		rules:       opts.Rules,
+		now:         opts.Now,
+		log:         opts.Logger,
+		refreshing:  make(map[string]struct{}),
+		maxRefresh:  orDefault(opts.MaxRefreshes, DefaultMaxRefreshes),
+		linger:      flightLinger,
+		lockTimeout: orDefault(opts.LockTimeout, DefaultLockTimeout),
+		hfm:         newHitForMiss(),
+		outerVary:   slices.Clone(opts.OuterVary),
+		signKey:     bytes.Clone(opts.SigningKey),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -227,8 +327,9 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 		c.log = slog.Default()
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.w = newWriter(store, orDefault(opts.QueueSize, DefaultCacheQueueSize),
+	c.w = newWriter(store, orDefault(opts.QueueSize, DefaultCacheQueueSize), orDefault(opts.QueueBytes, DefaultCacheQueueBytes),
 		orDefault(opts.Workers, DefaultCacheWorkers), c.log, &c.stats, c.inval.made)
+	c.w.signKey = c.signKey // before any job: the queue orders it before every read
 	return c, nil
 }
 
@@ -275,6 +376,10 @@ func (c *Cache) Stats() CacheStats {
 		Invalidations: s.inv.Load(),
 		TooLarge:      s.tooLarge.Load(),
 		NotStorable:   s.notStorable.Load(),
+
+		RefreshesSkipped: s.refreshesSkipped.Load(),
+		DroppedBytes:     s.droppedBytes.Load(),
+		LockTimeouts:     s.lockTimeouts.Load(),
 	}
 }
 
@@ -400,7 +505,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	found := false
 	switch {
 	case err == nil:
-		if e, err = decodeEntry(val); err != nil {
+		if e, err = decodeEntry(val, key, c.signKey, now); err != nil {
 			// Deleted now rather than queued, so that the delete cannot
 			// overtake the write of the response about to be made.
 			c.stats.decodeErrors.Add(1)
@@ -440,7 +545,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	case cachepolicy.StaleRevalidate:
 		c.stats.staleHits.Add(1)
 		c.observe(r, LookupStale, "")
-		c.refresh(key, r, next, p)
+		c.refresh(key, w, r, next, p)
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{
 			Hit: true, TTL: e.life.TTL(e.storedAt, now), Detail: "stale-while-revalidate",
 		}, false)
@@ -472,6 +577,10 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 // with the fwd value for its Cache-Status, or returns an empty reason.
 func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Policy) (fwd, reason string) {
 	switch {
+	case hasBody(r):
+		// A "fat GET": what the handler answers may depend on the body,
+		// which is not in the key.
+		return cachepolicy.FwdBypass, "request-body"
 	case rd.NoStore:
 		return cachepolicy.FwdRequest, "no-store"
 	case len(r.Header["Authorization"]) > 0 && !p.AllowAuthorization:
@@ -480,6 +589,12 @@ func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Pol
 		return cachepolicy.FwdBypass, "cookie"
 	}
 	return "", ""
+}
+
+// hasBody reports whether r carries a body: a Content-Length above zero,
+// or a body of unknown length (chunked), as net/http's server sets them.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
 }
 
 // setCacheStatus sets the Cache-Status field of h.

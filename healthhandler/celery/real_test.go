@@ -1,4 +1,4 @@
-package healthhandler
+package celery
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/internal/redistest"
 )
 
@@ -175,7 +176,7 @@ func TestCeleryRealWorkers(t *testing.T) {
 	rdb := celeryTestRedis(t, srv.Addr(), password, db, log)
 	clock := &offsetClock{}
 	sig := newCelerySignal()
-	ev, err := newCeleryEvents(rdb, CeleryOptions{Min: 1, Logger: log, Now: clock.Now}, sig.notify)
+	ev, err := newEvents(rdb, Options{Min: 1, Logger: log, Now: clock.Now}, sig.notify)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,13 +193,13 @@ func TestCeleryRealWorkers(t *testing.T) {
 		return names
 	}
 	var texts []string // every text the checks produce, to look for the password
-	run := func(c Check) map[string]Observation {
+	run := func(c healthhandler.Check) map[string]healthhandler.Observation {
 		t.Helper()
 		obs, err := c.Run(context.Background())
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		m := map[string]Observation{}
+		m := map[string]healthhandler.Observation{}
 		for _, o := range obs {
 			m[o.Measurement] = o
 			texts = append(texts, o.Output, o.Detail, o.ComponentID)
@@ -211,7 +212,7 @@ func TestCeleryRealWorkers(t *testing.T) {
 
 	w1 := startCeleryWorker(t, dir, broker, "w1@steadfast")
 	sig.wait(t, "w1 online", func() bool { return len(alive()) == 1 })
-	if w := run(ev.Check())["workers"]; w.Value != 1 || w.Status != StatusPass || w.Detail != "alive: w1@steadfast" {
+	if w := run(ev.Check())["workers"]; w.Value != 1 || w.Status != healthhandler.StatusPass || w.Detail != "alive: w1@steadfast" {
 		t.Errorf("one worker: workers = %+v", w)
 	}
 	w2 := startCeleryWorker(t, dir, broker, "w2@steadfast")
@@ -229,13 +230,13 @@ func TestCeleryRealWorkers(t *testing.T) {
 	// at each event until both answer; a run ends as soon as every
 	// subscriber of the control channel answered.
 	const window = 10 * time.Second
-	ping := CeleryPing(rdb, CeleryPingOptions{Min: 2, Window: window})
-	var pobs map[string]Observation
+	ping := ping(t, rdb, PingOptions{Min: 2, Window: window})
+	var pobs map[string]healthhandler.Observation
 	sig.wait(t, "both workers answering a ping", func() bool {
 		pobs = run(ping)
 		return pobs["workers"].Value == 2
 	})
-	if w := pobs["workers"]; w.Status != StatusPass || w.Detail != "answered: w1@steadfast, w2@steadfast" {
+	if w := pobs["workers"]; w.Status != healthhandler.StatusPass || w.Detail != "answered: w1@steadfast, w2@steadfast" {
 		t.Errorf("ping: workers = %+v", w)
 	}
 	if rt, _ := pobs["responseTime"].Value.(float64); rt <= 0 || rt > float64(window/time.Millisecond) {
@@ -271,21 +272,21 @@ func TestCeleryRealWorkers(t *testing.T) {
 			}
 		}
 	}
-	if freq != DefaultCeleryHeartbeat {
-		t.Errorf("w1 freq = %v, want Celery's default %v", freq, DefaultCeleryHeartbeat)
+	if freq != DefaultHeartbeat {
+		t.Errorf("w1 freq = %v, want Celery's default %v", freq, DefaultHeartbeat)
 	}
 	clock.Advance(2*freq + time.Millisecond)
-	if w := run(ev.Check())["workers"]; w.Value != 0 || w.Status != StatusFail || !strings.Contains(w.Detail, "no heartbeat: w1@steadfast") {
+	if w := run(ev.Check())["workers"]; w.Value != 0 || w.Status != healthhandler.StatusFail || !strings.Contains(w.Detail, "no heartbeat: w1@steadfast") {
 		t.Errorf("two heartbeat intervals after kill -9: workers = %+v", w)
 	}
-	if w := run(ping)["workers"]; w.Value != 0 || w.Status != StatusFail {
+	if w := run(ping)["workers"]; w.Value != 0 || w.Status != healthhandler.StatusFail {
 		t.Errorf("ping with no worker: workers = %+v", w)
 	}
 	assertNoPingLeftReal(t, srv, db)
 
 	// No password anywhere: not in check texts, not in a detailed report,
 	// not in logs.
-	h, err := New(Options{ShowDetails: func(*http.Request) bool { return true }, Logger: log})
+	h, err := healthhandler.New(healthhandler.Options{ShowDetails: func(*http.Request) bool { return true }, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
