@@ -167,7 +167,8 @@ type CacheStats struct {
 	// TooLarge counts complete responses not stored because their body
 	// was over the policy's limit; NotStorable those not stored because of
 	// their status or header (no-store, private, Set-Cookie, Vary: *...),
-	// or because the request asked for a part of them.
+	// because the request asked for a part of them, or because they were
+	// not complete (the client left, a write failed, a hijack).
 	TooLarge, NotStorable uint64
 	// DecodeErrors counts stored values that were not valid entries
 	// (corrupt, truncated, foreign, with content the cache would never

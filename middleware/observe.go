@@ -97,7 +97,7 @@ func (t *breakerTransitions) count(to BreakerState) {
 func (c *Cache) countNotStored(ru *run, rec *recorder) {
 	switch {
 	case !ru.decided:
-	case ru.decision.Store && rec.Overflowed(), ru.decision.Reason == reasonTooLarge:
+	case rec.Overflowed(), ru.decision.Reason == reasonTooLarge:
 		c.stats.tooLarge.Add(1)
 	default:
 		c.stats.notStorable.Add(1)

@@ -93,7 +93,10 @@ func TestCacheStatsNotStored(t *testing.T) {
 	big := e.cache.Policy(p)(&origin{set: func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte(strings.Repeat("x", 64)))
 	}})
-	announced := e.cache.Policy(p)(&origin{set: header("Content-Length", "70")})
+	announced := e.cache.Policy(p)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "70")
+		_, _ = w.Write([]byte(strings.Repeat("y", 70)))
+	}))
 	cookie := e.cache.Policy(p)(&origin{set: header("Set-Cookie", "a=b")})
 
 	do(big, "GET", "/big")
