@@ -37,8 +37,9 @@ type Lookup struct {
 	Result LookupResult
 	// Reason says why a bypass bypassed: "redis-unavailable" (the store
 	// erred, timed out, or its breaker is open), "no-store" (the request
-	// asked for it), "authorization", "cookie", or "invalid-policy". It
-	// is empty for the other results.
+	// asked for it), "authorization", "cookie", "request-body" (a GET
+	// with a body), or "invalid-policy". It is empty for the other
+	// results.
 	Reason string
 }
 
