@@ -16,6 +16,7 @@ import (
 // steadfastServer is the steadfast configuration: middleware.Cache with
 // default options over a resilience.Redis with default options.
 type steadfastServer struct {
+	rdb            *resilience.Redis
 	srv            *server
 	breaker        func() string
 	stats          func() any
@@ -34,8 +35,11 @@ const healthInterval = time.Second
 // own max-age decides), over resilience.NewRedis with default options.
 // Only the loggers are set, to keep the tables readable. /health is
 // healthhandler with the Redis check, its interval set to healthInterval.
-func serveSteadfast(o *origin, redisAddr string, logger *slog.Logger) (*steadfastServer, error) {
-	rdb, err := resilience.NewRedis(resilience.Config{Addr: redisAddr}, resilience.Options{Logger: logger})
+//
+// name is "steadfast" or, with near set (the near cache on, with its
+// defaults), "steadfast+near".
+func serveSteadfast(name string, o *origin, redisAddr string, near *resilience.NearCacheOptions, logger *slog.Logger) (*steadfastServer, error) {
+	rdb, err := resilience.NewRedis(resilience.Config{Addr: redisAddr}, resilience.Options{Logger: logger, NearCache: near})
 	if err != nil {
 		return nil, err
 	}
@@ -52,12 +56,13 @@ func serveSteadfast(o *origin, redisAddr string, logger *slog.Logger) (*steadfas
 	}
 	mux := routes(o, cache.Policy(cachepolicy.Policy{}))
 	mux.Handle("GET /health", health)
-	s, err := serve("steadfast", mux)
+	s, err := serve(name, mux)
 	if err != nil {
 		return nil, errors.Join(err, health.Close(), cache.Close(), rdb.Close())
 	}
 	s.closers = append(s.closers, health.Close, cache.Close, rdb.Close)
 	return &steadfastServer{
+		rdb:     rdb,
 		srv:     s,
 		breaker: func() string { return rdb.State().String() },
 		stats: func() any {

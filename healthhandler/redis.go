@@ -40,7 +40,12 @@ const redisOutput = "redis unavailable"
 //   - "redis:breaker": the circuit breaker's state, closed, open or
 //     half-open;
 //   - "redis:lastSuccess": seconds since Redis last answered (none if it
-//     never did).
+//     never did);
+//   - "redis:nearCache", only when the near cache was asked for
+//     ([resilience.Options].NearCache): an object with serving (whether
+//     hits come from process memory now), reason (why not, when not),
+//     entries, bytes, maxBytes, hits, misses, invalidations, flushes and
+//     pauses.
 //
 // When Redis fails, everyone reads "redis unavailable"; callers allowed to
 // see details also read the specific error (such as "connection refused",
@@ -106,7 +111,32 @@ func redisObservations(rtt time.Duration, err error, st resilience.Stats, failed
 	if !st.LastSuccess.IsZero() {
 		since.Value, since.Unit = roundTo(max(now.Sub(st.LastSuccess), 0).Seconds(), 1e3), "s"
 	}
-	return []Observation{rt, conns, breaker, since}
+	obs := []Observation{rt, conns, breaker, since}
+	if n := st.NearCache; n.Enabled {
+		near := base
+		near.Measurement = "nearCache"
+		near.Value = nearFigures{
+			Serving: n.Serving, Reason: n.Reason, Entries: n.Entries, Bytes: n.Bytes, MaxBytes: n.MaxBytes,
+			Hits: n.Hits, Misses: n.Misses, Invalidations: n.Invalidations, Flushes: n.Flushes, Pauses: n.Pauses,
+		}
+		obs = append(obs, near)
+	}
+	return obs
+}
+
+// nearFigures is the observedValue of "redis:nearCache". Reason is text
+// fit for anyone: resilience words it without addresses or replies.
+type nearFigures struct {
+	Serving       bool   `json:"serving"`
+	Reason        string `json:"reason,omitempty"`
+	Entries       int    `json:"entries"`
+	Bytes         int64  `json:"bytes"`
+	MaxBytes      int64  `json:"maxBytes"`
+	Hits          uint64 `json:"hits"`
+	Misses        uint64 `json:"misses"`
+	Invalidations uint64 `json:"invalidations"`
+	Flushes       uint64 `json:"flushes"`
+	Pauses        uint64 `json:"pauses"`
 }
 
 // failureDetail is the specific text of a failed operation: its error, or,

@@ -377,3 +377,54 @@ func TestSecretsNeverShown(t *testing.T) {
 		}
 	})
 }
+
+// TestRedisCheckNearCache: the near cache shows in the report when it was
+// asked for: serving against a redis-server, off with the reason against
+// miniredis (no CLIENT TRACKING), and absent when not asked for.
+func TestRedisCheckNearCache(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	m := miniredis.RunT(t)
+	cases := []struct {
+		name    string
+		addr    string
+		near    *resilience.NearCacheOptions
+		serving bool
+		reason  string
+	}{
+		{"redis-server", srv.Addr(), &resilience.NearCacheOptions{}, true, ""},
+		{"miniredis", m.Addr(), &resilience.NearCacheOptions{}, false, "CLIENT TRACKING"},
+		{"not asked", m.Addr(), nil, false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := newRedis(t, resilience.Config{Addr: tc.addr}, resilience.Options{NearCache: tc.near})
+			h := newHandler(t, healthhandler.Options{})
+			mustAdd(t, h, healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 10 * time.Millisecond}))
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				rep := decode(t, get(t, h, http.MethodGet, "/health", false).body)
+				got, ok := rep.Checks["redis:nearCache"]
+				if tc.near == nil {
+					if ok {
+						t.Fatalf("redis:nearCache = %+v without the option, want none", got)
+					}
+					return
+				}
+				if ok && len(got) == 1 {
+					v, _ := got[0].ObservedValue.(map[string]any)
+					reason, _ := v["reason"].(string)
+					if v["serving"] == tc.serving && strings.Contains(reason, tc.reason) && (tc.reason != "" || reason == "") {
+						if _, ok := v["maxBytes"].(float64); !ok {
+							t.Errorf("redis:nearCache = %v, want maxBytes", v)
+						}
+						return
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("redis:nearCache = %+v, want serving %v, reason with %q", got, tc.serving, tc.reason)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -347,4 +348,32 @@ func TestInstrumentInvalidSources(t *testing.T) {
 	m, err := metrics.Instrument(mp, metrics.Sources{})
 	require.NoError(t, err, "no sources: nothing to measure, no error")
 	require.NoError(t, m.Close())
+}
+
+// TestInstrumentNearCache: the near cache's figures are reported when it
+// is on, and absent when it is off.
+func TestInstrumentNearCache(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint("near cache ", on), func(t *testing.T) {
+			mr := miniredis.RunT(t)
+			opts := resilience.Options{Logger: quiet}
+			if on {
+				opts.NearCache = &resilience.NearCacheOptions{}
+			}
+			rdb, err := resilience.NewRedis(resilience.Config{Addr: mr.Addr()}, opts)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = rdb.Close() })
+			reader := sdkmetric.NewManualReader()
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+			t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+			m, err := metrics.Instrument(mp, metrics.Sources{Redis: rdb})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = m.Close() })
+			c := collect(t, reader)
+			_, serving := c.value("steadfast.redis.near_cache.serving")
+			_, entries := c.value("steadfast.redis.near_cache.entries")
+			assert.Equal(t, on, serving, "serving gauge")
+			assert.Equal(t, on, entries, "entries")
+		})
+	}
 }

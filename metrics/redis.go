@@ -246,6 +246,7 @@ func (m *Metrics) instrumentRedis(meter metric.Meter, src Sources) error {
 	dropped := in.counter("steadfast.redis.operation.unrecorded", "{operation}",
 		"Redis operations whose duration was not recorded: more than a batch between two flushes.")
 	bi := newBreakerInstruments(in)
+	near := newNearInstruments(in)
 	if in.err != nil {
 		return in.err
 	}
@@ -268,15 +269,12 @@ func (m *Metrics) instrumentRedis(meter metric.Meter, src Sources) error {
 		o.ObserveInt64(failures, count(s.Failures), system)
 		bi.observe(o, breaker, breakerState(int(s.State)), s.Opens, s.HalfOpens, s.Closes, s.Rejected)
 		o.ObserveInt64(dropped, count(ops.dropped.Load()), system)
+		near.observe(o, s.NearCache)
 		return nil
-	}, conns, timeouts, stale, failures, dropped, bi.state, bi.transitions, bi.rejected)
+	}, append([]metric.Observable{conns, timeouts, stale, failures, dropped, bi.state, bi.transitions, bi.rejected}, near.all()...)...)
 	if err != nil {
 		return err
 	}
-	// Near cache (issue 18): when resilience.Stats carries the near
-	// cache's figures (entries, bytes, hits, invalidations), observe them
-	// here as steadfast.redis.near_cache.*.
-
 	ops.start()
 	rdb.ObserveOps(ops.record)
 	m.hooked(func() {

@@ -108,6 +108,11 @@ type Options struct {
 
 	// Now tells the time for stats and events. Nil means time.Now.
 	Now func() time.Time
+
+	// NearCache, if set, serves Get hits from process memory, kept
+	// coherent by Redis's invalidation pushes (see [NearCacheOptions]).
+	// Nil means off: every Get is a round trip.
+	NearCache *NearCacheOptions
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -157,6 +162,13 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.FailureThreshold == 0 {
 		o.FailureThreshold = DefaultFailureThreshold
+	}
+	if o.NearCache != nil {
+		n, err := o.NearCache.withDefaults()
+		if err != nil {
+			return o, err
+		}
+		o.NearCache = &n
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

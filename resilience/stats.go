@@ -70,6 +70,8 @@ type Stats struct {
 	MeanLatency, MaxLatency time.Duration
 	// Pool holds go-redis's connection pool figures.
 	Pool PoolStats
+	// NearCache describes the near cache (see [Options].NearCache).
+	NearCache NearCacheStats
 }
 
 // PoolStats are the figures of go-redis's connection pool.
@@ -99,6 +101,8 @@ func (r *Redis) Stats() Stats {
 		Opens:     r.trans.opens.Load(),
 		HalfOpens: r.trans.halfOpens.Load(),
 		Closes:    r.trans.closes.Load(),
+
+		NearCache: r.nearStats(),
 	}
 	if n := r.st.lastSuccess.Load(); n != 0 {
 		s.LastSuccess = time.Unix(0, n)

@@ -12,10 +12,11 @@
 // (simulated work per uncached item, default 50ms), WORKERS (in-process
 // workers, default 1), UPSTREAM_FAIL_RATE (share of /upstream calls that
 // fail, default 0.3), CELERY_CHECK (events or ping: count Celery workers on
-// the same Redis), ASYNQ_CHECK (1: count asynq servers) and HEALTH_TOKEN
+// the same Redis), ASYNQ_CHECK (1: count asynq servers), HEALTH_TOKEN
 // (callers sending "Authorization: Bearer $HEALTH_TOKEN" see /health
-// details; unset, nobody does). Metrics are served to Prometheus at
-// /metrics.
+// details; unset, nobody does) and NEAR_CACHE (on: serve hits from process
+// memory, kept coherent by Redis; default off). Metrics are served to
+// Prometheus at /metrics.
 package main
 
 import (
@@ -99,7 +100,11 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		logger.Info("no REDIS_URL or REDISHOST/REDISPORT set: using an embedded Redis (miniredis)", slog.String("addr", mr.Addr()))
 	}
 
-	rdb, err := resilience.NewRedis(redisCfg, resilience.Options{Logger: logger})
+	ropts := resilience.Options{Logger: logger}
+	if s.nearCache {
+		ropts.NearCache = &resilience.NearCacheOptions{} // the documented defaults: 32 MiB, 1 ms drain
+	}
+	rdb, err := resilience.NewRedis(redisCfg, ropts)
 	if err != nil {
 		return err
 	}
