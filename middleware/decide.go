@@ -244,6 +244,8 @@ func (ru *run) complete() {
 	var e *entry
 	if ru.decided && ru.decision.Store && ru.whole(status, ru.header) {
 		e = newEntry(ru.now, ru.decision.Lifetime, status, ru.header, ru.before, rec.Body())
+	} else if ru.fwd != cachepolicy.FwdBypass {
+		c.countNotStored(ru, rec)
 	}
 	ru.finish(e, status >= http.StatusInternalServerError, false, nil)
 	// The waiters have their answer; now the leader's client gets the
