@@ -90,6 +90,13 @@ type Check struct {
 	// details. Run must honour ctx. A panic in Run is recovered, logged
 	// once with its stack, and reported as a failure.
 	Run func(ctx context.Context) ([]Observation, error)
+
+	// WorkersMeasurement names the measurement whose value (an int; the
+	// sum over instances) is the number of live workers, as the worker
+	// checks ([Workers] and those of healthhandler/celery and
+	// healthhandler/asynq) set it; it feeds [CheckStats.Workers]. Empty
+	// means the check counts no workers.
+	WorkersMeasurement string
 }
 
 // newCheck is the Check [Redis] and [Workers] start from; they add Run.

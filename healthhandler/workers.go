@@ -58,6 +58,7 @@ type WorkersOptions struct {
 // [ErrInvalidOption] when rdb is nil or an option is invalid.
 func Workers(rdb *resilience.Redis, opts WorkersOptions) (Check, error) {
 	c := newCheck(orName(opts.Name, "workers"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeComponent)
+	c.WorkersMeasurement = "count"
 	ttl, prune := opts.TTL, opts.PruneAfter
 	if ttl == 0 {
 		ttl = DefaultWorkerTTL

@@ -133,6 +133,10 @@ type BreakerStats struct {
 
 	// Rejected counts the requests turned away since the breaker was made.
 	Rejected uint64
+
+	// Opens, HalfOpens and Closes count the changes into each state since
+	// the breaker was made.
+	Opens, HalfOpens, Closes uint64
 }
 
 // Breaker is a circuit breaker around HTTP handlers: after a run of failed
@@ -153,6 +157,7 @@ type Breaker struct {
 
 	recorders recorderPool
 	rejected  atomic.Uint64
+	trans     breakerTransitions
 
 	mu    sync.Mutex
 	since time.Time    // guarded by mu
@@ -358,6 +363,7 @@ func (b *Breaker) stateChanged(e circuitbreaker.StateChangedEvent) {
 	b.gen++
 	b.spare = 0
 	b.mu.Unlock()
+	b.trans.count(change.To)
 
 	level := slog.LevelInfo
 	if change.To == BreakerOpen {
@@ -397,6 +403,9 @@ func (b *Breaker) Stats() BreakerStats {
 		Failures:   uint64(m.Failures()),
 		Successes:  uint64(m.Successes()),
 		Rejected:   b.rejected.Load(),
+		Opens:      b.trans.opens.Load(),
+		HalfOpens:  b.trans.halfOpens.Load(),
+		Closes:     b.trans.closes.Load(),
 	}
 }
 

@@ -148,6 +148,8 @@ type Cache struct {
 	inval   invalidations
 	recs    recorderPool
 	stats   cacheCounters
+	// onLookup is set by ObserveLookups.
+	onLookup lookupObserver
 
 	lockTimeout time.Duration
 	hfm         *hitForMiss
@@ -255,6 +257,9 @@ func (c *Cache) Policy(p cachepolicy.Policy) func(http.Handler) http.Handler {
 			slog.String(LogKeyPolicyError, err.Error()))
 		return func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet || r.Method == http.MethodHead {
+					c.observe(r, LookupBypass, "invalid-policy")
+				}
 				w.Header()["Cache-Status"] = []string{statusInvalidPolicy}
 				next.ServeHTTP(w, r)
 			})
@@ -313,6 +318,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	rd := cachepolicy.ParseRequest(r.Header)
 	if fwd, reason := skip(r, &rd, p); reason != "" {
 		c.stats.skipped.Add(1)
+		c.observe(r, LookupBypass, reason)
 		setCacheStatus(w.Header(), cachepolicy.CacheStatus{Fwd: fwd, Detail: reason})
 		next.ServeHTTP(w, r)
 		return
@@ -357,6 +363,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		// for the key still run the handler once between them: an outage
 		// (or a pool too small for a burst) must not turn into a stampede.
 		c.stats.bypasses.Add(1)
+		c.observe(r, LookupBypass, detailUnavailable)
 		c.fill(&miss{
 			w: w, r: r, next: next, p: p, base: key, key: flightKey, lookup: lookup, rd: &rd,
 			fwd: cachepolicy.FwdBypass,
@@ -371,10 +378,12 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	switch state {
 	case cachepolicy.Fresh:
 		c.stats.hits.Add(1)
+		c.observe(r, LookupHit, "")
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{Hit: true, TTL: e.life.TTL(e.storedAt, now)}, false)
 		return
 	case cachepolicy.StaleRevalidate:
 		c.stats.staleHits.Add(1)
+		c.observe(r, LookupStale, "")
 		stale := e // a copy escapes to the refresh; e stays on the stack
 		c.refresh(&miss{w: w, r: r, next: next, p: p, base: key, key: flightKey}, &stale)
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{
@@ -390,6 +399,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	case found:
 		fwd = cachepolicy.FwdStale
 	}
+	c.observe(r, LookupMiss, "")
 	if rd.OnlyIfCached {
 		// RFC 9111 5.2.1.7: no stored response may be used, so 504.
 		setCacheStatus(w.Header(), cachepolicy.CacheStatus{Fwd: fwd, Detail: "only-if-cached"})

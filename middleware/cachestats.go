@@ -48,6 +48,12 @@ type CacheStats struct {
 	// when the entry is next found), this process neither serves nor
 	// stores a response made before the invalidation.
 	Invalidations uint64
+	// TooLarge counts complete responses not stored because their body
+	// was over the policy's limit; NotStorable those not stored because of
+	// their status or header (no-store, private, Set-Cookie, Vary: *...),
+	// because the request asked for a part of them, or because they were
+	// not complete (the client left, a write failed, a hijack).
+	TooLarge, NotStorable uint64
 }
 
 // cacheCounters are CacheStats, updated with atomics only.
@@ -55,6 +61,7 @@ type cacheCounters struct {
 	hits, staleHits, misses, coalesced, bypasses, skipped      atomic.Uint64
 	stored, storeErrors, dropped, decodeErrors, refreshes, inv atomic.Uint64
 	refreshesSkipped, droppedBytes, lockTimeouts               atomic.Uint64
+	tooLarge, notStorable                                      atomic.Uint64
 }
 
 // Stats returns what the cache did so far. It does no I/O.
@@ -73,6 +80,8 @@ func (c *Cache) Stats() CacheStats {
 		DecodeErrors:  s.decodeErrors.Load(),
 		Refreshes:     s.refreshes.Load(),
 		Invalidations: s.inv.Load(),
+		TooLarge:      s.tooLarge.Load(),
+		NotStorable:   s.notStorable.Load(),
 
 		RefreshesSkipped: s.refreshesSkipped.Load(),
 		DroppedBytes:     s.droppedBytes.Load(),

@@ -263,6 +263,8 @@ func (ru *run) complete() {
 		if len(ru.decision.Vary) > 0 {
 			e.variant = &variantOf{ru.decision.Vary, variantKey(ru.base, ru.r.Header, ru.decision.Vary)}
 		}
+	} else if ru.fwd != cachepolicy.FwdBypass {
+		c.countNotStored(ru, rec)
 	}
 	ru.finish(e, status >= http.StatusInternalServerError, false, nil)
 	// The waiters have their answer; now the leader's client gets the

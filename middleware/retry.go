@@ -37,6 +37,10 @@ var (
 // of GET, HEAD, OPTIONS, PUT and DELETE requests answered 502, 503 or 504,
 // waiting 10 ms, then 20 ms (each ±20%) between them.
 type RetryOptions struct {
+	// Name identifies the Retry in metrics ([Retry.Name]). Empty is
+	// allowed.
+	Name string
+
 	// MaxAttempts is the most times the handler runs for one request,
 	// the first attempt included. Zero means 3; 1 turns retrying off.
 	MaxAttempts int
@@ -91,6 +95,9 @@ type RetryOptions struct {
 
 // RetryStats counts what a [Retry] did since it was made.
 type RetryStats struct {
+	// Succeeded counts the requests whose first attempt succeeded;
+	// Recovered those that succeeded after a retry.
+	Succeeded, Recovered uint64
 	// Retries counts the attempts run after a failed one.
 	Retries uint64
 	// Exhausted counts the requests no attempt succeeded for, within the
@@ -120,6 +127,7 @@ type RetryStats struct {
 // A Retry is safe for concurrent use. Make it with [NewRetry]; the zero value
 // is not usable.
 type Retry struct {
+	name          string
 	maxAttempts   int
 	maxDelay      time.Duration
 	jitterFactor  float64
@@ -134,6 +142,8 @@ type Retry struct {
 	recorders recorderPool
 	retries   atomic.Uint64
 	exhausted atomic.Uint64
+	succeeded atomic.Uint64
+	recovered atomic.Uint64
 }
 
 // NewRetry returns a Retry configured by opts. The error wraps
@@ -156,6 +166,7 @@ func NewRetry(opts RetryOptions) (*Retry, error) {
 		return nil, invalidOption("RetryOptions.InitialDelay %v is more than MaxDelay %v", initialDelay, maxDelay)
 	}
 	rt := &Retry{
+		name:          opts.Name,
 		maxAttempts:   orDefault(opts.MaxAttempts, defaultMaxAttempts),
 		maxDelay:      maxDelay,
 		jitterFactor:  orDefault(opts.JitterFactor, defaultJitterFactor),
@@ -257,6 +268,8 @@ func (rt *Retry) Handler(next http.Handler) http.Handler {
 			// and a failure caused by the hang-up says nothing.
 			if rec.Held() {
 				_ = rec.sendHeld() // a write error means the client is gone
+			} else {
+				rt.succeeded.Add(1)
 			}
 			rec.finish()
 			rt.recorders.put(rec)
@@ -338,8 +351,11 @@ func (rt *Retry) retry(run *retryRun) {
 	_, _ = rt.executor.WithContext(ctx).GetWithExecution(run.execute)
 
 	rec := run.rec
-	if (run.recovered != nil || rec.Held()) && !clientGone(run.req) {
+	switch failed := run.recovered != nil || rec.Held(); {
+	case failed && !clientGone(run.req):
 		rt.exhausted.Add(1)
+	case !failed:
+		rt.recovered.Add(1)
 	}
 	switch {
 	case run.recovered != nil:
@@ -407,7 +423,10 @@ func (rt *Retry) retryScheduled(e failsafe.ExecutionScheduledEvent[*retryRun]) {
 
 // Stats returns what the Retry did so far.
 func (rt *Retry) Stats() RetryStats {
-	return RetryStats{Retries: rt.retries.Load(), Exhausted: rt.exhausted.Load()}
+	return RetryStats{
+		Succeeded: rt.succeeded.Load(), Recovered: rt.recovered.Load(),
+		Retries: rt.retries.Load(), Exhausted: rt.exhausted.Load(),
+	}
 }
 
 // retryAfter reads a Retry-After header: a number of seconds or an HTTP

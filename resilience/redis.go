@@ -58,6 +58,8 @@ type Redis struct {
 
 	readyOnce sync.Once
 	st        counters
+	trans     transitions
+	onOp      opObserver  // set by ObserveOps
 	large     largeValues // sizes of values too large for OpTimeout
 
 	// near is the near cache; nil when not asked for.
@@ -508,7 +510,9 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, timeout tim
 		}
 		return err
 	})
-	r.st.record(time.Since(start), err)
+	took := time.Since(start)
+	r.st.record(took, err)
+	r.observe(op, took, err)
 	switch {
 	case err == nil, errors.Is(err, redis.Nil):
 		r.markSuccess()
@@ -576,6 +580,7 @@ func (r *Redis) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 	now := r.opts.Now()
 	from, to := stateOf(ev.OldState), stateOf(ev.NewState)
 	r.st.since.Store(now.UnixNano())
+	r.trans.count(to)
 	change := StateChange{From: from, To: to, At: now}
 	switch to {
 	case StateOpen:

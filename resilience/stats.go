@@ -63,6 +63,9 @@ type Stats struct {
 	// [ErrUnavailable] by the open breaker without a network call; Retries
 	// the extra attempts made; Probes the prober's pings.
 	Ops, Failures, Rejected, Retries, Probes uint64
+	// Opens, HalfOpens and Closes count the breaker's changes into each
+	// state.
+	Opens, HalfOpens, Closes uint64
 	// MeanLatency and MaxLatency cover the operations counted in Ops.
 	MeanLatency, MaxLatency time.Duration
 	// Pool holds go-redis's connection pool figures.
@@ -94,6 +97,10 @@ func (r *Redis) Stats() Stats {
 		Rejected: r.st.rejected.Load(),
 		Retries:  r.st.retries.Load(),
 		Probes:   r.st.probes.Load(),
+
+		Opens:     r.trans.opens.Load(),
+		HalfOpens: r.trans.halfOpens.Load(),
+		Closes:    r.trans.closes.Load(),
 
 		NearCache: r.nearStats(),
 	}

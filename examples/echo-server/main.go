@@ -2,9 +2,10 @@
 // with a Redis response cache that fails open, a handler breaker and
 // retry, workers that publish heartbeats, and a mountable /health.
 //
-//	go run ./examples/echo-server            # embedded Redis (miniredis)
-//	REDIS_URL=redis://:pw@127.0.0.1:6379/0 go run ./examples/echo-server
-//	go run ./examples/echo-server -worker    # a separate worker process
+//	make run                                 # embedded Redis (miniredis)
+//	cd examples/echo-server && go run .      # the same: a module of its own
+//	REDIS_URL=redis://:pw@127.0.0.1:6379/0 go run .
+//	go run . -worker                         # a separate worker process
 //
 // Environment: ADDR (listen address, default :8080), REDIS_URL or
 // REDISHOST + REDISPORT (+ REDISUSER, REDIS_PASSWORD, REDIS_DB), ITEM_DELAY
@@ -14,7 +15,8 @@
 // the same Redis), ASYNQ_CHECK (1: count asynq servers), HEALTH_TOKEN
 // (callers sending "Authorization: Bearer $HEALTH_TOKEN" see /health
 // details; unset, nobody does) and NEAR_CACHE (on: serve hits from process
-// memory, kept coherent by Redis; default off).
+// memory, kept coherent by Redis; default off). Metrics are served to
+// Prometheus at /metrics.
 package main
 
 import (
@@ -38,6 +40,7 @@ import (
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/healthhandler/asynq"
 	"github.com/steadfast-go/steadfast/healthhandler/celery"
+	"github.com/steadfast-go/steadfast/metrics"
 	"github.com/steadfast-go/steadfast/middleware"
 	"github.com/steadfast-go/steadfast/resilience"
 )
@@ -136,7 +139,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	if err != nil {
 		return err
 	}
-	retry, err := middleware.NewRetry(middleware.RetryOptions{Logger: logger})
+	retry, err := middleware.NewRetry(middleware.RetryOptions{Name: "upstream", Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -207,6 +210,21 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		}
 	}
 
+	// Metrics: OpenTelemetry, served to Prometheus at /metrics.
+	provider, err := newPrometheusProvider()
+	if err != nil {
+		return err
+	}
+	defer closeLogged(logger, "meter provider", provider)
+	m, err := metrics.Instrument(provider, metrics.Sources{
+		Redis: rdb, Cache: cache, Health: health,
+		Breakers: []*middleware.Breaker{breaker}, Retries: []*middleware.Retry{retry},
+	})
+	if err != nil {
+		return err
+	}
+	defer closeLogged(logger, "metrics", m)
+
 	items := newItems(s.itemDelay, rdb, logger)
 	itemPolicy := cache.Policy(cachepolicy.Policy{
 		TTL:                  60 * time.Second,
@@ -221,6 +239,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	mux.Handle("GET /upstream", breaker.Handler(retry.Handler(flakyUpstream(s.upstreamFailRate))))
 	mux.Handle("/health", health)
 	mux.Handle("/health/", health)
+	mux.Handle("GET /metrics", provider.handler)
 
 	// Compression sits outside the cache, so stored bodies stay identity-
 	// encoded; CacheOptions.OuterVary above tells the cache that its
