@@ -97,7 +97,6 @@ type Check struct {
 	// healthhandler/asynq) set it; it feeds [CheckStats.Workers]. Empty
 	// means the check counts no workers.
 	WorkersMeasurement string
-
 }
 
 // newCheck is the Check [Redis] and [Workers] start from; they add Run.

@@ -103,11 +103,31 @@ type Store interface {
 // to announce it, or gets a Set-Cookie from an outer middleware when its
 // status is written, is not stored although the field says so.
 //
+// The HTTP semantics (RFC 9111, RFC 9110, RFC 9213) are those of
+// [cachepolicy]: freshness from targeted fields, Cache-Control, Expires, the
+// policy or a heuristic; Age that counts the age a response arrived with.
+// A response that says Vary on request fields outside the policy's
+// KeyHeaders is stored as a variant, under a key made from the request's
+// normalised values of those fields, and the URL's key holds an index of
+// its variants: a hit on such a URL costs a second round trip, others do
+// not. A Range request for a stored 200 is answered 206 from it.
+//
+// Revalidation: a stored 200 that is stale, or said no-cache, and has an
+// ETag or Last-Modified is kept for a while ([cachepolicy.Policy.StaleRetention])
+// and, when next asked for, the handler gets the request made conditional
+// (If-None-Match, else If-Modified-Since). A handler that answers 304 (as
+// [http.ServeContent] and [http.FileServer] do when the validator still
+// matches, or a handler that compares r.Header.Get("If-None-Match") with
+// its current ETag) renews the stored response: its header is updated from
+// the 304, its freshness computed again, and the client served from it,
+// with "Cache-Status: steadfast; fwd=stale; fwd-status=304; stored". A 200
+// replaces it. A handler that ignores conditional requests works unchanged.
+//
 // Invalidation deletes the entry an unsafe request's URL and key headers
-// select. Other variants of the URL (other values of
-// [cachepolicy.Policy.KeyHeaders]) live until their TTL: listing them would
-// cost every hit a second round trip. So may a response whose run was in
-// progress when the entry was deleted.
+// select; with it goes the URL's variant index, so its Vary variants are
+// found no more. Other values of [cachepolicy.Policy.KeyHeaders] live until
+// their TTL: listing them would cost every hit a second round trip. So may
+// a response whose run was in progress when the entry was deleted.
 //
 // A route should be cached once: either by [Cache.Policy] on its handler,
 // or by a rule of [Cache.Handler], not both.
@@ -308,16 +328,24 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	key := string(cachepolicy.AppendKey(kb[:0], c.prefix, r, *p))
 	lookup := time.Now() // the runtime's clock: this orders real events
 	val, err := c.store.Get(r.Context(), key)
+	flightKey, missFwd := key, cachepolicy.FwdURIMiss
+	if err == nil && isIndex(val) {
+		// The URL has variants: one more round trip, for the one r selects.
+		var vkey string
+		if vkey, val, err = c.lookupVariant(r.Context(), key, val, r.Header); vkey != "" {
+			flightKey, missFwd = vkey, cachepolicy.FwdVaryMiss
+		}
+	}
 	now := c.now()
 	var e entry
 	found := false
 	switch {
 	case err == nil:
-		if e, err = decodeEntry(val, key, c.signKey, now); err != nil {
+		if e, err = decodeEntry(val, flightKey, c.signKey, now); err != nil {
 			// Deleted now rather than queued, so that the delete cannot
 			// overtake the write of the response about to be made.
 			c.stats.decodeErrors.Add(1)
-			if c.store.Del(r.Context(), key) != nil {
+			if c.store.Del(r.Context(), flightKey) != nil {
 				c.stats.storeErrors.Add(1)
 			}
 		} else if at, stale := c.inval.stale(key, e.storedAt, now); stale {
@@ -336,7 +364,10 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		// (or a pool too small for a burst) must not turn into a stampede.
 		c.stats.bypasses.Add(1)
 		c.observe(r, LookupBypass, detailUnavailable)
-		c.fill(&miss{w: w, r: r, next: next, p: p, key: key, lookup: lookup, rd: &rd, fwd: cachepolicy.FwdBypass})
+		c.fill(&miss{
+			w: w, r: r, next: next, p: p, base: key, key: flightKey, lookup: lookup, rd: &rd,
+			fwd: cachepolicy.FwdBypass,
+		})
 		return
 	}
 
@@ -353,14 +384,15 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	case cachepolicy.StaleRevalidate:
 		c.stats.staleHits.Add(1)
 		c.observe(r, LookupStale, "")
-		c.refresh(key, w, r, next, p)
+		stale := e // a copy escapes to the refresh; e stays on the stack
+		c.refresh(&miss{w: w, r: r, next: next, p: p, base: key, key: flightKey}, &stale)
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{
 			Hit: true, TTL: e.life.TTL(e.storedAt, now), Detail: "stale-while-revalidate",
 		}, false)
 		return
 	}
 
-	fwd := cachepolicy.FwdURIMiss
+	fwd := missFwd
 	switch {
 	case rd.NoCache || (rd.HasMaxAge && rd.MaxAge <= 0):
 		fwd = cachepolicy.FwdRequest
@@ -374,33 +406,22 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		http.Error(w, http.StatusText(http.StatusGatewayTimeout), http.StatusGatewayTimeout)
 		return
 	}
-	var fallback *entry // served if the handler fails
-	if state == cachepolicy.StaleIfErrorOnly {
-		fallback = &e
+	var fallback, validating *entry
+	if found {
+		// A copy escapes to the miss path; e stays on the hit path's stack.
+		stored := new(entry)
+		*stored = e
+		if state == cachepolicy.StaleIfErrorOnly {
+			fallback = stored // served if the handler fails
+		}
+		if stored.validators().Any() {
+			// Stale, or to be validated before use: ask the handler
+			// whether it changed (RFC 9111 4.3.1); a 304 renews it.
+			validating = stored
+		}
 	}
-	c.fill(&miss{w: w, r: r, next: next, p: p, key: key, lookup: lookup, rd: &rd, fallback: fallback, fwd: fwd})
-}
-
-// skip says why a GET or HEAD request is not handled by the cache at all,
-// with the fwd value for its Cache-Status, or returns an empty reason.
-func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Policy) (fwd, reason string) {
-	switch {
-	case hasBody(r):
-		// A "fat GET": what the handler answers may depend on the body,
-		// which is not in the key.
-		return cachepolicy.FwdBypass, "request-body"
-	case rd.NoStore:
-		return cachepolicy.FwdRequest, "no-store"
-	case len(r.Header["Authorization"]) > 0 && !p.AllowAuthorization:
-		return cachepolicy.FwdBypass, "authorization"
-	case len(r.Header["Cookie"]) > 0 && !p.AllowCookies:
-		return cachepolicy.FwdBypass, "cookie"
-	}
-	return "", ""
-}
-
-// hasBody reports whether r carries a body: a Content-Length above zero,
-// or a body of unknown length (chunked), as net/http's server sets them.
-func hasBody(r *http.Request) bool {
-	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
+	c.fill(&miss{
+		w: w, r: r, next: next, p: p, base: key, key: flightKey, lookup: lookup, rd: &rd,
+		fallback: fallback, validating: validating, fwd: fwd,
+	})
 }

@@ -11,20 +11,24 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/steadfast-go/steadfast/cachepolicy"
 )
 
 // A cache entry is one Redis value holding a whole response: status,
 // header, body, when it was stored and how long it stays fresh and usable
-// stale. Layout, version 1, integers big-endian:
+// stale. Layout, version 2, integers big-endian:
 //
 //	magic    3 bytes  "sfc"
-//	version  1 byte   1
+//	version  1 byte   2
 //	crc      4 bytes  CRC-32C (Castagnoli) of everything after it
 //	storedAt 8 bytes  unix nanoseconds
 //	fresh    8 bytes  freshness lifetime, nanoseconds
 //	swr      8 bytes  stale-while-revalidate window, nanoseconds
 //	sie      8 bytes  stale-if-error window, nanoseconds
-//	flags    1 byte   bit 0: must-revalidate; bit 1: signed; other bits zero
+//	age      8 bytes  the age the response had when stored, nanoseconds
+//	flags    1 byte   bit 0: must-revalidate; bit 1: signed; bit 2: no-cache;
+//	                  other bits zero
 //	status   2 bytes
 //	header   uvarint count, then per field: uvarint name length, name,
 //	         uvarint value count, per value: uvarint length, value
@@ -41,12 +45,13 @@ import (
 // (see [decodeEntry]).
 const (
 	entryMagic   = "sfc"
-	entryVersion = 1
+	entryVersion = 2
 	// entryFixed is the size of everything before the header.
-	entryFixed = len(entryMagic) + 1 + 4 + 4*8 + 1 + 2
+	entryFixed = len(entryMagic) + 1 + 4 + 5*8 + 1 + 2
 
 	flagMustRevalidate = 1 << 0
 	flagSigned         = 1 << 1
+	flagNoCache        = 1 << 2
 
 	// macSize is the length of an entry's signature.
 	macSize = sha256.Size
@@ -85,9 +90,13 @@ func appendEntry(dst []byte, e *entry, key string, signKey []byte) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.Fresh))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.StaleWhileRevalidate))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.StaleIfError))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.Age))
 	var flags byte
 	if e.life.MustRevalidate {
 		flags |= flagMustRevalidate
+	}
+	if e.life.NoCache {
+		flags |= flagNoCache
 	}
 	if len(signKey) > 0 {
 		flags |= flagSigned
@@ -172,15 +181,17 @@ func decodeEntry(b []byte, key string, signKey []byte, now time.Time) (entry, er
 	e.life.Fresh = time.Duration(binary.BigEndian.Uint64(p[8:]))
 	e.life.StaleWhileRevalidate = time.Duration(binary.BigEndian.Uint64(p[16:]))
 	e.life.StaleIfError = time.Duration(binary.BigEndian.Uint64(p[24:]))
-	flags := p[32]
+	e.life.Age = time.Duration(binary.BigEndian.Uint64(p[32:]))
+	flags := p[40]
 	e.life.MustRevalidate = flags&flagMustRevalidate != 0
-	e.status = int(binary.BigEndian.Uint16(p[33:]))
-	if flags&^(flagMustRevalidate|flagSigned) != 0 {
+	e.life.NoCache = flags&flagNoCache != 0
+	e.status = int(binary.BigEndian.Uint16(p[41:]))
+	if flags&^(flagMustRevalidate|flagSigned|flagNoCache) != 0 {
 		return entry{}, errEntryCorrupt
 	}
 	signed := flags&flagSigned != 0
 	if signed {
-		if len(p) < 35+macSize {
+		if len(p) < 43+macSize {
 			return entry{}, errEntryCorrupt
 		}
 		mac := p[len(p)-macSize:]
@@ -191,7 +202,7 @@ func decodeEntry(b []byte, key string, signKey []byte, now time.Time) (entry, er
 	} else if len(signKey) > 0 {
 		return entry{}, errEntrySignature
 	}
-	hdr := p[35:]
+	hdr := p[43:]
 
 	// First pass: check the header block and count what it holds.
 	nFields, nValues, hdrLen, ok := scanFields(hdr)
@@ -236,10 +247,12 @@ func decodeEntry(b []byte, key string, signKey []byte, now time.Time) (entry, er
 // keeps (storedField: no hop-by-hop, framing or Proxy- field); at most
 // one Content-Length, with one value, the
 // body's length in decimal; storedAt after 1970 and at most maxEntrySkew
-// after now; lifetimes not negative.
+// after now; lifetimes not negative, an age of at most
+// [cachepolicy.MaxDelta].
 func checkEntry(e *entry, now time.Time) bool {
 	if !storableStatus(e.status) || e.storedAt.UnixNano() <= 0 || e.storedAt.After(now.Add(maxEntrySkew)) ||
-		e.life.Fresh < 0 || e.life.StaleWhileRevalidate < 0 || e.life.StaleIfError < 0 {
+		e.life.Fresh < 0 || e.life.StaleWhileRevalidate < 0 || e.life.StaleIfError < 0 ||
+		e.life.Age < 0 || e.life.Age > cachepolicy.MaxDelta {
 		return false
 	}
 	lengths := 0

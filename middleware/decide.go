@@ -17,6 +17,10 @@ import (
 // handler never waits on the leader's client; one that may not be shared
 // releases the waiters at once.
 func (ru *run) hold(status int, h http.Header) bool {
+	if status == http.StatusNotModified && ru.validating != nil {
+		ru.h304 = h.Clone()
+		return true
+	}
 	ru.decide(status, h)
 	if ru.fallback != nil && status >= http.StatusInternalServerError {
 		ru.held5xx = true
@@ -47,6 +51,9 @@ func (ru *run) sent(final http.Header) {
 		return ru.outerVaryLine(final, i) || i >= committed
 	}), *ru.p, ru.now)
 	if d.Store {
+		// A Vary the outer middleware added makes the entry a variant on
+		// those fields too: it must reach only requests with their values.
+		ru.decision.Vary = d.Vary
 		return
 	}
 	ru.decision = d
@@ -165,7 +172,7 @@ func (ru *run) decide(status int, h http.Header) {
 	}), *ru.p, ru.now)
 	switch {
 	case !d.Store:
-	case len(ru.r.Header["Range"]) > 0:
+	case len(ru.r.Header["Range"]) > 0 && ru.validating == nil: // a validation asks for the whole
 		d = cachepolicy.StoreDecision{Reason: "range"}
 	case tooLarge(h, ru.p):
 		d = cachepolicy.StoreDecision{Reason: "too-large"}
@@ -181,7 +188,11 @@ func (ru *run) decide(status int, h http.Header) {
 		h["Cache-Status"] = []string{statusBypassUnavailable}
 		return
 	}
-	setCacheStatus(h, cachepolicy.CacheStatus{Fwd: ru.fwd, Stored: d.Store, Detail: d.Reason})
+	cs := cachepolicy.CacheStatus{Fwd: ru.fwd, Stored: d.Store, Detail: d.Reason}
+	if ru.validating != nil {
+		cs.FwdStatus = status
+	}
+	setCacheStatus(h, cs)
 }
 
 // tooLarge reports whether h announces a body over p's limit.
@@ -228,6 +239,11 @@ func (ru *run) complete() {
 	c, rec := ru.c, ru.rec
 	w := rec.w
 	rec.finish()
+	if rec.Held() && ru.h304 != nil {
+		c.recs.put(rec)
+		ru.revalidated(w)
+		return
+	}
 	if rec.Held() && ru.held5xx {
 		c.recs.put(rec)
 		ru.finish(nil, true, false, nil)
@@ -243,7 +259,10 @@ func (ru *run) complete() {
 	}
 	var e *entry
 	if ru.decided && ru.decision.Store && ru.whole(status, ru.header) {
-		e = newEntry(ru.now, ru.decision.Lifetime, status, ru.header, ru.before, rec.Body())
+		e = newEntry(ru.now, &ru.decision, status, ru.header, ru.before, rec.Body())
+		if len(ru.decision.Vary) > 0 {
+			e.variant = &variantOf{ru.decision.Vary, variantKey(ru.base, ru.r.Header, ru.decision.Vary)}
+		}
 	} else if ru.fwd != cachepolicy.FwdBypass {
 		c.countNotStored(ru, rec)
 	}
@@ -263,15 +282,44 @@ func (ru *run) complete() {
 		return
 	}
 	if e != nil {
-		f, key := ru.f, ru.key
-		j := writeJob{key: key, e: e, ttl: retention(e.life), gen: ru.gen}
-		if f != nil {
-			// Findable a little longer: a request whose lookup missed just
-			// before the entry landed (its GET waited for a connection, say)
-			// is answered from the flight instead of running the handler
-			// again.
-			j.done = func() { c.flights.land(key, f, c.linger) }
-		}
-		c.w.enqueue(j)
+		ru.store(e)
 	}
+}
+
+// store queues e, the run's entry, for the writer.
+func (ru *run) store(e *entry) {
+	c, f, key := ru.c, ru.f, ru.key
+	j := writeJob{key: ru.base, e: e, ttl: retention(e.life), gen: ru.gen, maxVariants: ru.p.VariantLimit()}
+	if f != nil {
+		// Findable a little longer: a request whose lookup missed just
+		// before the entry landed (its GET waited for a connection, say)
+		// is answered from the flight instead of running the handler
+		// again.
+		j.done = func() { c.flights.land(key, f, c.linger) }
+	}
+	c.w.enqueue(j)
+}
+
+// skip says why a GET or HEAD request is not handled by the cache at all,
+// with the fwd value for its Cache-Status, or returns an empty reason.
+func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Policy) (fwd, reason string) {
+	switch {
+	case hasBody(r):
+		// A "fat GET": what the handler answers may depend on the body,
+		// which is not in the key.
+		return cachepolicy.FwdBypass, "request-body"
+	case rd.NoStore:
+		return cachepolicy.FwdRequest, "no-store"
+	case len(r.Header["Authorization"]) > 0 && !p.AllowAuthorization:
+		return cachepolicy.FwdBypass, "authorization"
+	case len(r.Header["Cookie"]) > 0 && !p.AllowCookies:
+		return cachepolicy.FwdBypass, "cookie"
+	}
+	return "", ""
+}
+
+// hasBody reports whether r carries a body: a Content-Length above zero,
+// or a body of unknown length (chunked), as net/http's server sets them.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
 }

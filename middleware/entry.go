@@ -21,6 +21,17 @@ type entry struct {
 	status   int
 	fields   []field // canonical names, sorted
 	body     []byte
+
+	// variant is set, not encoded, on an entry made from a response that
+	// says Vary beyond the policy's key headers, for the writer and for
+	// coalesced waiters. A pointer keeps the entry small on the hit path.
+	variant *variantOf
+}
+
+// variantOf says which variant of its URL an entry is.
+type variantOf struct {
+	names []string // the request fields it varies on
+	key   string   // its variant key
 }
 
 // field is one header field of an entry.
@@ -37,6 +48,21 @@ func (e *entry) get(name string) string {
 		}
 	}
 	return ""
+}
+
+// validators returns the entry's ETag and Last-Modified.
+func (e *entry) validators() cachepolicy.Validators {
+	return cachepolicy.Validators{ETag: e.get("Etag"), LastModified: e.get("Last-Modified")}
+}
+
+// header returns the entry's fields as a new header map whose value
+// slices are shared with the entry.
+func (e *entry) header() http.Header {
+	h := make(http.Header, len(e.fields))
+	for _, f := range e.fields {
+		h[f.name] = f.values
+	}
+	return h
 }
 
 // unstored lists the response fields an entry never keeps: hop-by-hop
@@ -88,12 +114,13 @@ func storableStatus(status int) bool { return cachepolicy.StorableStatus(status)
 // leaving out those that are in before with the same values: fields that
 // outer middleware set before the handler ran (a request id, say) belong
 // to that one request, and are set again on every request served. Fields
-// that Connection names are hop-by-hop too, and left out. The value slices
-// are shared with h.
-func fieldsOf(h, before http.Header) []field {
+// that Connection names are hop-by-hop too, and left out, as are those
+// keep does not store (see [cachepolicy.NewFieldFilter]: the fields of a
+// qualified private or no-cache). The value slices are shared with h.
+func fieldsOf(h, before http.Header, keep cachepolicy.FieldFilter) []field {
 	fs := make([]field, 0, len(h))
 	for name, values := range h {
-		if len(values) == 0 || !storedField(name) || connectionNames(h, name) {
+		if len(values) == 0 || !storedField(name) || connectionNames(h, name) || !keep.Stored(name) {
 			continue
 		}
 		if prev, ok := before[name]; ok && slices.Equal(prev, values) {
@@ -130,8 +157,10 @@ func retention(l cachepolicy.Lifetime) time.Duration {
 // from before (the header as the handler got it) are left out. A
 // body-bearing status gets a Content-Length, so that HEAD requests served
 // from the entry announce the right length, and a response without Date
-// gets one, so that Date and Age agree on hits.
-func newEntry(storedAt time.Time, life cachepolicy.Lifetime, status int, h, before http.Header, body []byte) *entry {
+// gets one, so that Date and Age agree on hits. d is the store decision:
+// its Lifetime, and its Fields filter (the fields of a qualified private
+// or no-cache are left out).
+func newEntry(storedAt time.Time, d *cachepolicy.StoreDecision, status int, h, before http.Header, body []byte) *entry {
 	if _, ok := h["Content-Length"]; !ok && bodyAllowed(status) {
 		h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
@@ -140,9 +169,9 @@ func newEntry(storedAt time.Time, life cachepolicy.Lifetime, status int, h, befo
 	}
 	return &entry{
 		storedAt: storedAt,
-		life:     life,
+		life:     d.Lifetime,
 		status:   status,
-		fields:   fieldsOf(h, before),
+		fields:   fieldsOf(h, before, d.Fields),
 		body:     bytes.Clone(body),
 	}
 }
@@ -158,16 +187,25 @@ func setCacheStatus(h http.Header, s cachepolicy.CacheStatus) {
 }
 
 // writeEntry answers r from e: a 304 when r's validators match a stored
-// 200, else the stored status, header and body (no body for HEAD). Age is
-// set from e.storedAt. A shared entry (one other requests use too) gets
-// copies of its header values.
+// 200, a 206 (or 416) when r asks for a range of a stored 200, else the
+// stored status, header and body (no body for HEAD). Age is the entry's
+// current age: the age it was stored with plus the time since. A shared
+// entry (one other requests use too) gets copies of its header values.
 func (c *Cache) writeEntry(w http.ResponseWriter, r *http.Request, e *entry, now time.Time, cs cachepolicy.CacheStatus, shared bool) {
 	notModified := e.status == http.StatusOK && conditional(r.Header) &&
 		cachepolicy.NotModified(r, e.get("Etag"), e.get("Last-Modified"))
+	var part cachepolicy.ByteRange
+	ranged := cachepolicy.RangeIgnored
+	if !notModified && e.status == http.StatusOK && len(r.Header["Range"]) > 0 {
+		part, ranged = cachepolicy.SelectRange(r, int64(len(e.body)), e.get("Etag"), e.get("Last-Modified"), e.get("Date"), now)
+	}
 	h := w.Header()
 	for i := range e.fields {
 		f := &e.fields[i]
 		if notModified && (f.name == "Content-Length" || f.name == "Content-Type" || f.name == "Content-Encoding") {
+			continue
+		}
+		if ranged != cachepolicy.RangeIgnored && f.name == "Content-Length" {
 			continue
 		}
 		if shared {
@@ -178,11 +216,24 @@ func (c *Cache) writeEntry(w http.ResponseWriter, r *http.Request, e *entry, now
 	}
 	var buf [24]byte
 	vs := make([]string, 2)
-	vs[0] = string(strconv.AppendInt(buf[:0], int64(cachepolicy.Age(e.storedAt, now)/time.Second), 10))
+	vs[0] = string(strconv.AppendInt(buf[:0], int64(e.life.CurrentAge(e.storedAt, now)/time.Second), 10))
 	vs[1] = cs.String()
 	h["Age"], h["Cache-Status"] = vs[0:1:1], vs[1:2:2]
-	if notModified {
+	switch {
+	case notModified:
 		w.WriteHeader(http.StatusNotModified)
+		return
+	case ranged == cachepolicy.RangePartial:
+		h["Content-Range"] = []string{part.ContentRange(int64(len(e.body)))}
+		h["Content-Length"] = []string{strconv.FormatInt(part.Length, 10)}
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = w.Write(e.body[part.Start : part.Start+part.Length])
+		return
+	case ranged == cachepolicy.RangeUnsatisfiable:
+		h["Content-Range"] = []string{"bytes */" + strconv.Itoa(len(e.body))}
+		h["Content-Length"] = []string{"0"}
+		delete(h, "Content-Type")
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
 		return
 	}
 	w.WriteHeader(e.status)

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 )
@@ -129,15 +130,21 @@ func (g *flights) forget(key string, f *flight) {
 	g.mu.Unlock()
 }
 
-// forgetKey removes key's flight, running or finished, because the key
-// was invalidated: requests that come later must not be answered from a
-// run that started before. Waiters already in a running flight still get
-// its answer (they came before the invalidation), and the writer drops its
+// forgetKey removes the flights of key and of its variants (keys that
+// start with key and "~"), running or finished, because the key was
+// invalidated: requests that come later must not be answered from a run
+// that started before. Waiters already in a running flight still get its
+// answer (they came before the invalidation), and the writer drops its
 // entry.
 func (g *flights) forgetKey(key string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.m, key)
+	for k := range g.m {
+		if len(k) > len(key) && k[len(key)] == '~' && strings.HasPrefix(k, key) {
+			delete(g.m, k)
+		}
+	}
 }
 
 // start returns the context the leader runs the handler with: parent's

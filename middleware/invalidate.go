@@ -54,7 +54,7 @@ func (c *Cache) invalidate(r *http.Request, p *cachepolicy.Policy) {
 	// the old response again.
 	at := c.now()
 	c.inval.add(key, at)
-	c.flights.forgetKey(key)
+	c.flights.forgetKey(key) // and its variants' flights
 	c.stats.inv.Add(1)
 	c.deleteInvalidated(r, key, at)
 }

@@ -16,11 +16,15 @@ type miss struct {
 	r        *http.Request
 	next     http.Handler
 	p        *cachepolicy.Policy
-	key      string
+	base     string                         // the URL's key
+	key      string                         // the flight's: its variant's key if the URL has a variant index, else base
 	lookup   time.Time                      // when the store lookup began (the runtime's clock)
 	rd       *cachepolicy.RequestDirectives // r's Cache-Control
 	fallback *entry                         // served if the handler fails; nil if none
-	fwd      string                         // the Cache-Status fwd value
+	// validating, when set, is the stored response the handler is asked
+	// to validate.
+	validating *entry
+	fwd        string // the Cache-Status fwd value
 }
 
 // fill answers a request that no entry could answer: it leads a flight
@@ -56,7 +60,8 @@ func (c *Cache) fill(m *miss) {
 	}
 	usable := func(f *flight) bool {
 		return (fwd == cachepolicy.FwdBypass || f.landed.IsZero() || m.lookup.Before(f.landed)) &&
-			cachepolicy.Classify(f.e.life, f.e.storedAt, now, *m.rd) == cachepolicy.Fresh
+			cachepolicy.Classify(f.e.life, f.e.storedAt, now, *m.rd) == cachepolicy.Fresh &&
+			sameVariant(f.e, m.base, r.Header)
 	}
 	f, leader := c.flights.join(key, lead, usable)
 	switch {
@@ -87,7 +92,7 @@ func (c *Cache) await(m *miss, f *flight) {
 		// The leader's panic, for net/http (or an outer recovery) to
 		// handle per request, as it does the leader's.
 		panic(f.panicVal)
-	case f.e != nil:
+	case f.e != nil && sameVariant(f.e, m.base, m.r.Header):
 		now := c.now()
 		cs := cachepolicy.CacheStatus{Fwd: m.fwd, Collapsed: true}
 		if m.fwd == cachepolicy.FwdBypass {
@@ -114,9 +119,10 @@ func (c *Cache) serveStale(w http.ResponseWriter, r *http.Request, e *entry) {
 // a request on its own.
 type run struct {
 	c    *Cache
-	miss         // the request's state (r, p, key, fallback, fwd, ...)
-	f    *flight // nil when not coalesced
-	stop func()  // ends the flight's context
+	miss             // the request's state (r, p, key, fallback, fwd, ...)
+	f    *flight     // nil when not coalesced
+	stop func()      // ends the flight's context
+	h304 http.Header // the header of the validating 304, held back
 
 	rec      *recorder
 	ctx      context.Context // the handler's
@@ -137,6 +143,10 @@ type run struct {
 // that may be stored. With a fallback (a stale entry within its
 // stale-if-error window), a 5xx is held back and the stale entry served
 // instead. f, when set, is the flight r leads.
+//
+// With m.validating set, the handler gets a conditional request made from
+// its validators; a 304 is held back and answered with the stored
+// response, updated from the 304 (see revalidated).
 func (c *Cache) forward(m *miss, f *flight) {
 	w, r, next, p := m.w, m.r, m.next, m.p
 	if m.fwd != cachepolicy.FwdBypass {
@@ -152,6 +162,10 @@ func (c *Cache) forward(m *miss, f *flight) {
 		ctx, ru.stop = f.start(r.Context())
 		defer ru.stop()
 		req = r.WithContext(ctx)
+	}
+	if m.validating != nil {
+		req = req.Clone(req.Context())
+		m.validating.validators().SetConditional(req.Header)
 	}
 	ru.ctx = req.Context()
 	ru.rec = c.recs.get(w, recorderConfig{hold: ru.hold, capture: true, limit: bodyLimit(p), sent: ru.sent, cut: ru.cut})

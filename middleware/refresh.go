@@ -7,15 +7,18 @@ import (
 	"github.com/steadfast-go/steadfast/cachepolicy"
 )
 
-// refresh starts the background refresh of the stale entry at key, unless
-// one is running already, MaxRefreshes are, or the cache is closed. The
-// handler runs with a copy of r made unconditional (no validators, Range
-// or Cache-Control), as a GET, with r's context values but neither its
+// refresh starts the background refresh of the stale entry at m.key (the
+// flight's key; m.base is the URL's), for m.r, unless one is running already,
+// MaxRefreshes are, or the cache is closed. The handler runs with a copy
+// of r stripped of the client's validators, Range and Cache-Control, made
+// conditional on stale's own validators if it has any (a 304 renews
+// stale), as a GET, with r's context values but neither its
 // cancellation nor its deadline: it has a deadline of its own,
 // refreshTimeout, and ends early only when the cache is closed. The
 // header w has before the entry is written (what middleware outside the
 // cache set) counts in the store decision, as on a miss.
-func (c *Cache) refresh(key string, w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy) {
+func (c *Cache) refresh(m *miss, stale *entry) {
+	w, r, key := m.w, m.r, m.key
 	c.refreshMu.Lock()
 	if _, running := c.refreshing[key]; running || c.closed {
 		c.refreshMu.Unlock()
@@ -41,6 +44,7 @@ func (c *Cache) refresh(key string, w http.ResponseWriter, r *http.Request, next
 	for _, name := range refreshDropped {
 		delete(req.Header, name)
 	}
+	stale.validators().SetConditional(req.Header)
 	var before http.Header
 	if h := w.Header(); len(h) > 0 {
 		before = h.Clone()
@@ -54,7 +58,7 @@ func (c *Cache) refresh(key string, w http.ResponseWriter, r *http.Request, next
 			c.refreshMu.Unlock()
 			c.refreshWG.Done()
 		}()
-		c.runRefresh(key, req, before, next, p)
+		c.runRefresh(m.base, req, before, m.next, m.p, stale)
 	}()
 }
 
@@ -69,9 +73,12 @@ var refreshDropped = []string{
 // stored and the handler completed it: it returned, within the refresh's
 // deadline, having written the whole body it announced. before is the
 // header middleware outside the cache set on the request that started the
-// refresh. A panic is logged and goes no further: there is no client, and a
-// panic in this goroutine would end the process.
-func (c *Cache) runRefresh(key string, req *http.Request, before http.Header, next http.Handler, p *cachepolicy.Policy) {
+// refresh; a 304 that validates stale queues stale updated from it. A
+// panic is logged and goes no further: there is no client, and a panic in
+// this goroutine would end the process.
+func (c *Cache) runRefresh(base string, req *http.Request, before http.Header, next http.Handler, p *cachepolicy.Policy,
+	stale *entry,
+) {
 	sink := refreshSink{h: before.Clone()}
 	rec := c.recs.get(&sink, recorderConfig{capture: true, limit: bodyLimit(p)})
 	returned := false
@@ -94,12 +101,23 @@ func (c *Cache) runRefresh(key string, req *http.Request, before http.Header, ne
 		status = http.StatusOK
 	}
 	h := sink.Header()
-	d := cachepolicy.Storable(req, status, c.decisionHeader(h, func(i int) bool {
+	var e *entry
+	if status == http.StatusNotModified {
+		if req.Context().Err() == nil && stale.validators().Selects(h) {
+			if u, ok := updatedEntry(stale, ownFields(h, before), req, base, p, now); ok {
+				e = u
+			}
+		}
+	} else if d := cachepolicy.Storable(req, status, c.decisionHeader(h, func(i int) bool {
 		return i < len(before["Vary"]) && h["Vary"][i] == before["Vary"][i]
-	}), *p, now)
-	if d.Store && req.Context().Err() == nil && rec.Complete() && lengthMatches(status, h, len(rec.Body())) {
-		e := newEntry(now, d.Lifetime, status, h, before, rec.Body()) // the sink's header is ours
-		c.w.enqueue(writeJob{key: key, e: e, ttl: retention(e.life), gen: gen})
+	}), *p, now); d.Store && req.Context().Err() == nil && rec.Complete() && lengthMatches(status, h, len(rec.Body())) {
+		e = newEntry(now, &d, status, h, before, rec.Body()) // the sink's header is ours
+		if len(d.Vary) > 0 {
+			e.variant = &variantOf{d.Vary, variantKey(base, req.Header, d.Vary)}
+		}
+	}
+	if e != nil {
+		c.w.enqueue(writeJob{key: base, e: e, ttl: retention(e.life), gen: gen, maxVariants: p.VariantLimit()})
 	}
 	c.recs.put(rec)
 }

@@ -41,9 +41,13 @@ const (
 
 // writeJob is one entry waiting in the queue to be written.
 type writeJob struct {
+	// key is the URL's key: where e is stored, or, when e is a variant
+	// (e.variant set), where the URL's variant index is.
 	key string
 	e   *entry
 	ttl time.Duration
+	// maxVariants caps the variants in the index, for a variant.
+	maxVariants int
 	// size is what the entry counts against the queue's byte bound.
 	size int64
 	// gen is the invalidation generation when the run that made e began.
@@ -164,8 +168,14 @@ func (w *writer) write(j writeJob, buf []byte) []byte {
 	if need := encodedSize(j.e); cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
-	buf = appendEntry(buf[:0], j.e, j.key, w.signKey)
-	if err := w.store.Set(w.ctx, j.key, buf, j.ttl); err != nil {
+	var err error
+	if j.e.variant != nil {
+		buf, err = w.writeVariant(j, buf)
+	} else {
+		buf = appendEntry(buf[:0], j.e, j.key, w.signKey)
+		err = w.store.Set(w.ctx, j.key, buf, j.ttl)
+	}
+	if err != nil {
 		// Redis being down is logged by the store's own state changes;
 		// here it is only counted.
 		w.stats.storeErrors.Add(1)
