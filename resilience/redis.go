@@ -11,9 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
@@ -29,7 +27,14 @@ const (
 // Redis is a guarded Redis client: every operation has a deadline, is
 // retried when that is safe, and goes through a circuit breaker that
 // answers [ErrUnavailable] at once while Redis is down. A background prober
-// closes the breaker as soon as Redis answers again.
+// closes the breaker as soon as Redis answers again; meanwhile traffic
+// runs one trial operation at a time, at most every [TrialInterval], so
+// that the first request after Redis answers is a cache operation again.
+//
+// In a Redis Cluster each master node has a breaker of its own, chosen by
+// the key's hash slot: a failed node turns the guard off only for the keys
+// it serves. Operations that name no key ([Redis.Do], [Redis.Ping]'s
+// fallback) share one more breaker.
 //
 // Build one with [NewRedis] or [Wrap]; the zero value is not usable. A
 // Redis is safe for concurrent use. Close stops its goroutines.
@@ -37,29 +42,37 @@ type Redis struct {
 	opts   Options
 	log    *slog.Logger
 	name   string // redacted, for logs
+	cfg    Config // for Sentinel and Cluster: what DescribeTopology asks
 	client atomic.Pointer[clientRef]
 	// fresh builds a new client with a new pool, for the swap after an
 	// outage; nil when the client was wrapped and is not ours to replace.
-	fresh func() *redis.Client
+	fresh func() redis.UniversalClient
 	// probe pings Redis on a connection of its own.
 	probe func(ctx context.Context) error
 	owned bool
 
-	cb    circuitbreaker.CircuitBreaker[any]
-	retry failsafe.Executor[any] // breaker inside retry, for idempotent ops
-	once  failsafe.Executor[any] // breaker only
+	// guard is the breaker of the whole Redis; in a cluster, of the
+	// operations that name no key.
+	*guard
+	// cluster holds the per-node breakers; nil unless a cluster.
+	cluster *clusterGuards
 
-	wake   chan struct{} // size 1: the breaker opened, probe
 	done   chan struct{}
 	ready  chan struct{} // closed at the first success
 	closed atomic.Bool
+	bgMu   sync.Mutex // orders wg.Add of background work with Close
 	wg     sync.WaitGroup
 
 	readyOnce sync.Once
 	st        counters
 }
 
-type clientRef struct{ c redis.UniversalClient }
+type clientRef struct {
+	c redis.UniversalClient
+	// ready says a cluster client has loaded its slot map, so that the
+	// key's node can be looked up without I/O. Always true otherwise.
+	ready atomic.Bool
+}
 
 // NewRedis builds a standalone go-redis client for cfg with fail-fast
 // settings and guards it. It returns at once: it does not wait for Redis,
@@ -71,6 +84,13 @@ type clientRef struct{ c redis.UniversalClient }
 // ContextTimeoutEnabled is on so deadlines reach the socket, dials are not
 // retried inside go-redis, and pool waits are bounded by OpTimeout.
 func NewRedis(cfg Config, opts Options) (*Redis, error) {
+	if cfg.Topology != TopologyStandalone {
+		o, err := opts.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		return newTopologyRedis(cfg, o)
+	}
 	if cfg.Addr == "" {
 		return nil, errors.New("resilience: Config.Addr is empty")
 	}
@@ -79,7 +99,7 @@ func NewRedis(cfg Config, opts Options) (*Redis, error) {
 		return nil, err
 	}
 	base := clientOptions(cfg, o)
-	fresh := func() *redis.Client { return redis.NewClient(cloneOptions(base)) }
+	fresh := func() redis.UniversalClient { return redis.NewClient(cloneOptions(base)) }
 	r := newRedis(o, cfg.String(), true, fresh())
 	r.fresh = fresh
 	r.probe = probeWith(base, o)
@@ -112,6 +132,10 @@ func Wrap(client redis.UniversalClient, opts Options) (*Redis, error) {
 	} else {
 		r.probe = func(ctx context.Context) error { return client.Ping(ctx).Err() }
 	}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		r.cfg = Config{Topology: TopologyCluster, Addrs: cc.Options().Addrs}
+		r.cluster = newClusterGuards(r, cc.Options())
+	}
 	r.start()
 	return r, nil
 }
@@ -122,29 +146,14 @@ func newRedis(o Options, name string, owned bool, c redis.UniversalClient) *Redi
 		log:   o.Logger,
 		name:  name,
 		owned: owned,
-		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		ready: make(chan struct{}),
 	}
-	r.client.Store(&clientRef{c})
-	r.st.since.Store(o.Now().UnixNano())
-	r.cb = circuitbreaker.NewBuilder[any]().
-		HandleIf(func(_ any, err error) bool { return IsFailure(err) }).
-		WithFailureThreshold(uint(o.FailureThreshold)).
-		WithSuccessThreshold(1).
-		WithDelay(o.BreakerDelay).
-		OnStateChanged(r.onStateChanged).
-		Build()
-	rp := retrypolicy.NewBuilder[any]().
-		HandleIf(func(_ any, err error) bool { return retryable(err) }).
-		WithMaxAttempts(o.MaxAttempts).
-		WithBackoff(o.RetryBackoff, o.RetryMaxBackoff).
-		WithJitterFactor(0.25).
-		ReturnLastFailure().
-		OnRetry(func(failsafe.ExecutionEvent[any]) { r.st.retries.Add(1) }).
-		Build()
-	r.retry = failsafe.With[any](rp, r.cb)
-	r.once = failsafe.With[any](r.cb)
+	ref := &clientRef{c: c}
+	_, isCluster := c.(*redis.ClusterClient)
+	ref.ready.Store(!isCluster)
+	r.client.Store(ref)
+	r.guard = r.newGuard("", nil)
 	return r
 }
 
@@ -264,11 +273,13 @@ func (r *Redis) State() State { return stateOf(r.cb.State()) }
 // breaker gives [ErrUnavailable] without a network call. Get is retried
 // within its deadline when that can help.
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := r.reject(); err != nil {
+	g := r.guardFor(ctx, key)
+	trial, err := r.reject(g)
+	if err != nil {
 		return nil, err
 	}
 	var val []byte
-	err := r.run(ctx, "get", true, func(ctx context.Context, c redis.UniversalClient) error {
+	err = r.run(ctx, g, trial, "get", true, func(ctx context.Context, c redis.UniversalClient) error {
 		v, err := c.Get(ctx, key).Bytes()
 		val = v
 		return err
@@ -282,34 +293,52 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 // Set stores val at key for ttl (zero: no expiry). Setting the same value
 // twice is harmless, so Set is retried like Get.
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	if err := r.reject(); err != nil {
+	g := r.guardFor(ctx, key)
+	trial, err := r.reject(g)
+	if err != nil {
 		return err
 	}
-	return r.run(ctx, "set", true, func(ctx context.Context, c redis.UniversalClient) error {
+	return r.run(ctx, g, trial, "set", true, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Set(ctx, key, val, ttl).Err()
 	})
 }
 
 // Del deletes keys. Deleting twice is harmless, so Del is retried like Get.
+//
+// In a cluster the keys must share a hash slot (one key, or keys with the
+// same {hash tag}); the first key chooses the node's breaker.
 func (r *Redis) Del(ctx context.Context, keys ...string) error {
-	if err := r.reject(); err != nil {
+	g := r.guard
+	if len(keys) > 0 {
+		g = r.guardFor(ctx, keys[0])
+	}
+	trial, err := r.reject(g)
+	if err != nil {
 		return err
 	}
 	// A copy for the closure: capturing keys itself would make every
 	// caller allocate its arguments, even when reject answers.
 	ks := append([]string(nil), keys...)
-	return r.run(ctx, "del", true, func(ctx context.Context, c redis.UniversalClient) error {
+	return r.run(ctx, g, trial, "del", true, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Del(ctx, ks...).Err()
 	})
 }
 
 // Ping measures one round trip to Redis through the guard.
+//
+// In a cluster it pings every master through its node's breaker and
+// returns the slowest round trip; it fails only when no master answered
+// (the failures of the others are counted in [Redis.Stats]).
 func (r *Redis) Ping(ctx context.Context) (time.Duration, error) {
-	if err := r.reject(); err != nil {
+	if r.cluster != nil && r.client.Load().ready.Load() {
+		return r.cluster.ping(ctx)
+	}
+	trial, err := r.reject(r.guard)
+	if err != nil {
 		return 0, err
 	}
 	var rtt time.Duration
-	err := r.run(ctx, "ping", true, func(ctx context.Context, c redis.UniversalClient) error {
+	err = r.run(ctx, r.guard, trial, "ping", true, func(ctx context.Context, c redis.UniversalClient) error {
 		start := time.Now()
 		err := c.Ping(ctx).Err()
 		rtt = time.Since(start)
@@ -333,34 +362,46 @@ func (r *Redis) DoIdempotent(ctx context.Context, fn func(ctx context.Context, c
 
 // do is the guard every operation goes through: reject, then run.
 func (r *Redis) do(ctx context.Context, op string, idempotent bool, fn func(context.Context, redis.UniversalClient) error) error {
-	if err := r.reject(); err != nil {
+	trial, err := r.reject(r.guard)
+	if err != nil {
 		return err
 	}
-	return r.run(ctx, op, idempotent, fn)
+	return r.run(ctx, r.guard, trial, op, idempotent, fn)
 }
 
-// reject answers an operation at once when the Redis is closed or the
-// breaker is open. Budget: two mutex-guarded reads and no allocation, so
-// the methods call it before they build the closure they hand to run
-// (a closure that escapes, and would cost an allocation even here).
-func (r *Redis) reject() error {
+// reject answers an operation at once when the Redis is closed or g's
+// breaker is open, unless the operation may run as the breaker's trial
+// (trial true; see [guard.claimTrial]). Budget: two mutex-guarded reads,
+// an atomic load and no allocation, so the methods call it before they
+// build the closure they hand to run (a closure that escapes, and would
+// cost an allocation even here).
+func (r *Redis) reject(g *guard) (trial bool, err error) {
 	if r.closed.Load() {
-		return ErrClosed
+		return false, ErrClosed
 	}
-	if r.cb.IsOpen() && r.cb.RemainingDelay() > 0 {
+	if g.cb.IsOpen() && g.cb.RemainingDelay() > 0 {
+		if g.claimTrial() {
+			return true, nil
+		}
 		r.st.rejected.Add(1)
-		return ErrUnavailable
+		return false, ErrUnavailable
 	}
-	return nil
+	return false, nil
 }
 
 // run executes fn under the deadline, the retry policy (when idempotent)
 // and the breaker. Budget: besides the Redis round trip, one context with
 // deadline and failsafe-go's execution (a few hundred nanoseconds, some 20
 // allocations).
-func (r *Redis) run(ctx context.Context, op string, idempotent bool, fn func(context.Context, redis.UniversalClient) error) error {
+func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempotent bool, fn func(context.Context, redis.UniversalClient) error) error {
 	if err := ctx.Err(); err != nil {
+		if trial {
+			g.trialing.Store(false)
+		}
 		return err
+	}
+	if trial {
+		return r.runTrial(ctx, g, op, fn)
 	}
 	// The operation runs to its own end, whatever the caller does
 	// meanwhile: the breaker then judges Redis by what Redis did, never by
@@ -375,12 +416,13 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, fn func(con
 	}
 	opCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
-	exec := r.once
+	exec := g.once
 	if idempotent {
-		exec = r.retry
+		exec = g.retry
 	}
+	ref := r.client.Load()
 	err := exec.WithContext(opCtx).Run(func() error {
-		err := fn(opCtx, r.client.Load().c)
+		err := fn(opCtx, ref.c)
 		if IsFailure(err) {
 			// Noted per attempt, before the breaker sees it, so that the
 			// event of the breaker opening carries the failure that did it.
@@ -392,6 +434,9 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, fn func(con
 	switch {
 	case err == nil, errors.Is(err, redis.Nil):
 		r.markSuccess()
+		if !ref.ready.Load() {
+			ref.ready.Store(true) // a cluster client answered: its slot map is loaded
+		}
 		return err
 	case errors.Is(err, circuitbreaker.ErrOpen):
 		r.st.rejected.Add(1)
@@ -436,7 +481,10 @@ func (r *Redis) WaitReady(ctx context.Context) error {
 // was built by [NewRedis]. Operations after Close return [ErrClosed].
 // Close is safe to call more than once.
 func (r *Redis) Close() error {
-	if !r.closed.CompareAndSwap(false, true) {
+	r.bgMu.Lock()
+	first := r.closed.CompareAndSwap(false, true)
+	r.bgMu.Unlock()
+	if !first {
 		return nil
 	}
 	close(r.done)
@@ -447,36 +495,6 @@ func (r *Redis) Close() error {
 		}
 	}
 	return nil
-}
-
-func (r *Redis) onStateChanged(ev circuitbreaker.StateChangedEvent) {
-	now := r.opts.Now()
-	from, to := stateOf(ev.OldState), stateOf(ev.NewState)
-	r.st.since.Store(now.UnixNano())
-	change := StateChange{From: from, To: to, At: now}
-	switch to {
-	case StateOpen:
-		change.LastError = r.st.lastErr()
-		if from == StateClosed {
-			r.st.downSince.Store(now.UnixNano())
-			r.log.Warn("redis unavailable: serving without it until it answers",
-				slog.String(logKeyRedis, r.name), slog.String(logKeyError, change.LastError))
-		}
-		select {
-		case r.wake <- struct{}{}:
-		default:
-		}
-	case StateClosed:
-		// Down since it left closed, through any half-open trials.
-		downSince := time.Unix(0, r.st.downSince.Load())
-		r.log.Info("redis available again",
-			slog.String(logKeyRedis, r.name), slog.Duration(logKeyDown, now.Sub(downSince)))
-	case StateHalfOpen:
-		r.log.Debug("redis breaker half-open", slog.String(logKeyRedis, r.name))
-	}
-	if r.opts.OnStateChange != nil {
-		r.opts.OnStateChange(change)
-	}
 }
 
 // poolTimeout is four fifths of the operation deadline, at least 1 ms.

@@ -1,0 +1,196 @@
+package resilience
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// failoverOptions turns a Sentinel cfg into go-redis failover options
+// with the same fail-fast settings as [clientOptions].
+func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
+	base := clientOptions(Config{Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLS: cfg.TLS}, o)
+	fo := &redis.FailoverOptions{
+		MasterName:            cfg.MasterName,
+		SentinelAddrs:         append([]string(nil), cfg.Addrs...),
+		SentinelUsername:      cfg.SentinelUsername,
+		SentinelPassword:      cfg.SentinelPassword,
+		Username:              cfg.Username,
+		Password:              cfg.Password,
+		DB:                    cfg.DB,
+		MaxRetries:            -1, // failsafe-go owns retries
+		DialerRetries:         1,
+		DialTimeout:           o.DialTimeout,
+		ContextTimeoutEnabled: true,
+		PoolTimeout:           base.PoolTimeout,
+		PoolSize:              o.PoolSize,
+		DisableIdentity:       true,
+		Dialer:                base.Dialer,
+	}
+	if cfg.TLS {
+		// Sentinels hand out addresses; the server name is each dial's
+		// host, which crypto/tls takes from the address when ServerName
+		// is empty only through tls.Dial: set it per connection instead.
+		fo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		fo.Dialer = tlsDialer(o, fo.TLSConfig)
+	}
+	return fo
+}
+
+// clusterOptions turns a Cluster cfg into go-redis cluster options with
+// the same fail-fast settings as [clientOptions]. MaxRedirects stays at
+// go-redis's default: following a MOVED after a failover is the cluster
+// working, not a retry, and every attempt shares the one deadline.
+func clusterOptions(cfg Config, o Options) *redis.ClusterOptions {
+	base := clientOptions(Config{Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, TLS: cfg.TLS}, o)
+	co := &redis.ClusterOptions{
+		Addrs:                 append([]string(nil), cfg.Addrs...),
+		Username:              cfg.Username,
+		Password:              cfg.Password,
+		MaxRetries:            -1, // failsafe-go owns retries
+		DialerRetries:         1,
+		DialTimeout:           o.DialTimeout,
+		ContextTimeoutEnabled: true,
+		PoolTimeout:           base.PoolTimeout,
+		PoolSize:              o.PoolSize,
+		DisableIdentity:       true,
+		Dialer:                base.Dialer,
+	}
+	if cfg.TLS {
+		co.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		co.Dialer = tlsDialer(o, co.TLSConfig)
+	}
+	return co
+}
+
+// tlsDialer dials with Options.Dialer (or a net.Dialer) and wraps the
+// connection in TLS with the dialled host as server name.
+func tlsDialer(o Options, conf *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		var err error
+		if o.Dialer != nil {
+			conn, err = o.Dialer(ctx, network, addr)
+		} else {
+			conn, err = (&net.Dialer{Timeout: o.DialTimeout}).DialContext(ctx, network, addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := conf.Clone()
+		c.ServerName, _, _ = net.SplitHostPort(addr)
+		return tls.Client(conn, c), nil
+	}
+}
+
+// probeFailover pings the master Sentinel names now, with a failover
+// client of its own for every probe: it asks the sentinels afresh, so a
+// promoted replica is found as soon as Sentinel knows it.
+func probeFailover(fo *redis.FailoverOptions, o Options) func(ctx context.Context) error {
+	po := *fo
+	po.PoolSize = 2 // see probeWith
+	po.MinIdleConns = 0
+	po.PoolTimeout = o.DialTimeout
+	po.ReadTimeout = o.DialTimeout
+	po.WriteTimeout = o.DialTimeout
+	return func(ctx context.Context) error {
+		c := redis.NewFailoverClient(cloneFailover(&po))
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+		defer func() {
+			stop()
+			_ = c.Close()
+		}()
+		return c.Ping(ctx).Err()
+	}
+}
+
+func cloneFailover(o *redis.FailoverOptions) *redis.FailoverOptions {
+	c := *o
+	c.SentinelAddrs = append([]string(nil), o.SentinelAddrs...)
+	if o.TLSConfig != nil {
+		c.TLSConfig = o.TLSConfig.Clone()
+	}
+	return &c
+}
+
+func cloneCluster(o *redis.ClusterOptions) *redis.ClusterOptions {
+	c := *o
+	c.Addrs = append([]string(nil), o.Addrs...)
+	if o.TLSConfig != nil {
+		c.TLSConfig = o.TLSConfig.Clone()
+	}
+	return &c
+}
+
+// nodeOptions are the options of a plain client to one cluster node,
+// with the cluster's credentials, TLS and dialer: for probing the node.
+func nodeOptions(co *redis.ClusterOptions, addr string, o Options) *redis.Options {
+	return &redis.Options{
+		Addr:                  addr,
+		Username:              co.Username,
+		Password:              co.Password,
+		TLSConfig:             co.TLSConfig,
+		Dialer:                co.Dialer,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		DialTimeout:           o.DialTimeout,
+		ContextTimeoutEnabled: true,
+		DisableIdentity:       true,
+	}
+}
+
+// newTopologyRedis is [NewRedis] for Sentinel and Cluster.
+func newTopologyRedis(cfg Config, o Options) (*Redis, error) {
+	if len(cfg.Addrs) == 0 {
+		if cfg.Addr == "" {
+			return nil, errors.New("resilience: Config.Addrs is empty")
+		}
+		cfg.Addrs = []string{cfg.Addr}
+	}
+	switch cfg.Topology {
+	case TopologySentinel:
+		if cfg.MasterName == "" {
+			return nil, errors.New("resilience: Config.MasterName is empty (Sentinel)")
+		}
+		fo := failoverOptions(cfg, o)
+		fresh := func() redis.UniversalClient { return redis.NewFailoverClient(cloneFailover(fo)) }
+		r := newRedis(o, cfg.String(), true, fresh())
+		r.cfg = cfg
+		r.fresh = fresh
+		r.probe = probeFailover(fo, o)
+		r.start()
+		return r, nil
+	case TopologyCluster:
+		co := clusterOptions(cfg, o)
+		r := newRedis(o, cfg.String(), true, redis.NewClusterClient(cloneCluster(co)))
+		r.cfg = cfg
+		r.fresh = func() redis.UniversalClient { return redis.NewClusterClient(cloneCluster(co)) }
+		r.probe = probeCluster(co, o)
+		r.cluster = newClusterGuards(r, co)
+		r.start()
+		return r, nil
+	}
+	return nil, errors.New("resilience: Config.Topology is unknown")
+}
+
+// probeCluster pings some node of the cluster with a cluster client of
+// its own: the probe of the guard of operations that name no key.
+func probeCluster(co *redis.ClusterOptions, o Options) func(ctx context.Context) error {
+	po := cloneCluster(co)
+	po.PoolSize = 2
+	po.PoolTimeout = o.DialTimeout
+	po.ReadTimeout = o.DialTimeout
+	po.WriteTimeout = o.DialTimeout
+	return func(ctx context.Context) error {
+		c := redis.NewClusterClient(cloneCluster(po))
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+		defer func() {
+			stop()
+			_ = c.Close()
+		}()
+		return c.Ping(ctx).Err()
+	}
+}
