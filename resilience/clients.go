@@ -58,6 +58,11 @@ func clusterOptions(cfg Config, o Options) *redis.ClusterOptions {
 		PoolSize:              o.PoolSize,
 		DisableIdentity:       true,
 		Dialer:                base.Dialer,
+		// go-redis reloads the slot map in the background, without a
+		// deadline, asking one node after the other: a paused node must
+		// not hold it up for seconds. Operations carry their own deadline.
+		ReadTimeout:  o.DialTimeout,
+		WriteTimeout: o.DialTimeout,
 	}
 	if cfg.TLS {
 		co.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

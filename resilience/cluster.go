@@ -67,7 +67,16 @@ func (cg *clusterGuards) get(addr string) *guard {
 		return g
 	}
 	r := cg.r
-	g = r.newGuard(addr, probeWith(nodeOptions(cg.co, addr, r.opts), r.opts))
+	probe := probeWith(nodeOptions(cg.co, addr, r.opts), r.opts)
+	// A node answers a PING in well under four operation deadlines; a
+	// paused one never does, and the prober must get on to asking the
+	// cluster whether a replica has taken over.
+	limit := min(r.opts.DialTimeout, max(4*r.opts.OpTimeout, 100*time.Millisecond))
+	g = r.newGuard(addr, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, limit)
+		defer cancel()
+		return probe(ctx)
+	})
 	g.gone = make(chan struct{})
 	cg.nodes[addr] = g
 	r.bgMu.Lock()
@@ -90,7 +99,17 @@ func (cg *clusterGuards) replaced(g *guard) bool {
 	if !ok {
 		return false
 	}
-	ctx, cancel := cg.r.probeContext()
+	// No deadline for the whole reload: go-redis asks the nodes one after
+	// the other, and a paused one would use up a shared deadline. Each
+	// node's answer is bounded by the client's ReadTimeout instead.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-cg.r.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	defer cancel()
 	masters, err := masterAddrs(ctx, cc)
 	if err != nil {

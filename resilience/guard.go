@@ -69,6 +69,19 @@ func (r *Redis) newGuard(node string, probe func(ctx context.Context) error) *gu
 	return g
 }
 
+// dropped reports whether g was dropped (its node serves no slot).
+func (g *guard) dropped() bool {
+	if g.gone == nil {
+		return false
+	}
+	select {
+	case <-g.gone:
+		return true
+	default:
+		return false
+	}
+}
+
 // State returns the guard's breaker state.
 func (g *guard) State() State { return stateOf(g.cb.State()) }
 
@@ -116,6 +129,11 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, fn func(conte
 	err := fn(opCtx, c)
 	r.st.record(time.Since(start), err)
 	if !IsFailure(err) {
+		if g.dropped() {
+			// The key led elsewhere meanwhile: the node's breaker says
+			// nothing about it.
+			return err
+		}
 		if fresh {
 			if old := r.swapClient(c); old != nil {
 				r.retire(old)

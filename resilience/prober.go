@@ -73,15 +73,15 @@ func (r *Redis) untilAnswers(g *guard) bool {
 		if g.State() == StateClosed {
 			return true // a trial operation closed it first
 		}
+		if g.node != "" && r.cluster.replaced(g) {
+			return false
+		}
 		err := r.probeOnce(g)
 		if err == nil {
 			r.recovered(g)
 			return true
 		}
 		r.st.noteError(r.opts.Now(), err)
-		if g.node != "" && r.cluster.replaced(g) {
-			return false
-		}
 		wait = min(2*wait, r.opts.ProbeMaxInterval)
 		t.Reset(jitter(wait))
 	}
