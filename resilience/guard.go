@@ -43,6 +43,27 @@ type guard struct {
 	downSince atomic.Int64 // last left closed, unix nanos
 	trialAt   atomic.Int64 // last trial started (or breaker opened), unix nanos
 	trialing  atomic.Bool  // a trial operation is running
+	// spare is a fresh client for trials, made by the prober while the
+	// breaker is open (whole Redis only, when the client is ours).
+	spare atomic.Pointer[clientRef]
+}
+
+// renewSpare gives trials a new fresh client and closes the one it
+// replaces (idle: a trial takes the spare out while it runs).
+func (r *Redis) renewSpare(g *guard) {
+	if g.node != "" || r.fresh == nil {
+		return
+	}
+	if old := g.spare.Swap(&clientRef{c: r.fresh()}); old != nil {
+		_ = old.c.Close()
+	}
+}
+
+// dropSpare closes the spare, if any.
+func (g *guard) dropSpare() {
+	if old := g.spare.Swap(nil); old != nil {
+		_ = old.c.Close()
+	}
 }
 
 func (r *Redis) newGuard(node string, probe func(ctx context.Context) error) *guard {
@@ -119,10 +140,13 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, fn func(conte
 	}
 	opCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
+	// The spare is a fresh client the prober made: building one here could
+	// block the request (go-redis may resolve the address as it builds).
 	var c redis.UniversalClient
-	fresh := g.node == "" && r.fresh != nil
+	spare := g.spare.Swap(nil)
+	fresh := spare != nil
 	if fresh {
-		c = r.fresh()
+		c = spare.c
 	} else {
 		c = r.client.Load().c
 	}
@@ -147,7 +171,11 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, fn func(conte
 		return fmt.Errorf("redis %s: %w", op, err)
 	}
 	if fresh {
-		_ = c.Close()
+		if !g.spare.CompareAndSwap(nil, spare) {
+			_ = c.Close() // the prober made a newer one meanwhile
+		} else if r.closed.Load() {
+			g.dropSpare()
+		}
 	}
 	r.st.noteError(r.opts.Now(), err)
 	r.st.failures.Add(1)

@@ -62,7 +62,9 @@ func (r *Redis) untilAnswers(g *guard) bool {
 		// have go-redis ask the cluster for the slot map now.
 		r.Client().(*redis.ClusterClient).ReloadState(context.Background())
 	}
+	defer g.dropSpare()
 	for {
+		r.renewSpare(g)
 		select {
 		case <-r.done:
 			return false

@@ -92,7 +92,7 @@ func hasMasterName(raw string) bool {
 // form.
 func parseTopologyURL(raw string, topo Topology) (Config, error) {
 	fail := func(err error) (Config, error) {
-		return Config{}, &ConfigError{Var: "url", Value: redactQuery(redactURL(raw)), Err: errors.New(scrubQuery(scrub(err.Error(), raw), raw))}
+		return Config{}, &ConfigError{Var: "url", Value: redactURL(redactQuery(raw)), Err: errors.New(scrubQuery(scrub(err.Error(), raw), raw))}
 	}
 	if ui, ok := rawUserinfo(raw); ok && strings.Contains(ui, ":") && strings.ContainsAny(ui, "/?#") {
 		return fail(errors.New("user name or password holds an unescaped '/', '?' or '#': percent-encode it"))
@@ -236,8 +236,9 @@ func hostPort(host, port, hostport string) (string, error) {
 }
 
 // secretParam matches the value of a query parameter that holds a
-// password, escaped or not, up to the next '&' or '#'.
-var secretParam = regexp.MustCompile(`(?i)([?&](?:sentinel_)?password=)[^&#]*`)
+// password, escaped or not, up to the next '&' (a raw password may hold a
+// '#': hiding a fragment too is better than showing a piece of it).
+var secretParam = regexp.MustCompile(`(?i)([?&](?:sentinel_)?password=)[^&]*`)
 
 // redactQuery hides the values of password= and sentinel_password= in a
 // URL-like string.
