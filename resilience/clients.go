@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 
 	"github.com/redis/go-redis/v9"
@@ -91,24 +92,69 @@ func tlsDialer(o Options, conf *tls.Config) func(ctx context.Context, network, a
 	}
 }
 
-// probeFailover pings the master Sentinel names now, with a failover
-// client of its own for every probe: it asks the sentinels afresh, so a
-// promoted replica is found as soon as Sentinel knows it.
+// probeFailover pings the master Sentinel names now: it asks the
+// sentinels afresh (all at once, the first answer wins) and pings that
+// address on a connection of its own, so a promoted replica is found as
+// soon as Sentinel knows it. It builds no failover client: go-redis
+// resolves the made-up address of one ("FailoverClient") as it builds it.
 func probeFailover(fo *redis.FailoverOptions, o Options) func(ctx context.Context) error {
-	po := *fo
-	po.PoolSize = 2 // see probeWith
-	po.MinIdleConns = 0
-	po.PoolTimeout = o.DialTimeout
-	po.ReadTimeout = o.DialTimeout
-	po.WriteTimeout = o.DialTimeout
 	return func(ctx context.Context) error {
-		c := redis.NewFailoverClient(cloneFailover(&po))
-		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-		defer func() {
-			stop()
-			_ = c.Close()
+		addr, err := askMaster(ctx, fo, o)
+		if err != nil {
+			return err
+		}
+		base := &redis.Options{Addr: addr, Username: fo.Username, Password: fo.Password, DB: fo.DB,
+			TLSConfig: fo.TLSConfig, Dialer: fo.Dialer}
+		return probeWith(base, o)(ctx)
+	}
+}
+
+// askMaster asks every sentinel of fo for the master's address and
+// returns the first answer.
+func askMaster(ctx context.Context, fo *redis.FailoverOptions, o Options) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		addr string
+		err  error
+	}
+	answers := make(chan answer, len(fo.SentinelAddrs))
+	for _, addr := range fo.SentinelAddrs {
+		go func() {
+			sc := redis.NewSentinelClient(sentinelOptions(fo, addr, o))
+			defer func() { _ = sc.Close() }()
+			stop := context.AfterFunc(ctx, func() { _ = sc.Close() })
+			defer stop()
+			m, err := sc.GetMasterAddrByName(ctx, fo.MasterName).Result()
+			if err == nil && len(m) != 2 {
+				err = errors.New("sentinel: malformed master address")
+			}
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			answers <- answer{addr: net.JoinHostPort(m[0], m[1])}
 		}()
-		return c.Ping(ctx).Err()
+	}
+	var errs []error
+	for range fo.SentinelAddrs {
+		a := <-answers
+		if a.err == nil {
+			return a.addr, nil
+		}
+		errs = append(errs, a.err)
+	}
+	return "", fmt.Errorf("redis sentinel: no sentinel named the master: %w", errors.Join(errs...))
+}
+
+// sentinelOptions are a plain client's options for the sentinel at addr.
+func sentinelOptions(fo *redis.FailoverOptions, addr string, o Options) *redis.Options {
+	return &redis.Options{
+		Addr: addr, Username: fo.SentinelUsername, Password: fo.SentinelPassword,
+		Dialer: fo.Dialer, TLSConfig: fo.TLSConfig, MaxRetries: -1, DialerRetries: 1,
+		DialTimeout: o.DialTimeout, ContextTimeoutEnabled: true,
+		PoolSize:        2, // two: see probeWith
+		DisableIdentity: true,
 	}
 }
 

@@ -162,9 +162,9 @@ func (cg *clusterGuards) ping(ctx context.Context) (time.Duration, error) {
 		addr := c.Options().Addr
 		g := cg.get(addr)
 		var rtt time.Duration
-		trial, err := r.reject(g)
+		err := r.rejectOnly(g)
 		if err == nil {
-			err = r.run(ctx, g, trial, "ping", true, func(ctx context.Context, _ redis.UniversalClient) error {
+			err = r.run(ctx, g, false, "ping", true, func(ctx context.Context, _ redis.UniversalClient) error {
 				start := time.Now()
 				err := c.Ping(ctx).Err()
 				rtt = time.Since(start)

@@ -84,11 +84,7 @@ func (r *Redis) describeSentinel(ctx context.Context) (TopologyStatus, error) {
 	var wg sync.WaitGroup
 	for i, addr := range r.cfg.Addrs {
 		wg.Go(func() {
-			sc := redis.NewSentinelClient(&redis.Options{
-				Addr: addr, Username: fo.SentinelUsername, Password: fo.SentinelPassword,
-				Dialer: fo.Dialer, TLSConfig: fo.TLSConfig, MaxRetries: -1, DialerRetries: 1,
-				DialTimeout: r.opts.DialTimeout, ContextTimeoutEnabled: true, PoolSize: 2, DisableIdentity: true, // two: see probeWith
-			})
+			sc := redis.NewSentinelClient(sentinelOptions(fo, addr, r.opts))
 			defer func() { _ = sc.Close() }()
 			m, err := sc.GetMasterAddrByName(ctx, r.cfg.MasterName).Result()
 			if err != nil || len(m) != 2 {

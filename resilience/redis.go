@@ -333,12 +333,13 @@ func (r *Redis) Ping(ctx context.Context) (time.Duration, error) {
 	if r.cluster != nil && r.client.Load().ready.Load() {
 		return r.cluster.ping(ctx)
 	}
-	trial, err := r.reject(r.guard)
-	if err != nil {
+	// No trial: a health check's PING is not traffic, and while the
+	// breaker is open it costs nothing.
+	if err := r.rejectOnly(r.guard); err != nil {
 		return 0, err
 	}
 	var rtt time.Duration
-	err = r.run(ctx, r.guard, trial, "ping", true, func(ctx context.Context, c redis.UniversalClient) error {
+	err := r.run(ctx, r.guard, false, "ping", true, func(ctx context.Context, c redis.UniversalClient) error {
 		start := time.Now()
 		err := c.Ping(ctx).Err()
 		rtt = time.Since(start)
@@ -367,6 +368,18 @@ func (r *Redis) do(ctx context.Context, op string, idempotent bool, fn func(cont
 		return err
 	}
 	return r.run(ctx, r.guard, trial, op, idempotent, fn)
+}
+
+// rejectOnly is reject without trials.
+func (r *Redis) rejectOnly(g *guard) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if g.cb.IsOpen() && g.cb.RemainingDelay() > 0 {
+		r.st.rejected.Add(1)
+		return ErrUnavailable
+	}
+	return nil
 }
 
 // reject answers an operation at once when the Redis is closed or g's

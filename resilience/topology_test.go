@@ -26,9 +26,9 @@ func TestParseTopologyURLs(t *testing.T) {
 				MasterName: "mymaster", SentinelUsername: "sent", SentinelPassword: testPassword, Password: "datapw", DB: 2},
 		},
 		{
-			name: "sentinel, REDIS_PASSWORD is the data password",
-			env:  EnvURL,
-			raw:  "rediss://s1?master_name=m%20x&username=app&db=3",
+			name:  "sentinel, REDIS_PASSWORD is the data password",
+			env:   EnvURL,
+			raw:   "rediss://s1?master_name=m%20x&username=app&db=3",
 			extra: map[string]string{EnvPassword: testPassword},
 			want: Config{Network: "tcp", Topology: TopologySentinel, Addr: "s1:6379", Addrs: []string{"s1:6379"},
 				MasterName: "m x", Username: "app", Password: testPassword, DB: 3, TLS: true},
@@ -173,7 +173,9 @@ func TestTopologyPasswordsNeverShown(t *testing.T) {
 					assertNoSecret(t, what, text, tp.pw)
 				}
 				r, err := NewRedis(cfg, Options{Logger: slog.New(slog.DiscardHandler), ProbeInterval: hour, ProbeMaxInterval: hour,
-					Dialer: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no network in this test") }})
+					Dialer: func(context.Context, string, string) (net.Conn, error) {
+						return nil, errors.New("no network in this test")
+					}})
 				if err != nil {
 					t.Fatalf("NewRedis: %v", err)
 				}

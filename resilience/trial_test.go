@@ -92,4 +92,3 @@ func TestTrialOneAtATime(t *testing.T) {
 		t.Fatal("claim granted within TrialInterval of the last")
 	}
 }
-
