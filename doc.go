@@ -4,20 +4,26 @@
 //
 // The parts, in the order a request meets them:
 //
-//   - [github.com/steadfast-go/steadfast/resilience]: the guarded Redis
-//     client. Configuration from the environment, short deadlines, retry
-//     and a circuit breaker (failsafe-go), and a prober that notices when
-//     Redis is back. Also worker heartbeats and a retry runner for
-//     background tasks.
-//   - [github.com/steadfast-go/steadfast/cachepolicy]: the pure decisions
-//     of the response cache: per-route policies, cache keys, what may be
-//     stored and served (a subset of RFC 9111).
 //   - [github.com/steadfast-go/steadfast/middleware]: http.Handler
 //     wrappers. Cache (fails open: a Redis outage means uncached, never a
 //     5xx), Breaker and Retry for handlers.
+//   - [github.com/steadfast-go/steadfast/cachepolicy]: the pure decisions
+//     the cache asks for: per-route policies, cache keys, what may be
+//     stored and served (a subset of RFC 9111).
+//   - [github.com/steadfast-go/steadfast/resilience]: the guarded Redis
+//     client the cache reads and writes through. Configuration from the
+//     environment, short deadlines, retry and a circuit breaker
+//     (failsafe-go), and a prober that notices when Redis is back. Also
+//     worker heartbeats and a retry runner for background tasks.
+//
+// Beside the request's way:
+//
 //   - [github.com/steadfast-go/steadfast/healthhandler]: a mountable
 //     /health, /health/live and /health/ready in application/health+json,
-//     where a cache outage is a warning, not a failure.
+//     where a cache outage is a warning, not a failure; its packages
+//     [github.com/steadfast-go/steadfast/healthhandler/celery] and
+//     [github.com/steadfast-go/steadfast/healthhandler/asynq] count Celery
+//     workers and asynq servers.
 //
 // A service wires them like this:
 //
@@ -42,7 +48,9 @@
 //		log.Fatal(err)
 //	}
 //	defer health.Close()
-//	health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{}))
+//	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{})); err != nil {
+//		log.Fatal(err)
+//	}
 //
 //	mux := http.NewServeMux()
 //	mux.Handle("GET /items/{id}", cache.Policy(cachepolicy.Policy{TTL: time.Minute})(items))

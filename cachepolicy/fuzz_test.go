@@ -1,8 +1,10 @@
 package cachepolicy
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -156,16 +158,31 @@ func FuzzKey(f *testing.F) {
 			t.Fatalf("Key(%s %s %s) changed with unkeyed headers: %q vs %q", method, host, target, got, key)
 		}
 
-		// The order of query parameters never counts.
+		// Parameters reordered, the values of each name kept in order, share
+		// the key: sorted by decoded name, or reversed when all names differ.
 		if u.RawQuery != "" {
 			params := strings.Split(u.RawQuery, "&")
-			slices.Reverse(params)
-			reordered := *req
-			ru := *u
-			ru.RawQuery = strings.Join(params, "&")
-			reordered.URL = &ru
-			if got := Key("pre:", &reordered, p); got != key {
-				t.Fatalf("Key(%s %s %s) changed with query order %q: %q vs %q", method, host, target, ru.RawQuery, got, key)
+			sorted := slices.Clone(params)
+			slices.SortStableFunc(sorted, func(x, y string) int { return strings.Compare(sortName(x), sortName(y)) })
+			for _, order := range [][]string{sorted, distinctReversed(params)} {
+				if order == nil {
+					continue
+				}
+				q := strings.Join(order, "&")
+				if got := Key("pre:", withQuery(req, q), p); got != key {
+					t.Fatalf("Key(%s %s %s) changed with query order %q: %q vs %q", method, host, target, q, got, key)
+				}
+			}
+		}
+
+		// Any other change of the query as sent changes the key: one byte
+		// escaped, "+" for a space, a parameter added.
+		for _, q := range rawVariants(u.RawQuery) {
+			if slices.Equal(sortedSplit(q), sortedSplit(u.RawQuery)) {
+				continue
+			}
+			if got := Key("pre:", withQuery(req, q), p); got == key {
+				t.Fatalf("Key(%s %s %s) same for query %q and %q: %q", method, host, target, u.RawQuery, q, key)
 			}
 		}
 
@@ -181,6 +198,111 @@ func FuzzKey(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzKeyQuery checks the query part of the key against a plain oracle:
+// two raw queries share a key exactly when they hold the same parameters,
+// byte for byte, and only their order differs, the values of each name
+// (decoded) staying in order. So "?q=\"><script>" and "?q=%22%3E%3Cscript%3E"
+// never share one.
+func FuzzKeyQuery(f *testing.F) {
+	for _, seed := range [][2]string{
+		{`q="><script>`, "q=%22%3E%3Cscript%3E"},
+		{"a=1&b=2", "b=2&a=1"},
+		{"a=1&a=2", "a=2&a=1"},
+		{"a=1&%61=2", "%61=2&a=1"},
+		{"a=1&", "&a=1"},
+		{"a", "a="},
+		{"q=a+b", "q=a%20b"},
+		{"x=%zz&y", "y&x=%zz"},
+		{"", "&"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, q1, q2 string) {
+		r1 := &http.Request{Method: "GET", Host: "h", URL: &url.URL{Path: "/", RawQuery: q1}}
+		r2 := &http.Request{Method: "GET", Host: "h", URL: &url.URL{Path: "/", RawQuery: q2}}
+		same := Key("", r1, Policy{}) == Key("", r2, Policy{})
+		if want := canonicalQuery(q1) == canonicalQuery(q2); same != want {
+			t.Fatalf("keys of %q and %q: same %v, want %v", q1, q2, same, want)
+		}
+		if same && !slices.Equal(sortedSplit(q1), sortedSplit(q2)) {
+			t.Fatalf("%q and %q share a key but differ in more than order", q1, q2)
+		}
+		if same {
+			v1, err1 := url.ParseQuery(q1)
+			v2, err2 := url.ParseQuery(q2)
+			if (err1 == nil) != (err2 == nil) || !reflect.DeepEqual(v1, v2) {
+				t.Fatalf("%q and %q share a key but parse to %v (%v) and %v (%v)", q1, q2, v1, err1, v2, err2)
+			}
+		}
+	})
+}
+
+// canonicalQuery is the oracle of the query part of the key: the
+// parameters as sent, sorted stably by decoded name (bad names last).
+func canonicalQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	params := strings.Split(raw, "&")
+	slices.SortStableFunc(params, func(x, y string) int { return strings.Compare(sortName(x), sortName(y)) })
+	return strings.Join(params, "\x00&")
+}
+
+// sortName is the sort key of a parameter: "0" and the decoded name, or
+// "1" and the raw name when it holds a bad escape.
+func sortName(param string) string {
+	name, _, _ := strings.Cut(param, "=")
+	if d, err := url.QueryUnescape(name); err == nil {
+		return "0" + d
+	}
+	return "1" + name
+}
+
+// sortedSplit returns the parameters of a raw query, sorted: the multiset
+// of what was sent.
+func sortedSplit(raw string) []string {
+	if raw == "" {
+		return nil
+	}
+	params := strings.Split(raw, "&")
+	slices.Sort(params)
+	return params
+}
+
+// distinctReversed returns params reversed when no two of them share a
+// decoded name (reversing cannot reorder one name's values), else nil.
+func distinctReversed(params []string) []string {
+	seen := make(map[string]bool)
+	for _, p := range params {
+		if seen[sortName(p)] {
+			return nil
+		}
+		seen[sortName(p)] = true
+	}
+	r := slices.Clone(params)
+	slices.Reverse(r)
+	return r
+}
+
+// rawVariants returns queries a handler would read differently from raw:
+// its first byte percent-escaped, a space as "+" and as "%20", one more
+// parameter.
+func rawVariants(raw string) []string {
+	vs := []string{raw + "&", raw + "&x=1", raw + "%20", raw + "+"}
+	if raw != "" {
+		vs = append(vs, fmt.Sprintf("%%%02X", raw[0])+raw[1:])
+	}
+	return vs
+}
+
+func withQuery(req *http.Request, q string) *http.Request {
+	r := *req
+	u := *req.URL
+	u.RawQuery = q
+	r.URL = &u
+	return &r
 }
 
 func FuzzNotModified(f *testing.F) {

@@ -17,7 +17,7 @@ const KeyHashLen = 32
 
 // keyVersion is the first byte of every key pre-image; change it whenever
 // the pre-image layout changes, so old and new keys cannot meet.
-const keyVersion = 1
+const keyVersion = 2
 
 // Key returns the cache key of req under the policy: prefix, kept verbatim,
 // followed by [KeyHashLen] hexadecimal digits of a SHA-256 over
@@ -27,12 +27,16 @@ const keyVersion = 1
 //   - the host: req.Host (or req.URL.Host when empty), lower-cased, with a
 //     default port (:80 for http, :443 for https) or an empty port removed;
 //   - the escaped path (an empty path is "/") and any opaque URL part;
-//   - the query, each parameter decoded ("+" as space, %XX escapes) and the
-//     parameters sorted by name, so "b=2&a=1" and "a=%31&b=2" share a key
-//     (the values of a repeated name keep their order: handlers see it); empty
-//     parameters are dropped and "a" equals "a=", as in [net/url.ParseQuery];
-//     a parameter with a bad escape is kept byte for byte and matches only
-//     itself;
+//   - the query as sent: its parameters (the pieces between "&", empty
+//     ones included) byte for byte, never decoded, sorted by name, so
+//     "b=2&a=1" and "a=1&b=2" share a key but "a=1" and "a=%31", or
+//     "q=a+b" and "q=a%20b", do not: two requests share an entry only if
+//     the handler sees the same parameters, raw or decoded. The sort is
+//     stable and by the decoded name (a name with a bad escape sorts after
+//     the others, by its bytes), so the values of one name keep their
+//     order, however each was written: handlers see that order
+//     (?sort=price&sort=name is not ?sort=name&sort=price to
+//     r.URL.Query().Get, nor is ?a=1&%61=2 to ?%61=2&a=1);
 //   - for each header of [Policy.KeyHeaders] (canonical names, sorted): its
 //     values in order, with an absent header distinct from an empty one.
 //
@@ -116,12 +120,6 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// appendBytes appends s with its length in front.
-func appendBytes(b, s []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 // stripDefaultPort removes ":80" (http), ":443" (https) or an empty port
 // from host. A host that is not of the form name:port, such as a bare IPv6
 // address, is returned unchanged.
@@ -140,60 +138,46 @@ func stripDefaultPort(host string, https bool) string {
 	return host
 }
 
-// queryParam locates one decoded query parameter in a scratch buffer.
+// queryParam is one query parameter as sent, with the sort key of its
+// name in a scratch buffer.
 type queryParam struct {
-	start, mid, end int  // name is buf[start:mid], value buf[mid:end]
-	raw             bool // bad escape: buf[start:end] is the parameter as sent
+	seg        string // the parameter as sent
+	start, end int    // its decoded name is buf[start:end]
+	bad        bool   // its name holds a bad escape: the sort key is the raw name
 }
 
-// appendQuery appends the count and the sorted, decoded parameters of the
-// raw query.
+// appendQuery appends the count and the parameters of the raw query, each
+// as sent, sorted stably by decoded name.
 func appendQuery(b []byte, rawQuery string) []byte {
 	var paramArr [16]queryParam
 	var bufArr [512]byte
 	params, buf := paramArr[:0], bufArr[:0]
-	for rawQuery != "" {
+	for rest, more := rawQuery, rawQuery != ""; more; {
 		var seg string
-		seg, rawQuery, _ = strings.Cut(rawQuery, "&")
-		if seg == "" {
-			continue
-		}
-		name, value, _ := strings.Cut(seg, "=")
-		q := queryParam{start: len(buf)}
+		seg, rest, more = strings.Cut(rest, "&")
+		name, _, _ := strings.Cut(seg, "=")
+		q := queryParam{seg: seg, start: len(buf)}
 		var ok bool
-		buf, ok = appendUnescaped(buf, name)
-		q.mid = len(buf)
-		if ok {
-			buf, ok = appendUnescaped(buf, value)
-		}
-		if !ok {
-			buf = append(buf[:q.start], seg...)
-			q.mid, q.raw = len(buf), true
+		if buf, ok = appendUnescaped(buf, name); !ok {
+			buf = append(buf[:q.start], name...)
+			q.bad = true
 		}
 		q.end = len(buf)
 		params = append(params, q)
 	}
-	// By name only, and stably: the values of a repeated name keep their
-	// order, which handlers see (?sort=price&sort=name is not
-	// ?sort=name&sort=price to r.URL.Query().Get).
+	// Stably: the values of a repeated name keep their order.
 	slices.SortStableFunc(params, func(x, y queryParam) int {
-		if x.raw != y.raw {
-			if x.raw {
+		if x.bad != y.bad {
+			if x.bad {
 				return 1
 			}
 			return -1
 		}
-		return bytes.Compare(buf[x.start:x.mid], buf[y.start:y.mid])
+		return bytes.Compare(buf[x.start:x.end], buf[y.start:y.end])
 	})
 	b = binary.AppendUvarint(b, uint64(len(params)))
 	for _, q := range params {
-		if q.raw {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
-		}
-		b = appendBytes(b, buf[q.start:q.mid])
-		b = appendBytes(b, buf[q.mid:q.end])
+		b = appendString(b, q.seg)
 	}
 	return b
 }

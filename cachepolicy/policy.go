@@ -60,7 +60,8 @@ type Policy struct {
 	// Nil: no request header is part of the key.
 	KeyHeaders []string
 
-	// Statuses lists the response status codes that may be stored.
+	// Statuses lists the response status codes that may be stored; 1xx,
+	// 206 and 304 never are (see [StorableStatus]).
 	// Empty: the statuses RFC 9110 calls heuristically cacheable, see
 	// [DefaultStatuses].
 	Statuses []int
@@ -103,9 +104,21 @@ func isDefaultStatus(code int) bool {
 	return false
 }
 
+// StorableStatus reports whether a response with the status code may ever
+// be stored, whatever the policy: a final status (200-599) other than 206
+// Partial Content and 304 Not Modified, which a cache answers from a
+// stored complete response but never stores.
+func StorableStatus(code int) bool {
+	return 200 <= code && code <= 599 && code != 206 && code != 304
+}
+
 // AllowsStatus reports whether a response with the status code may be
-// stored under the policy.
+// stored under the policy. A status for which [StorableStatus] is false
+// never is, even when Statuses lists it.
 func (p Policy) AllowsStatus(code int) bool {
+	if !StorableStatus(code) {
+		return false
+	}
 	if len(p.Statuses) == 0 {
 		return isDefaultStatus(code)
 	}

@@ -3,15 +3,23 @@
 // (application/health+json), and counts worker processes by their
 // heartbeats.
 //
-// One [Handler] serves three views, mounted together:
+// A [Handler], built by [New], runs each [Check] added to it in the
+// background and serves the latest results in three views, mounted
+// together:
 //
 //	health, err := healthhandler.New(healthhandler.Options{ServiceID: "items-api"})
 //	if err != nil { ... }
 //	defer health.Close()
-//	_ = health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{}))
-//	_ = health.Add(healthhandler.Workers(rdb, healthhandler.WorkersOptions{Min: 1}))
+//	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{})); err != nil { ... }
+//	if err := health.Add(healthhandler.Workers(rdb, healthhandler.WorkersOptions{Min: 1})); err != nil { ... }
 //	mux.Handle("/health", health)  // the full report
 //	mux.Handle("/health/", health) // /health/live and /health/ready
+//
+// A Check is a name, an interval, a timeout and a Run function: [Redis]
+// and [Workers] build ready-made ones, and any other dependency gets its
+// own. The packages healthhandler/celery (Celery workers, by their events
+// or a ping) and healthhandler/asynq (asynq servers) build checks of
+// workers written without steadfast.
 //
 // The three views:
 //
@@ -45,5 +53,6 @@
 // their first line and credentials are replaced by "***".
 //
 // Status changes are logged once each and reported to [Options.OnChange];
-// [Handler.Stats] gives a snapshot.
+// [Handler.Stats] gives a snapshot. Invalid options and checks give errors
+// wrapping [ErrInvalidOption].
 package healthhandler

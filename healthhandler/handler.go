@@ -2,6 +2,7 @@ package healthhandler
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,11 +42,14 @@ type Options struct {
 	ServiceID, Version, ReleaseID, Description string
 
 	// ShowDetails says whether a request may see details: error texts,
-	// instance names and host names ("componentId"). It is called once
-	// per request and must be fast, such as a check of the remote address
-	// or of a header set by an authenticating proxy. Nil means nobody sees
-	// details: reports carry statuses, figures and short generic texts
-	// only. Credentials and stack traces are never shown to anyone.
+	// instance names, host names and user names ("componentId"), worker
+	// ids. It is called once per request and must be fast, such as
+	// [BearerToken] or a check of a header set by an authenticating proxy.
+	// Do not decide on the remote address alone: behind a reverse proxy or
+	// a sidecar on the same host every request comes from loopback. Nil
+	// means nobody sees details: reports carry statuses, figures and short
+	// generic texts only. Credentials and stack traces are never shown to
+	// anyone.
 	ShowDetails func(*http.Request) bool
 
 	// Logger receives one line per change of a check's status and one
@@ -106,14 +110,15 @@ type Handler struct {
 
 // New returns a Handler with no checks; add them with [Handler.Add]. Until
 // a check is added the report says pass and the service is ready. It fails
-// only when an Options text is not valid UTF-8.
+// only when an Options text is not valid UTF-8, with an error wrapping
+// [ErrInvalidOption].
 func New(opts Options) (*Handler, error) {
 	for name, v := range map[string]string{
 		"ServiceID": opts.ServiceID, "Version": opts.Version,
 		"ReleaseID": opts.ReleaseID, "Description": opts.Description,
 	} {
 		if !utf8.ValidString(v) {
-			return nil, fmt.Errorf("healthhandler: Options.%s is not valid UTF-8", name)
+			return nil, fmt.Errorf("healthhandler: Options.%s is not valid UTF-8: %w", name, ErrInvalidOption)
 		}
 	}
 	for _, v := range []*string{&opts.ServiceID, &opts.Version, &opts.ReleaseID, &opts.Description} {
@@ -137,8 +142,9 @@ func New(opts Options) (*Handler, error) {
 // Interval, until [Handler.Close]. Until its first run ends the check shows
 // "warn" with output "not yet checked", and a critical one keeps the
 // service not ready. Add returns an error naming the field when the check
-// is invalid (empty or duplicate Name, nil Run, negative durations), and
-// [ErrClosed] after Close.
+// is invalid (empty or duplicate Name, nil Run, negative durations, or
+// built by [Redis] or [Workers] from invalid input), wrapping
+// [ErrInvalidOption], and [ErrClosed] after Close.
 func (h *Handler) Add(c Check) error {
 	c, err := validate(c)
 	if err != nil {
@@ -152,7 +158,7 @@ func (h *Handler) Add(c Check) error {
 	for _, rn := range h.runners {
 		if rn.check.Name == c.Name {
 			h.mu.Unlock()
-			return fmt.Errorf("healthhandler: check %q added twice", c.Name)
+			return fmt.Errorf("healthhandler: check %q added twice: %w", c.Name, ErrInvalidOption)
 		}
 	}
 	rn := &runner{h: h, check: c, added: h.now(), first: make(chan struct{})}
@@ -288,6 +294,25 @@ func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
 	write(w, r, s.readyCode, s.readyBody[h.view(r)])
 }
 
+// BearerToken returns a func for [Options.ShowDetails] that lets a request
+// see details when it carries "Authorization: Bearer <token>", compared in
+// constant time. An empty token returns nil: nobody sees details. Serve
+// the health endpoint over TLS, or only on a private network, when the
+// token travels with it.
+func BearerToken(token string) func(*http.Request) bool {
+	if token == "" {
+		return nil
+	}
+	want := []byte(token)
+	return func(r *http.Request) bool {
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return false
+		}
+		return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) == 1
+	}
+}
+
 func (h *Handler) view(r *http.Request) int {
 	if h.opts.ShowDetails != nil && h.opts.ShowDetails(r) {
 		return viewDetailed
@@ -329,7 +354,9 @@ type Stats struct {
 
 // CheckStats describes one check.
 type CheckStats struct {
-	Name     string
+	// Name is the check's [Check.Name].
+	Name string
+	// Critical is the check's [Check.Critical].
 	Critical bool
 	// Status is the latest result's status; empty before the first run
 	// ended.

@@ -7,7 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -546,8 +550,8 @@ func TestAddErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := h.Add(tc.check)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Add(%+v) = %v, want an error naming %q", tc.check, err, tc.want)
+			if !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Add(%+v) = %v, want ErrInvalidOption naming %q", tc.check, err, tc.want)
 			}
 		})
 	}
@@ -569,8 +573,8 @@ func TestAddErrors(t *testing.T) {
 }
 
 func TestNewRejectsInvalidUTF8(t *testing.T) {
-	if _, err := healthhandler.New(healthhandler.Options{Version: "\xff"}); err == nil || !strings.Contains(err.Error(), "Version") {
-		t.Errorf("New with invalid UTF-8 Version = %v, want an error naming Version", err)
+	if _, err := healthhandler.New(healthhandler.Options{Version: "\xff"}); !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), "Version") {
+		t.Errorf("New with invalid UTF-8 Version = %v, want ErrInvalidOption naming Version", err)
 	}
 }
 
@@ -598,5 +602,63 @@ func TestObservationValues(t *testing.T) {
 	}
 	if st := rep.Checks["odd:status"][0]; st.Status != healthhandler.StatusFail || !strings.Contains(st.Output, "unknown status broken") {
 		t.Errorf("unknown status = %+v, want fail with a note", st)
+	}
+}
+
+// TestDetailsBehindSameHostProxy: behind a reverse proxy on the same host
+// every request comes from loopback, with X-Forwarded-For or Forwarded
+// naming the real client. Neither the default nor BearerToken shows details
+// to such a request; only the token does.
+func TestDetailsBehindSameHostProxy(t *testing.T) {
+	const token = "health-T0ken-for-tests"
+	for _, tc := range []struct {
+		name    string
+		show    func(*http.Request) bool
+		header  map[string]string
+		details bool
+	}{
+		{"nothing configured, X-Forwarded-For", nil, map[string]string{"X-Forwarded-For": "203.0.113.9"}, false},
+		{"nothing configured, Forwarded", nil, map[string]string{"Forwarded": "for=203.0.113.9"}, false},
+		{"nothing configured, no forwarding header", nil, nil, false},
+		{"empty token", healthhandler.BearerToken(""), nil, false},
+		{"token, none sent", healthhandler.BearerToken(token), map[string]string{"X-Forwarded-For": "127.0.0.1"}, false},
+		{"token, wrong one", healthhandler.BearerToken(token), map[string]string{"Authorization": "Bearer " + token + "x"}, false},
+		{"token, basic scheme", healthhandler.BearerToken(token), map[string]string{"Authorization": "Basic " + token}, false},
+		{"token, right one", healthhandler.BearerToken(token), map[string]string{"Authorization": "bearer " + token}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandler(t, healthhandler.Options{ShowDetails: tc.show})
+			for _, c := range goldenChecks("fail") {
+				mustAdd(t, h, c)
+			}
+			waitChecked(t, h)
+			backend := httptest.NewServer(h)
+			defer backend.Close()
+			target, err := url.Parse(backend.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			front := httptest.NewServer(httputil.NewSingleHostReverseProxy(target)) // adds X-Forwarded-For
+			defer front.Close()
+			req, err := http.NewRequest(http.MethodGet, front.URL+"/health", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := front.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := bytes.Contains(body, []byte("componentId")); got != tc.details {
+				t.Errorf("details shown = %v, want %v:\n%s", got, tc.details, body)
+			}
+		})
 	}
 }

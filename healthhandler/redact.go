@@ -1,44 +1,22 @@
 package healthhandler
 
 import (
-	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/steadfast-go/steadfast/resilience"
 )
 
 // maxText caps every text a check contributes to a report.
 const maxText = 300
 
-// mask replaces a credential.
-const mask = "***"
-
-// Read-only patterns for the credentials scrub hides. Neither matches
-// across a double quote, so scrubbing encoded JSON keeps it valid.
-var (
-	// scheme://userinfo@ : the userinfo of any URL, up to its last @
-	// (a password may hold one).
-	urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)([^\s/"]*)@`)
-	// password=..., token: ... and the like.
-	secretPair = regexp.MustCompile(`(?i)\b(password|passwd|pwd|secret|token|apikey|api_key)(\s*[=:]\s*)([^\s"',;&]+)`)
-)
-
-// scrub hides credentials: the password of a URL (redis://user:***@host),
-// a URL's lone userinfo (redis://***@host), and the values of key=value
-// pairs with secret-sounding keys.
-func scrub(s string) string {
-	if !strings.Contains(s, "@") && !strings.ContainsAny(s, "=:") {
-		return s
-	}
-	s = urlUserinfo.ReplaceAllStringFunc(s, func(m string) string {
-		sub := urlUserinfo.FindStringSubmatch(m)
-		scheme, info := sub[1], sub[2]
-		if user, _, ok := strings.Cut(info, ":"); ok {
-			return scheme + user + ":" + mask + "@"
-		}
-		return scheme + mask + "@"
-	})
-	return secretPair.ReplaceAllString(s, "${1}${2}"+mask)
-}
+// scrub hides credentials with the module's one scrubber,
+// [resilience.Redact]: the password of a URL (redis://user:***@host), a
+// URL's lone user-info (redis://***@host), and the values of key=value
+// pairs with secret-sounding keys (password=, sentinel_password=, token:).
+// It never matches across a double quote, so scrubbing encoded JSON keeps
+// it valid.
+func scrub(s string) string { return resilience.Redact(s) }
 
 // redact makes a text fit for a report or a log line: credentials
 // scrubbed, only the first line kept (so no stack trace ever passes), and

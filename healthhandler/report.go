@@ -32,11 +32,18 @@ type Report struct {
 // instance.
 type CheckResult struct {
 	// ComponentID names the instance; only in detailed reports.
-	ComponentID   string `json:"componentId,omitempty"`
+	ComponentID string `json:"componentId,omitempty"`
+	// ComponentType is "component", "datastore" or "system" (see
+	// [Observation.ComponentType]).
 	ComponentType string `json:"componentType,omitempty"`
-	ObservedValue any    `json:"observedValue,omitempty"`
-	ObservedUnit  string `json:"observedUnit,omitempty"`
-	Status        Status `json:"status"`
+	// ObservedValue is the measured value ([Observation.Value]); absent
+	// when the measurement has none, such as a failed round trip.
+	ObservedValue any `json:"observedValue,omitempty"`
+	// ObservedUnit is the value's unit, such as "ms"; absent when it has
+	// none.
+	ObservedUnit string `json:"observedUnit,omitempty"`
+	// Status is this measurement's status: pass, warn or fail.
+	Status Status `json:"status"`
 	// Time is when the measurement was taken (RFC 3339), so a reader
 	// sees how old it is.
 	Time time.Time `json:"time"`

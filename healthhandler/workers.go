@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/steadfast-go/steadfast/healthhandler/internal/detail"
 	"github.com/steadfast-go/steadfast/resilience"
 )
 
@@ -19,9 +20,6 @@ const (
 	// (and in detailed reports) before the check removes it.
 	DefaultWorkerPruneAfter = time.Hour
 )
-
-// maxListed caps the worker IDs a detailed report lists per kind.
-const maxListed = 20
 
 // WorkersOptions tune the check [Workers] builds. The zero value counts
 // the workers of [resilience.DefaultHeartbeatKey] without a minimum.
@@ -108,24 +106,9 @@ func workerObservations(ws []resilience.Worker, ttl time.Duration, minimum int) 
 		ob.Status = StatusFail
 		ob.Output = fmt.Sprintf("%d workers alive, want at least %d", len(alive), minimum)
 	}
-	var detail []string
-	detail = appendListed(detail, "alive", alive)
-	detail = appendListed(detail, "dead", dead)
-	ob.Detail = strings.Join(detail, "; ")
+	var lines []string
+	lines = detail.AppendListed(lines, "alive", alive)
+	lines = detail.AppendListed(lines, "dead", dead)
+	ob.Detail = strings.Join(lines, "; ")
 	return []Observation{ob}
-}
-
-// appendListed appends "label: a, b, c" to detail when names is not empty.
-func appendListed(detail []string, label string, names []string) []string {
-	if len(names) == 0 {
-		return detail
-	}
-	return append(detail, label+": "+list(names))
-}
-
-func list(ids []string) string {
-	if len(ids) <= maxListed {
-		return strings.Join(ids, ", ")
-	}
-	return strings.Join(ids[:maxListed], ", ") + fmt.Sprintf(" and %d more", len(ids)-maxListed)
 }

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,6 +55,11 @@ func (s BreakerState) String() string {
 // BreakerOptions configures a [Breaker]. The zero value works: a breaker
 // that opens after 5 consecutive 5xx responses or panics, stays open 10
 // seconds, then lets one trial request through and closes if it succeeds.
+//
+// A request whose client left before the handler returned (its context was
+// canceled) is counted neither as a failure nor as a success, whatever the
+// handler answered: a reverse proxy answers 502 when its client hangs up,
+// which says nothing about the upstream.
 type BreakerOptions struct {
 	// Name identifies the breaker in log lines and state changes.
 	// Empty is allowed.
@@ -151,7 +157,16 @@ type Breaker struct {
 	rejected  atomic.Uint64
 
 	mu    sync.Mutex
-	since time.Time // guarded by mu
+	since time.Time    // guarded by mu
+	state BreakerState // guarded by mu: the state as the listener last saw it
+	gen   uint64       // guarded by mu: counts state changes
+	spare int          // guarded by mu: half-open permits of trials whose client left
+}
+
+// permit is what a request the breaker let through holds.
+type permit struct {
+	gen   uint64 // Breaker.gen when it was let through
+	trial bool   // let through in the half-open state
 }
 
 // NewBreaker returns a Breaker configured by opts. The error wraps
@@ -226,34 +241,74 @@ func (b *Breaker) Handler(next http.Handler) http.Handler {
 		// allocations per request. BenchmarkBreaker measures it; failsafe's
 		// TryAcquirePermit/RecordSuccess and a pooled recorder do not
 		// allocate.
-		if !b.cb.TryAcquirePermit() {
+		p, ok := b.acquire()
+		if !ok {
 			b.reject(w, r)
 			return
 		}
 		rec := b.recorders.get(w, recorderConfig{})
-		b.serve(next, rec, r)
+		b.serve(next, rec, r, p)
 		rec.finish()
 		b.recorders.put(rec)
 	})
 }
 
+// acquire asks the state machine to let a request through. In the
+// half-open state, a trial permit left over by a trial whose client hung up
+// is handed on when failsafe has none left: failsafe-go releases a permit
+// only by recording an outcome, which such a trial does not have.
+func (b *Breaker) acquire() (permit, bool) {
+	ok := b.cb.TryAcquirePermit()
+	// Read after the permit: a change to half-open made by TryAcquirePermit
+	// has run the listener by now. A change racing in between can at worst
+	// allow one extra trial, never leave the breaker stuck.
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := permit{gen: b.gen, trial: b.state == BreakerHalfOpen}
+	if !ok {
+		if !p.trial || b.spare == 0 {
+			return permit{}, false
+		}
+		b.spare--
+	}
+	return p, true
+}
+
 // serve runs next and records its outcome. A panic is recorded too, then
 // handled by panicked; the recover covers next.ServeHTTP only.
-func (b *Breaker) serve(next http.Handler, rec *recorder, r *http.Request) {
+func (b *Breaker) serve(next http.Handler, rec *recorder, r *http.Request, p permit) {
 	returned := false
 	defer func() {
 		if !returned {
-			b.panicked(rec, r, recover())
+			b.panicked(rec, r, p, recover())
 		}
 	}()
 	next.ServeHTTP(rec, r)
 	returned = true
-	b.record(rec.Status(), false)
+	b.record(r, p, rec.Status(), false)
+}
+
+// clientGone reports whether r's client left before its handler returned.
+// Only cancellation counts: a deadline that passed says the work was slow.
+func clientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
 // record tells the state machine how a request that got a permit went.
-// Every permit must be released this way, panic or not.
-func (b *Breaker) record(status int, panicked bool) {
+// Every permit must be released this way, panic or not. A request whose
+// client left is not recorded; a trial permit it took is kept for the next
+// request.
+func (b *Breaker) record(r *http.Request, p permit, status int, panicked bool) {
+	if clientGone(r) {
+		if p.trial {
+			b.mu.Lock()
+			if b.gen == p.gen {
+				b.spare++
+			}
+			b.mu.Unlock()
+		}
+		return
+	}
 	if status == 0 {
 		status = http.StatusOK
 	}
@@ -267,8 +322,8 @@ func (b *Breaker) record(status int, panicked bool) {
 // panicked handles a panic of next, with v the recovered value (nil when
 // the goroutine is exiting through runtime.Goexit). It runs in the deferred
 // call, so a panic passed on keeps the stack of where it started.
-func (b *Breaker) panicked(rec *recorder, r *http.Request, v any) {
-	b.record(rec.Status(), true)
+func (b *Breaker) panicked(rec *recorder, r *http.Request, p permit, v any) {
+	b.record(r, p, rec.Status(), true)
 	if v == nil {
 		return
 	}
@@ -310,6 +365,9 @@ func (b *Breaker) stateChanged(e circuitbreaker.StateChangedEvent) {
 	}
 	b.mu.Lock()
 	b.since = change.At
+	b.state = change.To
+	b.gen++
+	b.spare = 0
 	b.mu.Unlock()
 
 	level := slog.LevelInfo

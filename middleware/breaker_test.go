@@ -2,11 +2,15 @@ package middleware
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -486,5 +490,110 @@ func BenchmarkBreaker(b *testing.B) {
 			b.Fatal(err)
 		}
 		runBench(b, br.Handler(http.HandlerFunc(benchHandler)))
+	})
+}
+
+// TestBreakerIgnoresClientsThatHangUp puts a Breaker around
+// httputil.ReverseProxy to a healthy upstream. Five clients hang up while
+// the upstream works; the proxy answers each 502 (its upstream request was
+// canceled), which must not count: the breaker stays closed and the next
+// client is served.
+func TestBreakerIgnoresClientsThatHangUp(t *testing.T) {
+	arrived := make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("slow") != "" {
+			arrived <- struct{}{}
+			<-r.Context().Done() // slow: the client hangs up first
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer upstream.Close()
+	target, err := url.Parse(upstream.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0)
+
+	b, err := NewBreaker(BreakerOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := make(chan int, 1)
+	guarded := b.Handler(proxy)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		guarded.ServeHTTP(w, r)
+		if r.URL.Query().Get("slow") != "" {
+			finished <- 0
+		}
+	}))
+	defer front.Close()
+	client := front.Client()
+
+	for i := range 5 {
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			<-arrived // the upstream is working on it
+			cancel()
+		}()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, front.URL+"/?slow=1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("client %d: got %s, want its own cancellation", i, resp.Status)
+		}
+		select {
+		case <-finished:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("client %d: the proxy did not return after the hang-up", i)
+		}
+	}
+	if s := b.Stats(); s.State != BreakerClosed || s.Failures != 0 {
+		t.Errorf("after 5 hang-ups Stats() = %+v, want closed with no failure", s)
+	}
+	resp, err := client.Get(front.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Retry-After") != "" {
+		t.Errorf("next client got %s (Retry-After %q), want 200 from the healthy upstream",
+			resp.Status, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestBreakerHalfOpenTrialClientLeaves: a trial whose client hangs up says
+// nothing about the handler; its permit goes to the next request instead of
+// leaving the breaker half-open with no trial left to run.
+func TestBreakerHalfOpenTrialClientLeaves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := NewBreaker(BreakerOptions{FailureThreshold: 1, Delay: time.Second, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newStatusHandler(http.StatusInternalServerError)
+		guarded := b.Handler(h)
+		serve(guarded, http.MethodGet)
+		time.Sleep(time.Second)
+
+		ctx, cancel := context.WithCancel(t.Context())
+		hangUp := b.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			cancel()
+			w.WriteHeader(http.StatusBadGateway)
+		}))
+		hangUp.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
+		if s := b.Stats(); s.State != BreakerHalfOpen || s.Failures != 0 || s.Successes != 0 {
+			t.Fatalf("after a trial whose client left Stats() = %+v, want half-open, nothing counted", s)
+		}
+		h.status.Store(http.StatusOK)
+		if rr := serve(guarded, http.MethodGet); rr.Code != http.StatusOK {
+			t.Fatalf("next request got %d, want the handler's 200 as a trial", rr.Code)
+		}
+		if s := b.Stats(); s.State != BreakerClosed {
+			t.Errorf("after a successful trial state %v, want closed", s.State)
+		}
 	})
 }

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,10 @@ const (
 	// [Cache.Policy].
 	LogKeyPolicyError = "policy_error"
 )
+
+// minSigningKey is the shortest [CacheOptions.SigningKey]: the HMAC's
+// output size, as RFC 2104 section 3 advises.
+const minSigningKey = 32
 
 // detailUnavailable is the Cache-Status detail of a request served
 // without the cache because the store could not answer.
@@ -84,6 +89,20 @@ type CacheOptions struct {
 	// Now tells the time: when entries were stored, and how old they are.
 	// Nil means time.Now.
 	Now func() time.Time
+
+	// SigningKey, when set, signs every entry written with HMAC-SHA256
+	// under this key (bound to the entry's Redis key), and makes every
+	// entry read without a valid signature a corrupt one: a miss, deleted
+	// and counted in DecodeErrors. Set it when writers the application
+	// does not trust can write to the same Redis (a shared broker, say):
+	// without it, anyone who can write a key can make the cache serve any
+	// well-formed response. Every process sharing the entries needs the
+	// same key; while keys roll out, a process without one still reads
+	// signed entries (without checking them). At least 32 bytes, secret;
+	// it costs one HMAC over the entry per hit and per write.
+	// Nil: entries are not signed, only checksummed and checked for
+	// meaning.
+	SigningKey []byte
 }
 
 // CacheStats counts what a [Cache] did since it was made.
@@ -104,14 +123,17 @@ type CacheStats struct {
 	// store was unavailable (an error, a timeout, an open breaker).
 	Bypasses uint64
 	// Skipped counts GET and HEAD requests served without the cache
-	// because of the request itself (no-store, Authorization, Cookie).
+	// because of the request itself (no-store, Authorization, Cookie, a
+	// request body).
 	Skipped uint64
 	// Stored counts entries written to the store; StoreErrors the writes
 	// and deletes that failed; Dropped the entries not written because the
 	// write queue was full or closed.
 	Stored, StoreErrors, Dropped uint64
 	// DecodeErrors counts stored values that were not valid entries
-	// (corrupt, truncated, foreign); each was deleted and taken as a miss.
+	// (corrupt, truncated, foreign, with content the cache would never
+	// store, or unsigned or forged under [CacheOptions.SigningKey]); each
+	// was deleted and taken as a miss.
 	DecodeErrors uint64
 	// Refreshes counts background refreshes of stale entries started.
 	Refreshes uint64
@@ -136,7 +158,8 @@ type cacheCounters struct {
 // Routes opt in with a policy, one handler at a time ([Cache.Policy]) or
 // for a whole mux by pattern ([Cache.Handler] with [CacheOptions.Rules]).
 // Only GET and HEAD requests are answered from the cache (HEAD from the
-// GET entry); a successful unsafe request (POST, PUT, PATCH, DELETE)
+// GET entry), and only when they carry no body (a body is not in the key:
+// "detail=request-body"); a successful unsafe request (POST, PUT, PATCH, DELETE)
 // that passes through the cache deletes the entry of the same URL.
 //
 // On a hit the cache makes one Redis round trip and writes the stored
@@ -168,11 +191,12 @@ type cacheCounters struct {
 // A Cache is safe for concurrent use. Make it with [NewCache]; the zero
 // value is not usable. Close stops its goroutines.
 type Cache struct {
-	store  Store
-	prefix string
-	rules  *cachepolicy.Rules
-	now    func() time.Time
-	log    *slog.Logger
+	store   Store
+	prefix  string
+	signKey []byte // CacheOptions.SigningKey, own copy; nil: unsigned
+	rules   *cachepolicy.Rules
+	now     func() time.Time
+	log     *slog.Logger
 
 	w       *writer
 	flights flights
@@ -202,6 +226,9 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 		return nil, fmt.Errorf("new cache: QueueSize %d is negative: %w", opts.QueueSize, ErrInvalidOption)
 	case opts.Workers < 0:
 		return nil, fmt.Errorf("new cache: Workers %d is negative: %w", opts.Workers, ErrInvalidOption)
+	case len(opts.SigningKey) > 0 && len(opts.SigningKey) < minSigningKey:
+		return nil, fmt.Errorf("new cache: SigningKey has %d bytes, fewer than %d: %w",
+			len(opts.SigningKey), minSigningKey, ErrInvalidOption)
 	}
 	c := &Cache{
 		store:      store,
@@ -211,6 +238,7 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 		log:        opts.Logger,
 		refreshing: make(map[string]struct{}),
 		linger:     flightLinger,
+		signKey:    bytes.Clone(opts.SigningKey),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -221,6 +249,7 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.w = newWriter(store, orDefault(opts.QueueSize, DefaultCacheQueueSize),
 		orDefault(opts.Workers, DefaultCacheWorkers), c.log, &c.stats, c.inval.made)
+	c.w.signKey = c.signKey // before any job: the queue orders it before every read
 	return c, nil
 }
 
@@ -386,7 +415,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	found := false
 	switch {
 	case err == nil:
-		if e, err = decodeEntry(val); err != nil {
+		if e, err = decodeEntry(val, key, c.signKey, now); err != nil {
 			// Deleted now rather than queued, so that the delete cannot
 			// overtake the write of the response about to be made.
 			c.stats.decodeErrors.Add(1)
@@ -454,6 +483,10 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 // with the fwd value for its Cache-Status, or returns an empty reason.
 func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Policy) (fwd, reason string) {
 	switch {
+	case hasBody(r):
+		// A "fat GET": what the handler answers may depend on the body,
+		// which is not in the key.
+		return cachepolicy.FwdBypass, "request-body"
 	case rd.NoStore:
 		return cachepolicy.FwdRequest, "no-store"
 	case len(r.Header["Authorization"]) > 0 && !p.AllowAuthorization:
@@ -462,6 +495,12 @@ func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Pol
 		return cachepolicy.FwdBypass, "cookie"
 	}
 	return "", ""
+}
+
+// hasBody reports whether r carries a body: a Content-Length above zero,
+// or a body of unknown length (chunked), as net/http's server sets them.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
 }
 
 // setCacheStatus sets the Cache-Status field of h.

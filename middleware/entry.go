@@ -2,11 +2,16 @@ package middleware
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"hash"
 	"hash/crc32"
 	"net/http"
+	"net/textproto"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,15 +29,21 @@ import (
 //	fresh    8 bytes  freshness lifetime, nanoseconds
 //	swr      8 bytes  stale-while-revalidate window, nanoseconds
 //	sie      8 bytes  stale-if-error window, nanoseconds
-//	flags    1 byte   bit 0: must-revalidate; other bits zero
+//	flags    1 byte   bit 0: must-revalidate; bit 1: signed; other bits zero
 //	status   2 bytes
 //	header   uvarint count, then per field: uvarint name length, name,
 //	         uvarint value count, per value: uvarint length, value
-//	body     uvarint length, body; nothing may follow
+//	body     uvarint length, body
+//	mac      32 bytes, only when signed: HMAC-SHA256 under
+//	         [CacheOptions.SigningKey] of the uvarint length of the Redis
+//	         key, the key, and everything from storedAt to the body's end;
+//	         nothing may follow
 //
-// A new layout gets a new version byte; a value with another magic,
-// version or checksum, or one cut short or followed by extra bytes, is not
-// an entry (see [decodeEntry]).
+// Every uvarint is in its shortest form, so that an entry has one
+// encoding. A new layout gets a new version byte; a value with another
+// magic, version or checksum, one cut short or followed by extra bytes, or
+// one whose content the cache would never have stored, is not an entry
+// (see [decodeEntry]).
 const (
 	entryMagic   = "sfc"
 	entryVersion = 1
@@ -40,6 +51,14 @@ const (
 	entryFixed = len(entryMagic) + 1 + 4 + 4*8 + 1 + 2
 
 	flagMustRevalidate = 1 << 0
+	flagSigned         = 1 << 1
+
+	// macSize is the length of an entry's signature.
+	macSize = sha256.Size
+	// maxEntrySkew is how far in the future an entry's storedAt may lie,
+	// by this process's clock, for clocks of the hosts that share Redis
+	// that disagree a little. Anything later is not an entry.
+	maxEntrySkew = 5 * time.Minute
 )
 
 // Errors of decodeEntry. None leaves the package: a value that is not an
@@ -49,6 +68,14 @@ var (
 	errEntryVersion  = errors.New("cache entry: unknown version")
 	errEntryChecksum = errors.New("cache entry: checksum mismatch")
 	errEntryCorrupt  = errors.New("cache entry: malformed")
+	// errEntryInvalid is a well-formed value that the cache would never
+	// have stored: a status that is not a final, storable one, a
+	// hop-by-hop or framing field, a Content-Length that is not the body's
+	// length, a time out of range.
+	errEntryInvalid = errors.New("cache entry: impossible content")
+	// errEntrySignature is an unsigned or forged entry, for a cache that
+	// signs its entries.
+	errEntrySignature = errors.New("cache entry: bad signature")
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -81,28 +108,60 @@ func (e *entry) get(name string) string {
 }
 
 // unstored lists the response fields an entry never keeps: hop-by-hop
-// fields (RFC 9110 7.6.1) and the fields the cache writes itself on every
-// response it serves.
+// fields (RFC 9110 7.6.1), framing fields other than a Content-Length
+// equal to the body's length, and the fields the cache writes itself on
+// every response it serves. Names starting with "Proxy-" and the trailer
+// prefix are never kept either.
 var unstored = []string{
-	"Age", "Cache-Status", "Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+	"Age", "Cache-Status", "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// storedField reports whether a response field with the canonical name is
-// kept in an entry.
+// storedField reports whether a response field with the name (any case)
+// may be kept in an entry: an HTTP token that is neither hop-by-hop nor
+// written by the cache itself.
 func storedField(name string) bool {
-	return !slices.Contains(unstored, name) && !strings.HasPrefix(name, http.TrailerPrefix)
+	if !validFieldName(name) {
+		return false
+	}
+	name = textproto.CanonicalMIMEHeaderKey(name)
+	return !slices.Contains(unstored, name) && !strings.HasPrefix(name, "Proxy-") &&
+		!strings.HasPrefix(name, http.TrailerPrefix)
 }
+
+// validFieldName reports whether name is a non-empty HTTP token (RFC 9110
+// 5.6.2).
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// storableStatus reports whether an entry may hold the status: a final
+// one (200-599) other than 206 Partial Content and 304 Not Modified,
+// which the cache answers from a stored 200 but never stores. It is
+// [cachepolicy.StorableStatus], the bound of every policy.
+func storableStatus(status int) bool { return cachepolicy.StorableStatus(status) }
 
 // fieldsOf returns the fields of h that an entry keeps, sorted by name,
 // leaving out those that are in before with the same values: fields that
 // outer middleware set before the handler ran (a request id, say) belong
-// to that one request, and are set again on every request served. The
-// value slices are shared with h.
+// to that one request, and are set again on every request served. Fields
+// that Connection names are hop-by-hop too, and left out. The value slices
+// are shared with h.
 func fieldsOf(h, before http.Header) []field {
 	fs := make([]field, 0, len(h))
 	for name, values := range h {
-		if len(values) == 0 || !storedField(name) {
+		if len(values) == 0 || !storedField(name) || connectionNames(h, name) {
 			continue
 		}
 		if prev, ok := before[name]; ok && slices.Equal(prev, values) {
@@ -114,8 +173,22 @@ func fieldsOf(h, before http.Header) []field {
 	return fs
 }
 
-// appendEntry appends the encoding of e to dst.
-func appendEntry(dst []byte, e *entry) []byte {
+// connectionNames reports whether a Connection field of h names the field
+// name (RFC 9110 7.6.1), making it hop-by-hop.
+func connectionNames(h http.Header, name string) bool {
+	for _, line := range h["Connection"] {
+		for _, opt := range strings.Split(line, ",") {
+			if strings.EqualFold(strings.TrimSpace(opt), name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appendEntry appends the encoding of e, the entry at key, to dst. With a
+// signKey, the entry is signed (see the layout above).
+func appendEntry(dst []byte, e *entry, key string, signKey []byte) []byte {
 	start := len(dst)
 	dst = append(dst, entryMagic...)
 	dst = append(dst, entryVersion, 0, 0, 0, 0)
@@ -126,6 +199,9 @@ func appendEntry(dst []byte, e *entry) []byte {
 	var flags byte
 	if e.life.MustRevalidate {
 		flags |= flagMustRevalidate
+	}
+	if len(signKey) > 0 {
+		flags |= flagSigned
 	}
 	dst = append(dst, flags)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(e.status))
@@ -140,8 +216,22 @@ func appendEntry(dst []byte, e *entry) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(e.body)))
 	dst = append(dst, e.body...)
 	crcAt := start + len(entryMagic) + 1
+	if len(signKey) > 0 {
+		dst = entryMAC(signKey, key, dst[crcAt+4:]).Sum(dst)
+	}
 	binary.BigEndian.PutUint32(dst[crcAt:], crc32.Checksum(dst[crcAt+4:], castagnoli))
 	return dst
+}
+
+// entryMAC returns the HMAC of the entry at key whose signed part is
+// payload.
+func entryMAC(signKey []byte, key string, payload []byte) hash.Hash {
+	m := hmac.New(sha256.New, signKey)
+	var n [binary.MaxVarintLen64]byte
+	m.Write(binary.AppendUvarint(n[:0], uint64(len(key))))
+	m.Write([]byte(key))
+	m.Write(payload)
+	return m
 }
 
 // encodedSize returns an upper bound of the length of e's encoding.
@@ -153,7 +243,7 @@ func encodedSize(e *entry) int {
 			n += binary.MaxVarintLen64 + len(v)
 		}
 	}
-	return n + len(e.body)
+	return n + len(e.body) + macSize
 }
 
 func appendLenString(b []byte, s string) []byte {
@@ -161,14 +251,19 @@ func appendLenString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// decodeEntry decodes an entry from b, which it keeps: the entry's body is
-// a slice of b. It returns errEntryForeign, errEntryVersion,
-// errEntryChecksum or errEntryCorrupt for anything that is not a whole,
-// intact version 1 entry, and never panics.
+// decodeEntry decodes the entry at key from b, which it keeps: the
+// entry's body is a slice of b. It returns errEntryForeign,
+// errEntryVersion, errEntryChecksum or errEntryCorrupt for anything that
+// is not a whole, intact version 1 entry in its one encoding;
+// errEntryInvalid for an entry the cache would never have stored (see
+// checkEntry), with now the time it is read at; and, with a signKey,
+// errEntrySignature for an entry not signed under it for key. Without a
+// signKey, a signature is not checked. It never panics.
 //
 // Allocation budget: three (one string for the whole header block, one
-// slice for all values, one for the fields), whatever the number of fields.
-func decodeEntry(b []byte) (entry, error) {
+// slice for all values, one for the fields), whatever the number of
+// fields, plus the HMAC's when signed.
+func decodeEntry(b []byte, key string, signKey []byte, now time.Time) (entry, error) {
 	if len(b) < len(entryMagic)+1 || string(b[:len(entryMagic)]) != entryMagic {
 		return entry{}, errEntryForeign
 	}
@@ -191,9 +286,21 @@ func decodeEntry(b []byte) (entry, error) {
 	flags := p[32]
 	e.life.MustRevalidate = flags&flagMustRevalidate != 0
 	e.status = int(binary.BigEndian.Uint16(p[33:]))
-	if flags&^flagMustRevalidate != 0 || e.status < 100 || e.status > 999 ||
-		e.life.Fresh < 0 || e.life.StaleWhileRevalidate < 0 || e.life.StaleIfError < 0 {
+	if flags&^(flagMustRevalidate|flagSigned) != 0 {
 		return entry{}, errEntryCorrupt
+	}
+	signed := flags&flagSigned != 0
+	if signed {
+		if len(p) < 35+macSize {
+			return entry{}, errEntryCorrupt
+		}
+		mac := p[len(p)-macSize:]
+		p = p[:len(p)-macSize]
+		if len(signKey) > 0 && !hmac.Equal(mac, entryMAC(signKey, key, p).Sum(nil)) {
+			return entry{}, errEntrySignature
+		}
+	} else if len(signKey) > 0 {
+		return entry{}, errEntrySignature
 	}
 	hdr := p[35:]
 
@@ -202,7 +309,7 @@ func decodeEntry(b []byte) (entry, error) {
 	if !ok {
 		return entry{}, errEntryCorrupt
 	}
-	bodyLen, n := binary.Uvarint(hdr[hdrLen:])
+	bodyLen, n := uvarint(hdr[hdrLen:])
 	if n <= 0 || bodyLen != uint64(len(hdr)-hdrLen-n) {
 		return entry{}, errEntryCorrupt
 	}
@@ -211,41 +318,81 @@ func decodeEntry(b []byte) (entry, error) {
 	}
 
 	// Second pass: slice names and values out of one string.
-	if nFields == 0 {
-		return e, nil
-	}
-	s := string(hdr[:hdrLen])
-	e.fields = make([]field, nFields)
-	values := make([]string, nValues)
-	_, i := binary.Uvarint(hdr)
-	for fi := range e.fields {
-		var name string
-		name, i = readLenString(s, i)
-		count, m := binary.Uvarint(hdr[i:])
-		i += m
-		vs := values[:int(count):int(count)]
-		values = values[int(count):]
-		for vi := range vs {
-			vs[vi], i = readLenString(s, i)
+	if nFields > 0 {
+		s := string(hdr[:hdrLen])
+		e.fields = make([]field, nFields)
+		values := make([]string, nValues)
+		_, i := binary.Uvarint(hdr)
+		for fi := range e.fields {
+			var name string
+			name, i = readLenString(s, i)
+			count, m := binary.Uvarint(hdr[i:])
+			i += m
+			vs := values[:int(count):int(count)]
+			values = values[int(count):]
+			for vi := range vs {
+				vs[vi], i = readLenString(s, i)
+			}
+			e.fields[fi] = field{name: name, values: vs}
 		}
-		e.fields[fi] = field{name: name, values: vs}
+	}
+	if !checkEntry(&e, now) {
+		return entry{}, errEntryInvalid
 	}
 	return e, nil
+}
+
+// checkEntry reports whether the cache could have stored e, read at now:
+// a storable status ([cachepolicy.StorableStatus]); only fields an entry
+// keeps (storedField: no hop-by-hop, framing or Proxy- field); at most
+// one Content-Length, with one value, the
+// body's length in decimal; storedAt after 1970 and at most maxEntrySkew
+// after now; lifetimes not negative.
+func checkEntry(e *entry, now time.Time) bool {
+	if !storableStatus(e.status) || e.storedAt.UnixNano() <= 0 || e.storedAt.After(now.Add(maxEntrySkew)) ||
+		e.life.Fresh < 0 || e.life.StaleWhileRevalidate < 0 || e.life.StaleIfError < 0 {
+		return false
+	}
+	lengths := 0
+	for i := range e.fields {
+		f := &e.fields[i]
+		if !storedField(f.name) {
+			return false
+		}
+		if strings.EqualFold(f.name, "Content-Length") {
+			lengths++
+			var buf [20]byte // no allocation: compared, never kept
+			if lengths > 1 || len(f.values) != 1 || f.values[0] != string(strconv.AppendInt(buf[:0], int64(len(e.body)), 10)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// uvarint is binary.Uvarint that refuses any but the shortest encoding
+// (n <= 0).
+func uvarint(b []byte) (uint64, int) {
+	v, n := binary.Uvarint(b)
+	if n > 1 && b[n-1] == 0 {
+		return 0, -1
+	}
+	return v, n
 }
 
 // scanFields checks the header block at the start of b and returns the
 // number of fields and values and the block's length.
 func scanFields(b []byte) (nFields, nValues, length int, ok bool) {
-	count, n := binary.Uvarint(b)
-	// Each field takes at least two bytes, so a count beyond that is a lie
-	// that must not size an allocation.
-	if n <= 0 || count > uint64(len(b)-n)/2 {
+	count, n := uvarint(b)
+	// Each field takes at least three bytes, so a count beyond that is a
+	// lie that must not size an allocation.
+	if n <= 0 || count > uint64(len(b)-n)/3 {
 		return 0, 0, 0, false
 	}
 	i := n
 	var prev []byte
 	for range count {
-		l, m := binary.Uvarint(b[i:])
+		l, m := uvarint(b[i:])
 		if m <= 0 || l == 0 || l > uint64(len(b)-i-m) {
 			return 0, 0, 0, false
 		}
@@ -256,13 +403,14 @@ func scanFields(b []byte) (nFields, nValues, length int, ok bool) {
 		}
 		prev = name
 		i += int(l)
-		vc, m := binary.Uvarint(b[i:])
-		if m <= 0 || vc > uint64(len(b)-i-m) { // each value takes a byte at least
+		vc, m := uvarint(b[i:])
+		// At least one value, and each takes a byte at least.
+		if m <= 0 || vc == 0 || vc > uint64(len(b)-i-m) {
 			return 0, 0, 0, false
 		}
 		i += m
 		for range vc {
-			l, m := binary.Uvarint(b[i:])
+			l, m := uvarint(b[i:])
 			if m <= 0 || l > uint64(len(b)-i-m) {
 				return 0, 0, 0, false
 			}

@@ -36,14 +36,46 @@ func TestInvalidations(t *testing.T) {
 	if _, stale := iv.stale("k", t0.Add(-time.Second), late.Add(2*invalidationGrace)); stale {
 		t.Error("invalidation remembered past its grace period")
 	}
-	if n := iv.n.Load(); n != 0 {
-		t.Errorf("record holds %d keys after expiry, want 0", n)
+	// The next invalidation removes the forgotten record.
+	iv.add("other", late.Add(2*invalidationGrace))
+	if n := iv.n.Load(); n != 1 {
+		t.Errorf("record holds %d keys after expiry and one add, want 1", n)
+	}
+	if iv.made("k", 0) {
+		t.Error("a forgotten record still refuses writes")
+	}
+}
+
+// An invalidation of a key already recorded keeps it recorded throughout:
+// the record is replaced, never removed first.
+func TestInvalidationsReAdd(t *testing.T) {
+	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	iv := newInvalidations(2)
+	iv.add("a", t0)
+	iv.deleted("a", t0, t0)
+	gen := iv.generation()
+	iv.add("a", t0.Add(time.Second))
+	if !iv.made("a", gen) {
+		t.Error("a run before the second invalidation is not refused")
+	}
+	if at, stale := iv.stale("a", t0, t0.Add(time.Second)); !stale || !at.Equal(t0.Add(time.Second)) {
+		t.Errorf("stale = %v at %v, want true at %v", stale, at, t0.Add(time.Second))
+	}
+	iv.add("b", t0)
+	iv.add("c", t0) // full: the oldest pending one ("a", re-added first) goes
+	if _, stale := iv.stale("a", t0, t0); stale {
+		t.Error("the oldest pending record was kept past the limit")
+	}
+	for _, k := range []string{"b", "c"} {
+		if _, stale := iv.stale(k, t0.Add(-time.Second), t0); !stale {
+			t.Errorf("record %q evicted", k)
+		}
 	}
 }
 
 func TestInvalidationsBounded(t *testing.T) {
 	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	var iv invalidations
+	iv := newInvalidations(0)
 	for i := range maxInvalidations + 10 {
 		at := t0.Add(time.Duration(i) * time.Millisecond)
 		iv.add(strconv.Itoa(i), at)

@@ -110,7 +110,8 @@ type RetryStats struct {
 // When no attempt succeeds, the client gets the last failed response.
 //
 // Requests are retried only when their method is one of the retryable ones
-// and their body can be sent again (no body, a small one, or GetBody).
+// and their body can be sent again (no body, a small one, or GetBody), and
+// never once their client has left (the request's context is canceled).
 // Responses that are sent (a status that is not retryable, a Flush, a
 // hijack, a failed response too large to hold) end retrying.
 //
@@ -268,7 +269,12 @@ func (rt *Retry) Handler(next http.Handler) http.Handler {
 		// its header map are pooled, and failsafe's executor is not entered.
 		rec := rt.recorders.get(w, rt.hold)
 		pe := rt.attempt(next, rec, first)
-		if pe == nil && !rec.Held() {
+		if pe == nil && (!rec.Held() || clientGone(first)) {
+			// Done, or the client left: nobody waits for another attempt,
+			// and a failure caused by the hang-up says nothing.
+			if rec.Held() {
+				_ = rec.sendHeld() // a write error means the client is gone
+			}
 			rec.finish()
 			rt.recorders.put(rec)
 			return
@@ -341,9 +347,10 @@ type retryRun struct {
 	cancel    context.CancelFunc
 }
 
-// failed reports whether the last attempt failed in a way worth retrying.
+// failed reports whether the last attempt failed in a way worth retrying:
+// not when its client has left.
 func (run *retryRun) failed() bool {
-	return !run.stop && (run.recovered != nil || run.rec.Held())
+	return !run.stop && !clientGone(run.req) && (run.recovered != nil || run.rec.Held())
 }
 
 // retry hands a request whose first attempt failed to failsafe's executor,
@@ -357,7 +364,7 @@ func (rt *Retry) retry(run *retryRun) {
 	_, _ = rt.executor.WithContext(ctx).GetWithExecution(run.execute)
 
 	rec := run.rec
-	if run.recovered != nil || rec.Held() {
+	if (run.recovered != nil || rec.Held()) && !clientGone(run.req) {
 		rt.exhausted.Add(1)
 	}
 	switch {

@@ -614,3 +614,27 @@ func BenchmarkRetry(b *testing.B) {
 		})))
 	})
 }
+
+func TestRetryNotForAClientThatLeft(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := newRetry(t, RetryOptions{})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var calls atomic.Int64
+		// As httputil.ReverseProxy does: its client hangs up during the
+		// attempt, the upstream request is canceled, the answer is 502.
+		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			calls.Add(1)
+			cancel()
+			w.WriteHeader(http.StatusBadGateway)
+		})
+		rr := httptest.NewRecorder()
+		rt.Handler(h).ServeHTTP(rr, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
+		if got := calls.Load(); got != 1 {
+			t.Errorf("attempts for a client that left = %d, want 1", got)
+		}
+		if s := rt.Stats(); s.Retries != 0 || s.Exhausted != 0 {
+			t.Errorf("Stats() = %+v, want no retry and nothing exhausted", s)
+		}
+	})
+}

@@ -53,6 +53,7 @@ type writer struct {
 	invalidated func(key string, gen uint64) bool
 	log         *slog.Logger
 	stats       *cacheCounters
+	signKey     []byte // CacheOptions.SigningKey; set before the first job
 
 	jobs chan writeJob
 	// mu guards closed, so that no send races with close(jobs).
@@ -136,7 +137,7 @@ func (w *writer) write(j writeJob, buf []byte) []byte {
 	if need := encodedSize(j.e); cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
-	buf = appendEntry(buf[:0], j.e)
+	buf = appendEntry(buf[:0], j.e, j.key, w.signKey)
 	if err := w.store.Set(w.ctx, j.key, buf, j.ttl); err != nil {
 		// Redis being down is logged by the store's own state changes;
 		// here it is only counted.

@@ -520,7 +520,7 @@ func TestConfigString(t *testing.T) {
 		{"user password db", Config{Network: "tcp", Addr: "cache:6379", Username: "app", Password: testPassword, DB: 2},
 			"redis://app:***@cache:6379/2"},
 		{"password only", Config{Addr: "cache:6379", Password: testPassword}, "redis://:***@cache:6379/0"},
-		{"user only", Config{Addr: "cache:6379", Username: "app"}, "redis://app@cache:6379/0"},
+		{"user only: a token for some providers", Config{Addr: "cache:6379", Username: "TOKEN"}, "redis://***@cache:6379/0"},
 		{"tls", Config{Addr: "cache:6380", Username: "app", Password: testPassword, TLS: true},
 			"rediss://app:***@cache:6380/0"},
 		{"ipv6", Config{Addr: "[::1]:6379"}, "redis://[::1]:6379/0"},
@@ -550,6 +550,8 @@ func TestConfigString(t *testing.T) {
 			}
 			if want.Password != "" {
 				want.Password = redacted
+			} else if want.Username != "" {
+				want.Username = redacted
 			}
 			assertConfig(t, back, want)
 		})
@@ -572,7 +574,14 @@ func TestRedactURL(t *testing.T) {
 		{"redis://cache:6379/0", "redis://cache:6379/0"},
 		{"redis://app:" + testPassword + "@cache:6379/0", "redis://app:***@cache:6379/0"},
 		{"redis://:" + testPassword + "@cache", "redis://:***@cache"},
-		{"redis://app@cache", "redis://app@cache"},
+		{"redis://TOKEN@cache", "redis://***@cache"},
+		{"redis://cache:6379/0?password=" + testPassword, "redis://cache:6379/0?password=***"},
+		{"redis://cache/0?db=1&sentinel_password=" + testPassword + "&x=1", "redis://cache/0?db=1&sentinel_password=***&x=1"},
+		{"redis://cache/0?pass%77ord=" + testPassword, "redis://cache/0?pass%77ord=***"},
+		{"redis://cache/0?PASSWORD=a b;password=" + testPassword, "redis://cache/0?PASSWORD=***;password=***"},
+		{"redis+sentinel://u:" + testPassword + "@s1/?master_name=m&password=" + testPassword, "redis+sentinel://u:***@s1/?master_name=m&password=***"},
+		{"redis://cache/?client_name=x&username=app", "redis://cache/?client_name=x&username=app"},
+		{"unix:///tmp/a@b.sock", "unix:///tmp/a@b.sock"},
 		{"redis://app:s3cret/Pa55@cache", "redis://app:***@cache"},
 		{"redis://app:s3cret@Pa55@cache", "redis://app:***@cache"},
 		{"redis://app:s3cret#Pa55@cache?db=1", "redis://app:***@cache?db=1"},

@@ -17,6 +17,12 @@ var ErrUnavailable = errors.New("redis unavailable")
 // not a failure: it never opens the breaker.
 var ErrNotFound = errors.New("redis: key not found")
 
+// ErrSlowTransfer is returned by [Redis.Get] when its deadline passed while
+// a value larger than [LargeValue] was on its way: Redis answered, the link
+// is too slow for the value. It is not a failure: it never opens the
+// breaker. See [Options.MinTransferRate].
+var ErrSlowTransfer = errors.New("redis: value too large to arrive within the deadline")
+
 // ErrClosed is returned by operations on a [Redis] after [Redis.Close].
 var ErrClosed = errors.New("redis client closed")
 
@@ -26,10 +32,11 @@ var ErrClosed = errors.New("redis client closed")
 // ([ErrNotFound], redis.Nil), the caller's own cancellation, command errors
 // such as WRONGTYPE, and a wait for a pooled connection that timed out
 // (redis.ErrPoolTimeout: the pool is too small for this process's load,
-// which says nothing about Redis) are not failures.
+// which says nothing about Redis) and [ErrSlowTransfer] (a large value on
+// a slow link) are not failures.
 func IsFailure(err error) bool {
 	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrNotFound) ||
-		errors.Is(err, redis.ErrPoolTimeout) {
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, ErrSlowTransfer) {
 		return false
 	}
 	if errors.Is(err, context.Canceled) {

@@ -130,11 +130,11 @@ func (g *guard) claimTrial() bool {
 // is ours (so that the old pool's dial back-off cannot fail it). When
 // Redis answers, that client is swapped in and the breaker closes: the
 // request that ran the trial was a cache operation, and so are the next.
-func (r *Redis) runTrial(ctx context.Context, g *guard, op string, fn func(context.Context, redis.UniversalClient) error) error {
+func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.Duration, fn func(context.Context, redis.UniversalClient) error) error {
 	defer g.trialing.Store(false)
 	r.st.trials.Add(1)
 	start := time.Now()
-	deadline := start.Add(r.opts.OpTimeout)
+	deadline := start.Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}

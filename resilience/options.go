@@ -20,7 +20,13 @@ const (
 	DefaultBreakerDelay     = 10 * time.Second
 	DefaultProbeInterval    = 50 * time.Millisecond
 	DefaultProbeMaxInterval = 250 * time.Millisecond
+	DefaultMinTransferRate  = 1 << 20 // bytes per second
 )
+
+// LargeValue is the size above which a value's transfer time is taken
+// into account (see [Options.MinTransferRate]). Values up to this size keep
+// the plain OpTimeout.
+const LargeValue = 64 << 10
 
 // Options tune a [Redis]. The zero value is ready to use: every zero field
 // takes the default its comment names.
@@ -36,6 +42,22 @@ type Options struct {
 	// A hung Redis therefore costs a caller at most OpTimeout. Zero means
 	// [DefaultOpTimeout] (50 ms).
 	OpTimeout time.Duration
+
+	// MinTransferRate is the slowest rate, in bytes per second, at which
+	// a healthy link to Redis is expected to move a value, so that a slow
+	// transfer of a large entry is not taken for a Redis that is down:
+	//   - a Set of a value larger than [LargeValue] gets OpTimeout plus the
+	//     value's size at this rate as its deadline (1 MiB: about 1 s
+	//     more at the default);
+	//   - a Get learns the value's size in the same round trip (STRLEN and
+	//     GET, pipelined): when its deadline passes after Redis answered a
+	//     size larger than LargeValue, it fails with [ErrSlowTransfer],
+	//     which the breaker does not count, and the caller goes on without
+	//     the cache.
+	// Values of LargeValue or less keep OpTimeout, so a hung Redis still
+	// costs at most OpTimeout for them. Zero means [DefaultMinTransferRate]
+	// (1 MiB/s).
+	MinTransferRate int64
 
 	// DialTimeout bounds one connection attempt of the reconnect prober,
 	// handshake included. Zero means [DefaultDialTimeout] (500 ms).
@@ -102,6 +124,12 @@ func (o Options) withDefaults() (Options, error) {
 		if c.d < 0 {
 			return o, fmt.Errorf("resilience: Options.%s is negative (%v)", c.name, c.d)
 		}
+	}
+	if o.MinTransferRate < 0 {
+		return o, fmt.Errorf("resilience: Options.MinTransferRate is negative (%d)", o.MinTransferRate)
+	}
+	if o.MinTransferRate == 0 {
+		o.MinTransferRate = DefaultMinTransferRate
 	}
 	if o.MaxAttempts < 0 || o.FailureThreshold < 0 || o.PoolSize < 0 {
 		return o, errors.New("resilience: Options.MaxAttempts, FailureThreshold and PoolSize must not be negative")

@@ -65,6 +65,7 @@ type Redis struct {
 
 	readyOnce sync.Once
 	st        counters
+	large     largeValues // sizes of values too large for OpTimeout
 }
 
 type clientRef struct {
@@ -271,7 +272,10 @@ func (r *Redis) State() State { return stateOf(r.cb.State()) }
 
 // Get returns the value at key. A missing key gives [ErrNotFound]; an open
 // breaker gives [ErrUnavailable] without a network call. Get is retried
-// within its deadline when that can help.
+// within its deadline when that can help. A value larger than [LargeValue]
+// that cannot arrive within OpTimeout gives [ErrSlowTransfer], which does
+// not count against the breaker; its size is remembered, and later Gets of
+// the key get a deadline that fits it (see [Options.MinTransferRate]).
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 	g := r.guardFor(ctx, key)
 	trial, err := r.reject(g)
@@ -279,9 +283,32 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var val []byte
-	err = r.run(ctx, g, trial, "get", true, func(ctx context.Context, c redis.UniversalClient) error {
-		v, err := c.Get(ctx, key).Bytes()
-		val = v
+	known := r.large.size(key)
+	err = r.run(ctx, g, trial, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
+		// STRLEN rides along in the same round trip: if the deadline
+		// passes while a large value is arriving, Redis did answer, and
+		// the timeout is the value's size, not a failure.
+		var size *redis.IntCmd
+		var get *redis.StringCmd
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			size = p.StrLen(ctx, key)
+			get = p.Get(ctx, key)
+			return nil
+		})
+		if err != nil {
+			// go-redis stamps the batch's error on every command, STRLEN
+			// included, but keeps the value it read: non-zero means
+			// Redis answered.
+			if n := size.Val(); isTimeout(err) && n > LargeValue {
+				r.large.note(key, n) // the next Get waits long enough
+				return fmt.Errorf("%w (%d bytes): %w", ErrSlowTransfer, n, err)
+			}
+			return err
+		}
+		val, err = get.Bytes()
+		if known != 0 && int64(len(val)) != known {
+			r.large.note(key, int64(len(val)))
+		}
 		return err
 	})
 	if errors.Is(err, redis.Nil) {
@@ -298,9 +325,29 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	if err != nil {
 		return err
 	}
-	return r.run(ctx, g, trial, "set", true, func(ctx context.Context, c redis.UniversalClient) error {
+	return r.run(ctx, g, trial, "set", true, r.opTimeout(len(val)), func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Set(ctx, key, val, ttl).Err()
 	})
+}
+
+// opTimeout is the deadline of an operation that sends n bytes: OpTimeout,
+// plus their time on the link at MinTransferRate when n is over LargeValue.
+func (r *Redis) opTimeout(n int) time.Duration {
+	if n <= LargeValue {
+		return r.opts.OpTimeout
+	}
+	return r.opts.OpTimeout + time.Duration(float64(n)/float64(r.opts.MinTransferRate)*float64(time.Second))
+}
+
+// execGrace is how long after an operation's deadline failsafe-go's
+// executor still waits for the operation's own result.
+const execGrace = 25 * time.Millisecond
+
+// isTimeout reports whether err is a deadline that passed, on the context
+// or on the socket.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // Del deletes keys. Deleting twice is harmless, so Del is retried like Get.
@@ -319,7 +366,7 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 	// A copy for the closure: capturing keys itself would make every
 	// caller allocate its arguments, even when reject answers.
 	ks := append([]string(nil), keys...)
-	return r.run(ctx, g, trial, "del", true, func(ctx context.Context, c redis.UniversalClient) error {
+	return r.run(ctx, g, trial, "del", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Del(ctx, ks...).Err()
 	})
 }
@@ -339,7 +386,7 @@ func (r *Redis) Ping(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	var rtt time.Duration
-	err := r.run(ctx, r.guard, false, "ping", true, func(ctx context.Context, c redis.UniversalClient) error {
+	err := r.run(ctx, r.guard, false, "ping", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
 		start := time.Now()
 		err := c.Ping(ctx).Err()
 		rtt = time.Since(start)
@@ -367,7 +414,7 @@ func (r *Redis) do(ctx context.Context, op string, idempotent bool, fn func(cont
 	if err != nil {
 		return err
 	}
-	return r.run(ctx, r.guard, trial, op, idempotent, fn)
+	return r.run(ctx, r.guard, trial, op, idempotent, r.opts.OpTimeout, fn)
 }
 
 // rejectOnly is reject without trials.
@@ -406,7 +453,7 @@ func (r *Redis) reject(g *guard) (trial bool, err error) {
 // and the breaker. Budget: besides the Redis round trip, one context with
 // deadline and failsafe-go's execution (a few hundred nanoseconds, some 20
 // allocations).
-func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempotent bool, fn func(context.Context, redis.UniversalClient) error) error {
+func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempotent bool, timeout time.Duration, fn func(context.Context, redis.UniversalClient) error) error {
 	if err := ctx.Err(); err != nil {
 		if trial {
 			g.trialing.Store(false)
@@ -414,7 +461,7 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 		return err
 	}
 	if trial {
-		return r.runTrial(ctx, g, op, fn)
+		return r.runTrial(ctx, g, op, timeout, fn)
 	}
 	// The operation runs to its own end, whatever the caller does
 	// meanwhile: the breaker then judges Redis by what Redis did, never by
@@ -423,18 +470,25 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 	// cancellation anyway, so a caller that leaves waits no longer for it.
 	// The caller's deadline, when earlier than ours, still applies.
 	start := time.Now()
-	deadline := start.Add(r.opts.OpTimeout)
+	deadline := start.Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	opCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	// failsafe-go reports an execution whose context has ended as that
+	// context's error, and its breaker counts it, whatever fn returned. The
+	// executor's context therefore ends a little after fn's, so that the
+	// breaker judges what Redis did (ErrSlowTransfer is no failure). A
+	// timeout is never retried, so a hung Redis still costs one deadline.
+	execCtx, cancelExec := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(execGrace))
+	defer cancelExec()
+	opCtx, cancel := context.WithDeadline(execCtx, deadline)
 	defer cancel()
 	exec := g.once
 	if idempotent {
 		exec = g.retry
 	}
 	ref := r.client.Load()
-	err := exec.WithContext(opCtx).Run(func() error {
+	err := exec.WithContext(execCtx).Run(func() error {
 		err := fn(opCtx, ref.c)
 		if IsFailure(err) {
 			// Noted per attempt, before the breaker sees it, so that the

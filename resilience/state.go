@@ -45,6 +45,8 @@ func stateOf(s circuitbreaker.State) State {
 
 // StateChange describes one transition, for [Options.OnStateChange].
 type StateChange struct {
+	// From is the breaker's state before the transition, To the state
+	// after it.
 	From, To State
 	// At is when it happened.
 	At time.Time

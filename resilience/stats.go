@@ -75,8 +75,14 @@ type Stats struct {
 
 // PoolStats are the figures of go-redis's connection pool.
 type PoolStats struct {
+	// TotalConns is the number of connections in the pool now, IdleConns
+	// those of them not in use, and StaleConns how many stale connections
+	// the pool has removed so far.
 	TotalConns, IdleConns, StaleConns uint32
-	Hits, Misses, Timeouts            uint32
+	// Hits counts the times an operation found a free connection in the
+	// pool, Misses those it had to dial one, and Timeouts those it gave
+	// up waiting for one (PoolTimeout).
+	Hits, Misses, Timeouts uint32
 }
 
 // Stats returns a snapshot. It does no I/O.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -92,7 +91,7 @@ func hasMasterName(raw string) bool {
 // form.
 func parseTopologyURL(raw string, topo Topology) (Config, error) {
 	fail := func(err error) (Config, error) {
-		return Config{}, &ConfigError{Var: "url", Value: redactURL(redactQuery(raw)), Err: errors.New(scrubQuery(scrub(err.Error(), raw), raw))}
+		return Config{}, &ConfigError{Var: "url", Value: redactURL(redactQuery(raw)), Err: errors.New(scrub(err.Error(), raw))}
 	}
 	if ui, ok := rawUserinfo(raw); ok && strings.Contains(ui, ":") && strings.ContainsAny(ui, "/?#") {
 		return fail(errors.New("user name or password holds an unescaped '/', '?' or '#': percent-encode it"))
@@ -233,33 +232,6 @@ func hostPort(host, port, hostport string) (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-// secretParam matches the value of a query parameter that holds a
-// password, escaped or not, up to the next '&' (a raw password may hold a
-// '#': hiding a fragment too is better than showing a piece of it).
-var secretParam = regexp.MustCompile(`(?i)([?&](?:sentinel_)?password=)[^&]*`)
-
-// redactQuery hides the values of password= and sentinel_password= in a
-// URL-like string.
-func redactQuery(s string) string {
-	return secretParam.ReplaceAllString(s, "${1}"+redacted)
-}
-
-// scrubQuery removes from s the password parameters of raw, as written
-// and as decoded: the last guard on an error reason about raw.
-func scrubQuery(s, raw string) string {
-	for _, m := range secretParam.FindAllStringSubmatchIndex(raw, -1) {
-		v := raw[m[3]:m[1]]
-		if v == "" {
-			continue
-		}
-		s = strings.ReplaceAll(s, v, redacted)
-		if dv, err := url.QueryUnescape(v); err == nil && dv != "" {
-			s = strings.ReplaceAll(s, dv, redacted)
-		}
-	}
-	return s
 }
 
 // topologyString is [Config.String] for Sentinel and Cluster: the URL in

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -189,6 +190,10 @@ func TestTopologyPasswordsNeverShown(t *testing.T) {
 		})
 	}
 }
+
+// secretParam matches the value of a password query parameter, up to the
+// next '&'.
+var secretParam = regexp.MustCompile(`(?i)([?&](?:sentinel_)?password=)[^&]*`)
 
 func FuzzParseTopologyURL(f *testing.F) {
 	for _, s := range []string{

@@ -16,15 +16,33 @@ import (
 	"github.com/steadfast-go/steadfast/resilience"
 )
 
+// Bounds that keep clients from growing the example without end.
+const (
+	// maxItems caps the items a PUT may change; a PUT for a new id beyond
+	// it is refused with 507. A GET stores nothing.
+	maxItems = 10_000
+	// maxTasks caps the Redis task queue; a task beyond it is dropped.
+	maxTasks = 1_000
+)
+
+// pushBounded appends ARGV[1] to the list KEYS[1] only while it holds fewer
+// than ARGV[2] entries, in one step: it returns the new length, or -1 when
+// the list is full.
+var pushBounded = redis.NewScript(`
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+return redis.call('RPUSH', KEYS[1], ARGV[1])`)
+
 // items is the example's backend: an in-memory store whose reads take
-// ITEM_DELAY, standing in for a slow database.
+// ITEM_DELAY, standing in for a slow database. Only changed items are
+// kept, at most maxItems of them; any other id reads as its first version.
 type items struct {
 	delay  time.Duration
 	rdb    *resilience.Redis
 	logger *slog.Logger
+	epoch  time.Time // UpdatedAt of every item never changed
 
 	mu   sync.Mutex
-	data map[string]item
+	data map[string]item // guarded by mu: changed items only
 }
 
 type item struct {
@@ -37,24 +55,25 @@ type item struct {
 }
 
 func newItems(delay time.Duration, rdb *resilience.Redis, logger *slog.Logger) *items {
-	return &items{delay: delay, rdb: rdb, logger: logger, data: make(map[string]item)}
+	return &items{
+		delay: delay, rdb: rdb, logger: logger,
+		epoch: time.Now().UTC().Truncate(time.Second),
+		data:  make(map[string]item),
+	}
 }
 
-// lookup returns the item, making up a first version of any id.
+// lookup returns the item: a changed one, or the first version of any id,
+// made up and not stored. Call with s.mu held.
 func (s *items) lookup(id string) item {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	it, ok := s.data[id]
-	if !ok {
-		it = item{
-			ID: id, Version: 1, Name: "item " + id,
-			Description: strings.Repeat("A steadfast example item, served from the cache when Redis is up. ", 12),
-			Tags:        []string{"example", "steadfast", "cached"},
-			UpdatedAt:   time.Now().UTC().Truncate(time.Second),
-		}
-		s.data[id] = it
+	if it, ok := s.data[id]; ok {
+		return it
 	}
-	return it
+	return item{
+		ID: id, Version: 1, Name: "item " + id,
+		Description: strings.Repeat("A steadfast example item, served from the cache when Redis is up. ", 12),
+		Tags:        []string{"example", "steadfast", "cached"},
+		UpdatedAt:   s.epoch,
+	}
 }
 
 // get serves GET /items/{id}: about 1 KiB of JSON after the simulated work.
@@ -64,7 +83,9 @@ func (s *items) get(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
+	s.mu.Lock()
 	it := s.lookup(r.PathValue("id"))
+	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("ETag", fmt.Sprintf(`"%s-%d"`, it.ID, it.Version))
 	w.Header().Set("Last-Modified", it.UpdatedAt.Format(http.TimeFormat))
@@ -82,21 +103,33 @@ func (s *items) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	it := s.lookup(id)
 	s.mu.Lock()
+	if _, ok := s.data[id]; !ok && len(s.data) >= maxItems {
+		s.mu.Unlock()
+		http.Error(w, "item store full", http.StatusInsufficientStorage)
+		return
+	}
+	it := s.lookup(id)
 	it.Version++
 	it.Name = in.Name
 	it.UpdatedAt = time.Now().UTC().Truncate(time.Second)
 	s.data[id] = it
 	s.mu.Unlock()
 
-	// Queue a reindex task. Redis may be down: the change is made anyway,
-	// and the task is lost, which this demo only logs.
+	// Queue a reindex task, unless the queue is full. Redis may be down:
+	// the change is made anyway, and the task is lost, which this demo
+	// only logs.
+	var queued int64
 	err := s.rdb.Do(r.Context(), func(ctx context.Context, c redis.UniversalClient) error {
-		return c.RPush(ctx, taskQueue, "reindex "+id).Err()
+		n, err := pushBounded.Run(ctx, c, []string{taskQueue}, "reindex "+id, maxTasks).Int64()
+		queued = n
+		return err
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		s.logger.Warn("task not queued", slog.String("item", id), slog.String("error", err.Error()))
+	case queued < 0:
+		s.logger.Debug("task queue full: task dropped", slog.String("item", id))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(it)

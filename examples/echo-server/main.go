@@ -11,7 +11,9 @@
 // (simulated work per uncached item, default 50ms), WORKERS (in-process
 // workers, default 1), UPSTREAM_FAIL_RATE (share of /upstream calls that
 // fail, default 0.3), CELERY_CHECK (events or ping: count Celery workers on
-// the same Redis) and ASYNQ_CHECK (1: count asynq servers).
+// the same Redis), ASYNQ_CHECK (1: count asynq servers) and HEALTH_TOKEN
+// (callers sending "Authorization: Bearer $HEALTH_TOKEN" see /health
+// details; unset, nobody does).
 package main
 
 import (
@@ -33,6 +35,8 @@ import (
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
 	"github.com/steadfast-go/steadfast/healthhandler"
+	"github.com/steadfast-go/steadfast/healthhandler/asynq"
+	"github.com/steadfast-go/steadfast/healthhandler/celery"
 	"github.com/steadfast-go/steadfast/middleware"
 	"github.com/steadfast-go/steadfast/resilience"
 )
@@ -128,8 +132,11 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	health, err := healthhandler.New(healthhandler.Options{
 		ServiceID:   "echo-server",
 		Description: "steadfast example",
-		// Details (error texts, hosts) only for callers on this machine.
-		ShowDetails: fromLoopback,
+		// Details (error texts, hosts, user names, worker ids) only for
+		// callers that send the bearer token HEALTH_TOKEN; nobody when it
+		// is unset. Not by remote address: behind a proxy on this host
+		// every caller would be loopback.
+		ShowDetails: healthhandler.BearerToken(s.healthToken),
 		Logger:      logger,
 	})
 	if err != nil {
@@ -153,21 +160,29 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	// and asynq servers (ASYNQ_CHECK=1).
 	switch s.celeryCheck {
 	case "events":
-		celery, err := healthhandler.NewCeleryEvents(rdb, healthhandler.CeleryOptions{Min: 1, Logger: logger})
+		events, err := celery.NewEvents(rdb, celery.Options{Min: 1, Logger: logger})
 		if err != nil {
 			return err
 		}
-		defer closeLogged(logger, "celery", celery)
-		if err := health.Add(celery.Check()); err != nil {
+		defer closeLogged(logger, "celery", events)
+		if err := health.Add(events.Check()); err != nil {
 			return err
 		}
 	case "ping":
-		if err := health.Add(healthhandler.CeleryPing(rdb, healthhandler.CeleryPingOptions{Min: 1})); err != nil {
+		ping, err := celery.Ping(rdb, celery.PingOptions{Min: 1})
+		if err != nil {
+			return err
+		}
+		if err := health.Add(ping); err != nil {
 			return err
 		}
 	}
 	if s.asynqCheck {
-		if err := health.Add(healthhandler.Asynq(rdb, healthhandler.AsynqOptions{Min: 1})); err != nil {
+		servers, err := asynq.Servers(rdb, asynq.Options{Min: 1})
+		if err != nil {
+			return err
+		}
+		if err := health.Add(servers); err != nil {
 			return err
 		}
 	}
@@ -220,16 +235,6 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
-}
-
-// fromLoopback lets requests from this machine see health details.
-func fromLoopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // recoveryLogger sends gorilla's recovered panics to slog.

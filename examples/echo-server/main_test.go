@@ -80,7 +80,7 @@ func cleanEnv(extra ...string) []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "REDIS_URL", "REDISHOST", "REDISPORT", "REDISUSER", "REDIS_PASSWORD", "REDIS_DB",
-			"ADDR", "ITEM_DELAY", "WORKERS", "UPSTREAM_FAIL_RATE", "CELERY_CHECK", "ASYNQ_CHECK":
+			"ADDR", "ITEM_DELAY", "WORKERS", "UPSTREAM_FAIL_RATE", "CELERY_CHECK", "ASYNQ_CHECK", "HEALTH_TOKEN":
 			continue
 		}
 		env = append(env, kv)

@@ -20,6 +20,7 @@ type settings struct {
 	upstreamFailRate float64
 	celeryCheck      string // "", "events" or "ping"
 	asynqCheck       bool
+	healthToken      string // HEALTH_TOKEN: the bearer token that shows /health details
 }
 
 // settingError is a malformed setting: the program exits with status 2.
@@ -36,7 +37,7 @@ func loadSettings() (settings, error) {
 		}
 		return def
 	}
-	s := settings{addr: get("ADDR", ":8080")}
+	s := settings{addr: get("ADDR", ":8080"), healthToken: get("HEALTH_TOKEN", "")}
 
 	cfg, err := resilience.ConfigFromEnv()
 	var ce *resilience.ConfigError

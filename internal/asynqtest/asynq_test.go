@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/steadfast-go/steadfast/healthhandler"
+	asynqcheck "github.com/steadfast-go/steadfast/healthhandler/asynq"
 	"github.com/steadfast-go/steadfast/internal/redistest"
 	"github.com/steadfast-go/steadfast/resilience"
 )
@@ -82,7 +83,10 @@ func TestAsynqServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = rdb.Close() }()
-	check := healthhandler.Asynq(rdb, healthhandler.AsynqOptions{Min: 1})
+	check, err := asynqcheck.Servers(rdb, asynqcheck.Options{Min: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	run := func() map[string]healthhandler.Observation {
 		t.Helper()

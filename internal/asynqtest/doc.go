@@ -1,4 +1,5 @@
-// Package asynqtest checks healthhandler.Asynq against real asynq servers.
+// Package asynqtest checks healthhandler/asynq.Servers against real asynq
+// servers.
 //
 // It is a module of its own so that asynq, which only its tests use, never
 // enters the build of the library's users: run it from this directory with

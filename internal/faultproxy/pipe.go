@@ -75,7 +75,7 @@ func (c *pipe) requests(up net.Conn) {
 		if n > 0 {
 			if c.p.Mode() == Blackhole || c.isCut() {
 				c.p.dropped.Add(int64(n))
-			} else if _, werr := up.Write(buf[:n]); werr != nil {
+			} else if werr := c.p.up.write(c.p.ctx, up, buf[:n]); werr != nil {
 				return
 			}
 		}
@@ -100,7 +100,7 @@ func (c *pipe) replies(up net.Conn) {
 				c.cutOff(m)
 				return
 			default:
-				if _, werr := c.client.Write(buf[:n]); werr != nil {
+				if werr := c.p.down.write(c.p.ctx, c.client, buf[:n]); werr != nil {
 					return
 				}
 			}

@@ -56,6 +56,10 @@ type Options struct {
 	// byte less than the chunk, so a reply is never delivered whole. Zero
 	// means half the chunk.
 	CutAfter int
+	// Rate throttles the proxy to this many bytes per second in each
+	// direction, shared by all its connections, as a slow shared network
+	// link. Zero means no limit.
+	Rate int64
 }
 
 // Stats counts what a [Proxy] did since it was created.
@@ -89,6 +93,8 @@ type Proxy struct {
 	closed bool
 
 	accepted, dialErrors, resets, truncations, dropped atomic.Int64
+
+	up, down *link // requests and replies, throttled to Options.Rate
 }
 
 // New starts a proxy on a free 127.0.0.1 port that forwards to upstream
@@ -97,6 +103,9 @@ type Proxy struct {
 func New(upstream string, opts Options) (*Proxy, error) {
 	if upstream == "" {
 		return nil, errors.New("faultproxy: empty upstream address")
+	}
+	if opts.Rate < 0 {
+		return nil, fmt.Errorf("faultproxy: Options.Rate is negative (%d)", opts.Rate)
 	}
 	if opts.CutAfter < 0 {
 		return nil, fmt.Errorf("faultproxy: Options.CutAfter is negative (%d)", opts.CutAfter)
@@ -116,6 +125,8 @@ func New(upstream string, opts Options) (*Proxy, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		conns:    make(map[*pipe]struct{}),
+		up:       &link{rate: opts.Rate},
+		down:     &link{rate: opts.Rate},
 	}
 	p.mode.Store(int32(opts.Mode))
 	p.wg.Add(1)

@@ -381,3 +381,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestRate(t *testing.T) {
+	up := startUpstream(t)
+	const rate = 8 << 10
+	p := newProxy(t, up.ln.Addr().String(), Options{Rate: rate})
+	c := dial(t, p)
+	start := time.Now()
+	got, err := ask(t, c, "12345678", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 4 KiB reply at 8 KiB/s: half a second.
+	if d := time.Since(start); len(got) != replySize || d < 400*time.Millisecond {
+		t.Errorf("%d bytes at %d B/s in %v, want %d in about 500ms", len(got), rate, d, replySize)
+	}
+}

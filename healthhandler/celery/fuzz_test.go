@@ -1,4 +1,4 @@
-package healthhandler
+package celery
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/steadfast-go/steadfast/healthhandler/internal/detail"
 )
 
 // celeryFuzzSeeds are messages as a Celery 5.2 worker and kombu 5.2
@@ -30,12 +32,12 @@ func FuzzDecodeCeleryEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev, err := decodeCeleryEvent(data)
 		if err != nil {
-			if !errors.Is(err, errMalformed) {
-				t.Fatalf("error %v does not wrap errMalformed", err)
+			if !errors.Is(err, detail.ErrMalformed) {
+				t.Fatalf("error %v does not wrap detail.ErrMalformed", err)
 			}
 			return
 		}
-		if checkHostname(ev.Hostname) != nil {
+		if detail.CheckHostname(ev.Hostname) != nil {
 			t.Fatalf("accepted hostname %q", ev.Hostname)
 		}
 		switch ev.Type {
@@ -58,8 +60,8 @@ func FuzzDecodeCeleryReply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		hosts, err := decodeCeleryReply(data, celeryFuzzTicket)
 		if err != nil {
-			if !errors.Is(err, errMalformed) && !errors.Is(err, errStrayReply) {
-				t.Fatalf("error %v wraps neither errMalformed nor errStrayReply", err)
+			if !errors.Is(err, detail.ErrMalformed) && !errors.Is(err, errStrayReply) {
+				t.Fatalf("error %v wraps neither detail.ErrMalformed nor errStrayReply", err)
 			}
 			return
 		}
@@ -67,7 +69,7 @@ func FuzzDecodeCeleryReply(f *testing.F) {
 			t.Fatal("no error and no hosts")
 		}
 		for _, h := range hosts {
-			if checkHostname(h) != nil {
+			if detail.CheckHostname(h) != nil {
 				t.Fatalf("accepted hostname %q", h)
 			}
 		}

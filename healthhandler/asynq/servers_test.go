@@ -1,15 +1,44 @@
-package healthhandler
+package asynq
 
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/steadfast-go/steadfast/healthhandler"
+	"github.com/steadfast-go/steadfast/healthhandler/internal/detail"
+	"github.com/steadfast-go/steadfast/resilience"
 )
+
+// testRedis guards a client of the Redis at addr. Its operation deadline
+// is generous: tests run on loaded machines. TestMain checks that no
+// goroutine is left once the tests end.
+func testRedis(t *testing.T, addr string) *resilience.Redis {
+	t.Helper()
+	rdb, err := resilience.NewRedis(resilience.Config{Addr: addr},
+		resilience.Options{Logger: slog.New(slog.DiscardHandler), OpTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// servers builds the check, failing the test on an error.
+func servers(t *testing.T, rdb *resilience.Redis, opts Options) healthhandler.Check {
+	t.Helper()
+	c, err := Servers(rdb, opts)
+	if err != nil {
+		t.Fatalf("Servers: %v", err)
+	}
+	return c
+}
 
 // A tiny protobuf encoder, to build asynq server states as asynq writes
 // them (see asynq's ServerInfo message).
@@ -57,16 +86,16 @@ func TestDecodeAsynqServerInfo(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      []byte
-		want    asynqServerInfo
+		want    serverInfo
 		wantErr string
 	}{
-		{name: "as asynq writes it", in: full, want: asynqServerInfo{
+		{name: "as asynq writes it", in: full, want: serverInfo{
 			Host: "host-a", PID: 4242, ServerID: "0b3ea2a4-5c1c-4c57-9a4d-2b1e4f3e5a61", Concurrency: 10, Status: "active", Active: 3}},
-		{name: "empty message", in: nil, want: asynqServerInfo{}},
+		{name: "empty message", in: nil, want: serverInfo{}},
 		{name: "unknown fields skipped", in: append(append(append(pbInt(nil, 15, 7), pbBytes(nil, 16, []byte("x"))...),
 			append(pbTag(nil, 17, wireI64), 1, 2, 3, 4, 5, 6, 7, 8)...), append(pbTag(nil, 18, wireI32), 1, 2, 3, 4)...),
-			want: asynqServerInfo{}},
-		{name: "negative pid", in: pbInt(nil, 2, -1), want: asynqServerInfo{PID: -1}},
+			want: serverInfo{}},
+		{name: "negative pid", in: pbInt(nil, 2, -1), want: serverInfo{PID: -1}},
 		{name: "truncated string", in: full[:3], wantErr: "bad length"},
 		{name: "truncated varint", in: []byte{0x10, 0x80}, wantErr: "bad varint"},
 		{name: "truncated fixed", in: append(pbTag(nil, 17, wireI64), 1, 2), wantErr: "truncated"},
@@ -82,15 +111,15 @@ func TestDecodeAsynqServerInfo(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := decodeAsynqServerInfo(tc.in)
+			got, err := decodeServerInfo(tc.in)
 			if tc.wantErr != "" {
-				if !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("decodeAsynqServerInfo(%x) error = %v, want errMalformed containing %q", tc.in, err, tc.wantErr)
+				if !errors.Is(err, detail.ErrMalformed) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("decodeServerInfo(%x) error = %v, want detail.ErrMalformed containing %q", tc.in, err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Fatalf("decodeAsynqServerInfo(%x) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+				t.Fatalf("decodeServerInfo(%x) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 			}
 		})
 	}
@@ -115,9 +144,9 @@ func TestParseAsynqMember(t *testing.T) {
 		{"asynq:servers:{ho\nst:1:id}", "", 0, false},
 	}
 	for _, tc := range tests {
-		host, pid, ok := parseAsynqMember(tc.member)
+		host, pid, ok := parseMember(tc.member)
 		if host != tc.host || pid != tc.pid || ok != tc.ok {
-			t.Errorf("parseAsynqMember(%q) = %q, %d, %v; want %q, %d, %v", tc.member, host, pid, ok, tc.host, tc.pid, tc.ok)
+			t.Errorf("parseMember(%q) = %q, %d, %v; want %q, %d, %v", tc.member, host, pid, ok, tc.host, tc.pid, tc.ok)
 		}
 	}
 }
@@ -127,7 +156,7 @@ func TestParseAsynqMember(t *testing.T) {
 func addAsynqServer(t *testing.T, mr *miniredis.Miniredis, host string, pid int, state []byte) string {
 	t.Helper()
 	key := "asynq:servers:{" + host + ":" + strconv.Itoa(pid) + ":0b3ea2a4}"
-	if _, err := mr.ZAdd(asynqServersKey, float64(time.Now().Add(10*time.Second).Unix()), key); err != nil {
+	if _, err := mr.ZAdd(serversKey, float64(time.Now().Add(10*time.Second).Unix()), key); err != nil {
 		t.Fatal(err)
 	}
 	if state != nil {
@@ -139,13 +168,13 @@ func addAsynqServer(t *testing.T, mr *miniredis.Miniredis, host string, pid int,
 	return key
 }
 
-func asynqRun(t *testing.T, c Check) map[string]Observation {
+func asynqRun(t *testing.T, c healthhandler.Check) map[string]healthhandler.Observation {
 	t.Helper()
 	obs, err := c.Run(context.Background())
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	m := map[string]Observation{}
+	m := map[string]healthhandler.Observation{}
 	for _, o := range obs {
 		m[o.Measurement] = o
 	}
@@ -154,11 +183,11 @@ func asynqRun(t *testing.T, c Check) map[string]Observation {
 
 func TestAsynq(t *testing.T) {
 	mr := miniredis.RunT(t)
-	rdb := celeryTestRedis(t, mr.Addr(), "", 0, nil)
-	c := Asynq(rdb, AsynqOptions{Min: 2})
+	rdb := testRedis(t, mr.Addr())
+	c := servers(t, rdb, Options{Min: 2})
 
 	obs := asynqRun(t, c)
-	if s := obs["servers"]; s.Status != StatusFail || s.Value != 0 || s.Output != "0 asynq servers alive, want at least 2" {
+	if s := obs["servers"]; s.Status != healthhandler.StatusFail || s.Value != 0 || s.Output != "0 asynq servers alive, want at least 2" {
 		t.Errorf("no server: servers = %+v", s)
 	}
 
@@ -167,14 +196,14 @@ func TestAsynq(t *testing.T) {
 	addAsynqServer(t, mr, "host-c", 33, asynqState("host-c", 33, 8, 0, "stopped"))
 	addAsynqServer(t, mr, "host-d", 44, nil)                      // died without cleaning up
 	addAsynqServer(t, mr, "host-e", 55, []byte{0xff, 0xff, 0xff}) // state not readable
-	if _, err := mr.ZAdd(asynqServersKey, 1, "something-else"); err != nil {
+	if _, err := mr.ZAdd(serversKey, 1, "something-else"); err != nil {
 		t.Fatal(err)
 	}
 	obs = asynqRun(t, c)
 	s := obs["servers"]
 	wantDetail := "alive: host-a:11 (concurrency 10, active 3), host-b:22 (concurrency 5, active 0), host-e:55; " +
 		"not processing: host-c:33 (stopped); expired: host-d:44"
-	if s.Status != StatusPass || s.Value != 3 || s.Detail != wantDetail {
+	if s.Status != healthhandler.StatusPass || s.Value != 3 || s.Detail != wantDetail {
 		t.Errorf("servers = %+v\nwant 3 alive, detail %q", s, wantDetail)
 	}
 	if obs["concurrency"].Value != int64(15) || obs["active"].Value != int64(3) {
@@ -192,7 +221,7 @@ func TestAsynq(t *testing.T) {
 	// The states expire by Redis's clock when their servers stop beating.
 	mr.FastForward(11 * time.Second)
 	obs = asynqRun(t, c)
-	if s := obs["servers"]; s.Status != StatusFail || s.Value != 0 || !strings.Contains(s.Detail, "expired: host-a:11, host-b:22") {
+	if s := obs["servers"]; s.Status != healthhandler.StatusFail || s.Value != 0 || !strings.Contains(s.Detail, "expired: host-a:11, host-b:22") {
 		t.Errorf("after the TTL: servers = %+v", s)
 	}
 	if len(mr.Keys()) != 1 {
@@ -202,20 +231,20 @@ func TestAsynq(t *testing.T) {
 
 func TestAsynqManyServers(t *testing.T) {
 	mr := miniredis.RunT(t)
-	rdb := celeryTestRedis(t, mr.Addr(), "", 0, nil)
-	for i := range maxAsynqServers + 5 {
+	rdb := testRedis(t, mr.Addr())
+	for i := range maxServers + 5 {
 		addAsynqServer(t, mr, "h", i+1, asynqState("h", int64(i+1), 1, 0, "active"))
 	}
-	s := asynqRun(t, Asynq(rdb, AsynqOptions{}))["servers"]
-	if s.Value != maxAsynqServers || !strings.HasSuffix(s.Detail, "; first 500 of 505 entries read") {
+	s := asynqRun(t, servers(t, rdb, Options{}))["servers"]
+	if s.Value != maxServers || !strings.HasSuffix(s.Detail, "; first 500 of 505 entries read") {
 		t.Errorf("servers = %v, detail ending %q", s.Value, s.Detail[max(0, len(s.Detail)-60):])
 	}
 }
 
 func TestAsynqRedisDown(t *testing.T) {
-	rdb := celeryTestRedis(t, "127.0.0.1:1", "", 0, nil)
-	obs := asynqRun(t, Asynq(rdb, AsynqOptions{}))
-	if s := obs["servers"]; s.Status != StatusFail || s.Output != "asynq servers unknown: redis unavailable" ||
+	rdb := testRedis(t, "127.0.0.1:1")
+	obs := asynqRun(t, servers(t, rdb, Options{}))
+	if s := obs["servers"]; s.Status != healthhandler.StatusFail || s.Output != "asynq servers unknown: redis unavailable" ||
 		!strings.Contains(s.Detail, "asynq: read asynq:servers") || s.Value != nil {
 		t.Errorf("Redis down: servers = %+v", s)
 	}
@@ -225,16 +254,16 @@ func TestAsynqRedisDown(t *testing.T) {
 }
 
 func TestAsynqOptions(t *testing.T) {
-	if c := Asynq(nil, AsynqOptions{}); c.err == nil {
-		t.Error("Asynq(nil) has no error")
+	if _, err := Servers(nil, Options{}); !errors.Is(err, healthhandler.ErrInvalidOption) {
+		t.Errorf("Servers(nil) error = %v, want ErrInvalidOption", err)
 	}
 	mr := miniredis.RunT(t)
-	rdb := celeryTestRedis(t, mr.Addr(), "", 0, nil)
-	if c := Asynq(rdb, AsynqOptions{Min: -1}); c.err == nil {
-		t.Error("Asynq with Min -1 has no error")
+	rdb := testRedis(t, mr.Addr())
+	if _, err := Servers(rdb, Options{Min: -1}); !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), "Min") {
+		t.Errorf("Servers with Min -1: error = %v, want ErrInvalidOption naming Min", err)
 	}
-	if c := Asynq(rdb, AsynqOptions{}); c.Name != "asynq" || c.err != nil {
-		t.Errorf("defaults: Name %q, err %v", c.Name, c.err)
+	if c, err := Servers(rdb, Options{}); c.Name != "asynq" || err != nil {
+		t.Errorf("defaults: Name %q, err %v", c.Name, err)
 	}
 }
 
@@ -244,14 +273,14 @@ func FuzzDecodeAsynqServerInfo(f *testing.F) {
 	f.Add([]byte{0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add(append(pbTag(nil, 17, wireI64), 1, 2, 3, 4, 5, 6, 7, 8))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		info, err := decodeAsynqServerInfo(data)
+		info, err := decodeServerInfo(data)
 		if err != nil {
-			if !errors.Is(err, errMalformed) {
-				t.Fatalf("error %v does not wrap errMalformed", err)
+			if !errors.Is(err, detail.ErrMalformed) {
+				t.Fatalf("error %v does not wrap detail.ErrMalformed", err)
 			}
 			return
 		}
-		if len(info.Host) > maxAsynqHostLength || info.Concurrency < 0 || info.Active < 0 {
+		if len(info.Host) > detail.MaxHostname || info.Concurrency < 0 || info.Active < 0 {
 			t.Fatalf("accepted %+v", info)
 		}
 		// What decodes encodes back to the same fields.
@@ -262,7 +291,7 @@ func FuzzDecodeAsynqServerInfo(f *testing.F) {
 		b = pbInt(b, 4, int64(info.Concurrency))
 		b = pbBytes(b, 7, []byte(info.Status))
 		b = pbInt(b, 9, int64(info.Active))
-		if again, err := decodeAsynqServerInfo(b); err != nil || again != info {
+		if again, err := decodeServerInfo(b); err != nil || again != info {
 			t.Fatalf("round trip of %+v = %+v, %v", info, again, err)
 		}
 	})
@@ -273,16 +302,16 @@ func FuzzParseAsynqMember(f *testing.F) {
 	f.Add("asynq:servers:{fe80::1:17:id}")
 	f.Add("asynq:servers:{:1:}")
 	f.Fuzz(func(t *testing.T, member string) {
-		host, pid, ok := parseAsynqMember(member)
+		host, pid, ok := parseMember(member)
 		if !ok {
 			return
 		}
-		if checkHostname(host) != nil || pid <= 0 {
-			t.Fatalf("parseAsynqMember(%q) accepted host %q, pid %d", member, host, pid)
+		if detail.CheckHostname(host) != nil || pid <= 0 {
+			t.Fatalf("parseMember(%q) accepted host %q, pid %d", member, host, pid)
 		}
-		again, pid2, ok := parseAsynqMember("asynq:servers:{" + host + ":" + strconv.Itoa(pid) + ":x}")
+		again, pid2, ok := parseMember("asynq:servers:{" + host + ":" + strconv.Itoa(pid) + ":x}")
 		if !ok || again != host || pid2 != pid {
-			t.Fatalf("parseAsynqMember of rebuilt %q = %q, %d, %v", member, again, pid2, ok)
+			t.Fatalf("parseMember of rebuilt %q = %q, %d, %v", member, again, pid2, ok)
 		}
 	})
 }

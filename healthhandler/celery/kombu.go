@@ -1,4 +1,4 @@
-package healthhandler
+package celery
 
 import (
 	"bytes"
@@ -10,8 +10,8 @@ import (
 	"mime"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/steadfast-go/steadfast/healthhandler/internal/detail"
 )
 
 // This file reads and writes the messages Celery exchanges over a Redis
@@ -25,18 +25,14 @@ import (
 // worker event (hostname, type, freq, active, processed, timestamp, ...) or
 // a control reply ({"<hostname>": {"ok": "pong"}}). Everything here sees
 // bytes anyone with access to the broker can publish, so every decoder
-// returns an error wrapping errMalformed rather than trusting its input.
-
-// errMalformed marks a message that is not what the protocol says.
-var errMalformed = errors.New("malformed message")
+// returns an error wrapping detail.ErrMalformed rather than trusting its
+// input.
 
 // Limits on what a decoder accepts.
 const (
 	// maxCeleryMessage bounds an envelope: a heartbeat is some 700 bytes
 	// and a ping reply a few hundred.
 	maxCeleryMessage = 64 << 10
-	// maxHostname bounds a worker's node name (name@host).
-	maxHostname = 255
 	// maxCeleryFreq bounds a worker's heartbeat interval: anything longer
 	// is not a heartbeat a health check can use.
 	maxCeleryFreq = time.Hour
@@ -69,10 +65,6 @@ type kombuHeaders struct {
 	Ticket string
 }
 
-func malformed(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errMalformed}, args...)...)
-}
-
 // decodeKombuEnvelope returns the decoded body of one kombu message and
 // the headers the decoders need. It accepts JSON bodies only (Celery's
 // default event and control serializer), base64-encoded or not, and no
@@ -80,38 +72,38 @@ func malformed(format string, args ...any) error {
 func decodeKombuEnvelope(data []byte) ([]byte, kombuHeaders, error) {
 	var h kombuHeaders
 	if len(data) > maxCeleryMessage {
-		return nil, h, malformed("message of %d bytes exceeds %d", len(data), maxCeleryMessage)
+		return nil, h, detail.Malformed("message of %d bytes exceeds %d", len(data), maxCeleryMessage)
 	}
 	var env kombuEnvelope
 	if err := json.Unmarshal(data, &env); err != nil {
-		return nil, h, malformed("envelope is not kombu JSON")
+		return nil, h, detail.Malformed("envelope is not kombu JSON")
 	}
 	if env.Body == nil {
-		return nil, h, malformed("envelope has no body")
+		return nil, h, detail.Malformed("envelope has no body")
 	}
 	if env.Headers.Compression != nil && *env.Headers.Compression != "" {
-		return nil, h, malformed("compressed body not supported")
+		return nil, h, detail.Malformed("compressed body not supported")
 	}
 	if mt, _, err := mime.ParseMediaType(env.ContentType); err != nil || mt != "application/json" {
-		return nil, h, malformed("content type %q is not application/json", clip(env.ContentType))
+		return nil, h, detail.Malformed("content type %q is not application/json", detail.Clip(env.ContentType))
 	}
 	switch strings.ToLower(env.ContentEncoding) {
 	case "", "utf-8", "utf8":
 	default:
-		return nil, h, malformed("content encoding %q not supported", clip(env.ContentEncoding))
+		return nil, h, detail.Malformed("content encoding %q not supported", detail.Clip(env.ContentEncoding))
 	}
 	var body []byte
 	switch env.Properties.BodyEncoding {
 	case "base64":
 		b, err := base64.StdEncoding.DecodeString(*env.Body)
 		if err != nil {
-			return nil, h, malformed("body is not base64")
+			return nil, h, detail.Malformed("body is not base64")
 		}
 		body = b
 	case "":
 		body = []byte(*env.Body)
 	default:
-		return nil, h, malformed("body encoding %q not supported", clip(env.Properties.BodyEncoding))
+		return nil, h, detail.Malformed("body encoding %q not supported", detail.Clip(env.Properties.BodyEncoding))
 	}
 	if env.Headers.Ticket != nil {
 		h.Ticket = *env.Headers.Ticket
@@ -152,13 +144,13 @@ func decodeCeleryEvent(data []byte) (celeryEvent, error) {
 	}
 	var b celeryEventBody
 	if err := json.Unmarshal(body, &b); err != nil {
-		return ev, malformed("event body is not a JSON object of the expected fields")
+		return ev, detail.Malformed("event body is not a JSON object of the expected fields")
 	}
 	if b.Type == nil || b.Hostname == nil {
-		return ev, malformed("event without type or hostname")
+		return ev, detail.Malformed("event without type or hostname")
 	}
 	ev.Type = *b.Type
-	if err := checkHostname(*b.Hostname); err != nil {
+	if err := detail.CheckHostname(*b.Hostname); err != nil {
 		return ev, err
 	}
 	ev.Hostname = *b.Hostname
@@ -166,11 +158,11 @@ func decodeCeleryEvent(data []byte) (celeryEvent, error) {
 		return ev, nil // worker-offline needs no more; other types are ignored
 	}
 	if b.Freq == nil {
-		return ev, malformed("%s without freq", ev.Type)
+		return ev, detail.Malformed("%s without freq", ev.Type)
 	}
 	f := *b.Freq
 	if math.IsNaN(f) || f <= 0 || f > maxCeleryFreq.Seconds() {
-		return ev, malformed("freq %v out of range (0, %v]", f, maxCeleryFreq.Seconds())
+		return ev, detail.Malformed("freq %v out of range (0, %v]", f, maxCeleryFreq.Seconds())
 	}
 	ev.Freq = time.Duration(f * float64(time.Second))
 	if b.Active != nil {
@@ -180,34 +172,18 @@ func decodeCeleryEvent(data []byte) (celeryEvent, error) {
 		ev.Processed = *b.Processed
 	}
 	if ev.Active < 0 || ev.Processed < 0 {
-		return ev, malformed("negative active or processed count")
+		return ev, detail.Malformed("negative active or processed count")
 	}
 	if b.Timestamp != nil {
 		ts := *b.Timestamp
 		// Up to the year 9999: beyond it time.Time arithmetic overflows.
 		if math.IsNaN(ts) || ts < 0 || ts > 253402300799 {
-			return ev, malformed("timestamp %v out of range", ts)
+			return ev, detail.Malformed("timestamp %v out of range", ts)
 		}
 		sec, frac := math.Modf(ts)
 		ev.Timestamp = time.Unix(int64(sec), int64(frac*1e9))
 	}
 	return ev, nil
-}
-
-// checkHostname accepts a worker node name: non-empty, at most
-// maxHostname bytes of valid UTF-8 without control characters.
-func checkHostname(s string) error {
-	switch {
-	case s == "":
-		return malformed("empty hostname")
-	case len(s) > maxHostname:
-		return malformed("hostname of %d bytes exceeds %d", len(s), maxHostname)
-	case !utf8.ValidString(s):
-		return malformed("hostname is not UTF-8")
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return malformed("hostname holds a control character")
-	}
-	return nil
 }
 
 // errStrayReply marks a well-formed reply to another call. It is not
@@ -228,18 +204,18 @@ func decodeCeleryReply(data []byte, ticket string) ([]string, error) {
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, malformed("reply body is not a JSON object")
+		return nil, detail.Malformed("reply body is not a JSON object")
 	}
 	if len(m) == 0 {
-		return nil, malformed("reply names no worker")
+		return nil, detail.Malformed("reply names no worker")
 	}
 	hosts := make([]string, 0, len(m))
 	for host, v := range m {
-		if err := checkHostname(host); err != nil {
+		if err := detail.CheckHostname(host); err != nil {
 			return nil, err
 		}
 		if v = bytes.TrimSpace(v); len(v) == 0 || v[0] != '{' {
-			return nil, malformed("reply of %q is not an object", host)
+			return nil, detail.Malformed("reply of %q is not an object", host)
 		}
 		hosts = append(hosts, host)
 	}
@@ -300,17 +276,4 @@ func encodeCeleryPing(exchange, replyExchange, replyKey, ticket, tag string, exp
 		return nil, fmt.Errorf("encode ping: %w", err)
 	}
 	return out, nil
-}
-
-// clip shortens a foreign value quoted in an error.
-func clip(s string) string {
-	const n = 32
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

@@ -1,4 +1,4 @@
-package healthhandler
+package celery
 
 import (
 	"context"
@@ -13,17 +13,19 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/steadfast-go/steadfast/healthhandler"
+	"github.com/steadfast-go/steadfast/healthhandler/internal/detail"
 	"github.com/steadfast-go/steadfast/resilience"
 )
 
-// Defaults used when a [CeleryPingOptions] field is zero.
+// Defaults used when a [PingOptions] field is zero.
 const (
-	// DefaultCeleryPingWindow is how long a ping waits for answers, as
+	// DefaultPingWindow is how long a ping waits for answers, as
 	// long as "celery inspect ping" waits by default.
-	DefaultCeleryPingWindow = time.Second
-	// DefaultCeleryControlExchange is Celery's control exchange (its
+	DefaultPingWindow = time.Second
+	// DefaultControlExchange is Celery's control exchange (its
 	// control_exchange setting).
-	DefaultCeleryControlExchange = "celery"
+	DefaultControlExchange = "celery"
 )
 
 // kombu's Redis transport: a binding of an exchange is a member
@@ -50,18 +52,18 @@ const (
 	maxCeleryLeftovers = 32
 )
 
-// CeleryPingOptions tune the check [CeleryPing] builds. The zero value
+// PingOptions tune the check [Ping] builds. The zero value
 // pings the workers of a Celery app with default settings for one second,
 // with no minimum.
-type CeleryPingOptions struct {
+type PingOptions struct {
 	// Name is the check's name and the keys' component. Empty means
 	// "celery"; give another when the same Handler also has a
-	// [CeleryEvents] check.
+	// [Events] check.
 	Name string
 	// Critical makes too few answers, or a broker the ping cannot reach,
 	// fail the report (HTTP 503) and readiness.
 	Critical bool
-	// Interval is the check's. Zero means [DefaultInterval].
+	// Interval is the check's. Zero means [healthhandler.DefaultInterval].
 	Interval time.Duration
 	// Timeout bounds one run; it must be longer than Window. Zero means
 	// Window plus one second.
@@ -69,20 +71,20 @@ type CeleryPingOptions struct {
 	// Window is how long a run waits for answers: the bound within which
 	// a live worker must answer. A run ends sooner when every worker
 	// subscribed to the control channel has answered. Zero means
-	// [DefaultCeleryPingWindow] (1 s).
+	// [DefaultPingWindow] (1 s).
 	Window time.Duration
 	// Min is how many workers must answer; fewer fail the check. Zero
 	// means no minimum: the check only reports the count.
 	Min int
 	// ControlExchange is the Celery app's control_exchange setting.
-	// Empty means [DefaultCeleryControlExchange] ("celery").
+	// Empty means [DefaultControlExchange] ("celery").
 	ControlExchange string
 	// KeyPrefix is the broker's global_keyprefix transport option, if the
 	// Celery app sets one. Empty means none.
 	KeyPrefix string
 }
 
-// CeleryPing returns a check that counts the Celery workers answering a
+// Ping returns a check that counts the Celery workers answering a
 // broadcast ping, the call "celery inspect ping" makes, over the Redis
 // broker rdb points at; the workers need no code for it. It reports, all
 // with the same status:
@@ -95,7 +97,7 @@ type CeleryPingOptions struct {
 //   - "celery:malformed": the answers of this run skipped because they
 //     were not valid replies.
 //
-// Trade-offs, compared with [CeleryEvents]: a ping needs no goroutine or
+// Trade-offs, compared with [Events]: a ping needs no goroutine or
 // connection between runs and knows the answer at once, even right after
 // start, and a worker that answers proves its control loop runs, not only
 // its heartbeat thread. But each run writes to Redis: it adds a reply
@@ -105,46 +107,48 @@ type CeleryPingOptions struct {
 // the next run). It takes up to Window per run, holding one pooled
 // connection meanwhile, and wakes every worker once per Interval.
 //
-// rdb must use the broker's Redis database. [Handler.Add] reports a nil
-// rdb or invalid options.
-func CeleryPing(rdb *resilience.Redis, opts CeleryPingOptions) Check {
+// rdb must use the broker's Redis database. Ping returns an error naming
+// the field, wrapping [healthhandler.ErrInvalidOption], when rdb is nil or
+// an option is invalid.
+func Ping(rdb *resilience.Redis, opts PingOptions) (healthhandler.Check, error) {
 	if opts.Name == "" {
 		opts.Name = "celery"
 	}
 	if opts.Window == 0 {
-		opts.Window = DefaultCeleryPingWindow
+		opts.Window = DefaultPingWindow
 	}
 	if opts.ControlExchange == "" {
-		opts.ControlExchange = DefaultCeleryControlExchange
+		opts.ControlExchange = DefaultControlExchange
 	}
 	timeout := opts.Timeout
 	if timeout == 0 {
 		timeout = opts.Window + time.Second
 	}
-	c := newCheck(opts.Name, opts.Critical, opts.Interval, timeout, ComponentTypeComponent)
 	switch {
 	case rdb == nil:
-		c.err = errors.New("healthhandler: CeleryPing check of a nil client")
+		return healthhandler.Check{}, fmt.Errorf("celery: Ping of a nil client: %w", healthhandler.ErrInvalidOption)
 	case opts.Window < 0, opts.Min < 0, timeout < 0:
-		c.err = fmt.Errorf("healthhandler: CeleryPingOptions.Window (%v), Timeout (%v) and Min (%d) must not be negative", opts.Window, opts.Timeout, opts.Min)
+		return healthhandler.Check{}, fmt.Errorf("celery: PingOptions.Window (%v), Timeout (%v) and Min (%d) must not be negative: %w",
+			opts.Window, opts.Timeout, opts.Min, healthhandler.ErrInvalidOption)
 	case timeout <= opts.Window:
-		c.err = fmt.Errorf("healthhandler: CeleryPingOptions.Timeout (%v) must be longer than Window (%v)", timeout, opts.Window)
-	}
-	if c.err != nil {
-		return c
+		return healthhandler.Check{}, fmt.Errorf("celery: PingOptions.Timeout (%v) must be longer than Window (%v): %w",
+			timeout, opts.Window, healthhandler.ErrInvalidOption)
 	}
 	p := &celeryPinger{rdb: rdb, opts: opts}
-	c.Run = func(ctx context.Context) ([]Observation, error) {
-		res, err := p.ping(ctx)
-		return celeryPingObservations(res, err, rdb.String(), opts.Min), nil
-	}
-	return c
+	return healthhandler.Check{
+		Name: opts.Name, Critical: opts.Critical,
+		Interval: opts.Interval, Timeout: timeout,
+		Run: func(ctx context.Context) ([]healthhandler.Observation, error) {
+			res, err := p.ping(ctx)
+			return celeryPingObservations(res, err, rdb.String(), opts.Min), nil
+		},
+	}, nil
 }
 
 // celeryPinger pings on behalf of one check; its runs never overlap.
 type celeryPinger struct {
 	rdb  *resilience.Redis
-	opts CeleryPingOptions
+	opts PingOptions
 
 	mu        sync.Mutex
 	leftovers []celeryReplyQueue // to remove at the next run
@@ -342,13 +346,13 @@ func newUUID() string {
 }
 
 // celeryPingObservations describes one ping.
-func celeryPingObservations(res celeryPingResult, err error, broker string, minimum int) []Observation {
-	base := Observation{ComponentID: broker, Status: StatusPass}
+func celeryPingObservations(res celeryPingResult, err error, broker string, minimum int) []healthhandler.Observation {
+	base := healthhandler.Observation{ComponentID: broker, Status: healthhandler.StatusPass}
 	switch {
 	case err != nil:
-		base.Status, base.Output = StatusFail, "celery workers unknown: "+redisOutput
+		base.Status, base.Output = healthhandler.StatusFail, "celery workers unknown: "+detail.RedisUnavailable
 	case len(res.hosts) < minimum:
-		base.Status = StatusFail
+		base.Status = healthhandler.StatusFail
 		base.Output = fmt.Sprintf("%d celery workers answered, want at least %d", len(res.hosts), minimum)
 	}
 	workers := base
@@ -359,16 +363,16 @@ func celeryPingObservations(res celeryPingResult, err error, broker string, mini
 	bad.Measurement = "malformed"
 	if err != nil {
 		workers.Detail = err.Error()
-		return []Observation{workers, rt, bad}
+		return []healthhandler.Observation{workers, rt, bad}
 	}
 	workers.Value = len(res.hosts)
 	if len(res.hosts) > 0 {
-		workers.Detail = "answered: " + list(res.hosts)
-		rt.Value, rt.Unit = millis(res.slowest), "ms"
+		workers.Detail = "answered: " + detail.List(res.hosts)
+		rt.Value, rt.Unit = detail.Millis(res.slowest), "ms"
 	}
 	bad.Value = res.malformed
 	if res.malformed > 0 {
 		bad.Detail = "last: " + res.lastBad
 	}
-	return []Observation{workers, rt, bad}
+	return []healthhandler.Observation{workers, rt, bad}
 }

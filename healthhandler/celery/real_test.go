@@ -1,4 +1,4 @@
-package healthhandler
+package celery
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/internal/redistest"
 )
 
@@ -39,21 +40,44 @@ def add(x, y):
     return x + y
 `
 
+// celeryModules are the Python modules a Celery worker on a Redis broker
+// needs, each with the Debian package that installs it for celeryPython.
+// kombu's Redis transport imports redis lazily: without python3-redis
+// (only "Suggested" by python3-celery) every worker dies at start-up.
+var celeryModules = []struct{ module, pkg string }{
+	{"celery", "python3-celery"},
+	{"redis", "python3-redis"},
+}
+
 // requireCelery skips the test when Celery cannot be run, unless
-// celeryRequireEnv is set.
+// celeryRequireEnv is set, in which case it fails at once, naming the
+// missing Python module and the package that installs it.
 func requireCelery(t *testing.T) {
 	t.Helper()
+	for _, m := range celeryModules {
+		out, err := exec.Command(celeryPython, "-c", "import "+m.module).CombinedOutput()
+		if err == nil {
+			continue
+		}
+		msg := fmt.Sprintf("python module %q not available with %s (apt-get install %s; set %s=1 to fail instead of skipping): %v: %s",
+			m.module, celeryPython, m.pkg, celeryRequireEnv, err, lastLine(out))
+		if os.Getenv(celeryRequireEnv) == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 	out, err := exec.Command(celeryPython, "-c", "import celery; print(celery.__version__)").CombinedOutput()
-	if err == nil {
-		t.Logf("celery %s", bytes.TrimSpace(out))
-		return
+	if err != nil {
+		t.Fatalf("celery version: %v: %s", err, lastLine(out))
 	}
-	msg := fmt.Sprintf("celery not available with %s (install python3-celery; set %s=1 to fail instead): %v: %s",
-		celeryPython, celeryRequireEnv, err, bytes.TrimSpace(out))
-	if os.Getenv(celeryRequireEnv) == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	t.Logf("celery %s", bytes.TrimSpace(out))
+}
+
+// lastLine is the last non-empty line of a command's output: for a Python
+// traceback, the exception.
+func lastLine(out []byte) []byte {
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	return lines[len(lines)-1]
 }
 
 // celeryWorkerProc is one Celery worker process owned by a test.
@@ -152,7 +176,7 @@ func TestCeleryRealWorkers(t *testing.T) {
 	rdb := celeryTestRedis(t, srv.Addr(), password, db, log)
 	clock := &offsetClock{}
 	sig := newCelerySignal()
-	ev, err := newCeleryEvents(rdb, CeleryOptions{Min: 1, Logger: log, Now: clock.Now}, sig.notify)
+	ev, err := newEvents(rdb, Options{Min: 1, Logger: log, Now: clock.Now}, sig.notify)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,13 +193,13 @@ func TestCeleryRealWorkers(t *testing.T) {
 		return names
 	}
 	var texts []string // every text the checks produce, to look for the password
-	run := func(c Check) map[string]Observation {
+	run := func(c healthhandler.Check) map[string]healthhandler.Observation {
 		t.Helper()
 		obs, err := c.Run(context.Background())
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		m := map[string]Observation{}
+		m := map[string]healthhandler.Observation{}
 		for _, o := range obs {
 			m[o.Measurement] = o
 			texts = append(texts, o.Output, o.Detail, o.ComponentID)
@@ -188,7 +212,7 @@ func TestCeleryRealWorkers(t *testing.T) {
 
 	w1 := startCeleryWorker(t, dir, broker, "w1@steadfast")
 	sig.wait(t, "w1 online", func() bool { return len(alive()) == 1 })
-	if w := run(ev.Check())["workers"]; w.Value != 1 || w.Status != StatusPass || w.Detail != "alive: w1@steadfast" {
+	if w := run(ev.Check())["workers"]; w.Value != 1 || w.Status != healthhandler.StatusPass || w.Detail != "alive: w1@steadfast" {
 		t.Errorf("one worker: workers = %+v", w)
 	}
 	w2 := startCeleryWorker(t, dir, broker, "w2@steadfast")
@@ -206,13 +230,13 @@ func TestCeleryRealWorkers(t *testing.T) {
 	// at each event until both answer; a run ends as soon as every
 	// subscriber of the control channel answered.
 	const window = 10 * time.Second
-	ping := CeleryPing(rdb, CeleryPingOptions{Min: 2, Window: window})
-	var pobs map[string]Observation
+	ping := ping(t, rdb, PingOptions{Min: 2, Window: window})
+	var pobs map[string]healthhandler.Observation
 	sig.wait(t, "both workers answering a ping", func() bool {
 		pobs = run(ping)
 		return pobs["workers"].Value == 2
 	})
-	if w := pobs["workers"]; w.Status != StatusPass || w.Detail != "answered: w1@steadfast, w2@steadfast" {
+	if w := pobs["workers"]; w.Status != healthhandler.StatusPass || w.Detail != "answered: w1@steadfast, w2@steadfast" {
 		t.Errorf("ping: workers = %+v", w)
 	}
 	if rt, _ := pobs["responseTime"].Value.(float64); rt <= 0 || rt > float64(window/time.Millisecond) {
@@ -248,21 +272,21 @@ func TestCeleryRealWorkers(t *testing.T) {
 			}
 		}
 	}
-	if freq != DefaultCeleryHeartbeat {
-		t.Errorf("w1 freq = %v, want Celery's default %v", freq, DefaultCeleryHeartbeat)
+	if freq != DefaultHeartbeat {
+		t.Errorf("w1 freq = %v, want Celery's default %v", freq, DefaultHeartbeat)
 	}
 	clock.Advance(2*freq + time.Millisecond)
-	if w := run(ev.Check())["workers"]; w.Value != 0 || w.Status != StatusFail || !strings.Contains(w.Detail, "no heartbeat: w1@steadfast") {
+	if w := run(ev.Check())["workers"]; w.Value != 0 || w.Status != healthhandler.StatusFail || !strings.Contains(w.Detail, "no heartbeat: w1@steadfast") {
 		t.Errorf("two heartbeat intervals after kill -9: workers = %+v", w)
 	}
-	if w := run(ping)["workers"]; w.Value != 0 || w.Status != StatusFail {
+	if w := run(ping)["workers"]; w.Value != 0 || w.Status != healthhandler.StatusFail {
 		t.Errorf("ping with no worker: workers = %+v", w)
 	}
 	assertNoPingLeftReal(t, srv, db)
 
 	// No password anywhere: not in check texts, not in a detailed report,
 	// not in logs.
-	h, err := New(Options{ShowDetails: func(*http.Request) bool { return true }, Logger: log})
+	h, err := healthhandler.New(healthhandler.Options{ShowDetails: func(*http.Request) bool { return true }, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,6 @@
+//go:build !race
+
+package resilience
+
+// raceEnabled: the race detector slows every goroutine several times over.
+const raceEnabled = false
