@@ -50,7 +50,13 @@ type stack struct {
 // into log and keeps its entries under prefix.
 func newStack(t *testing.T, addr, password, prefix string, log *slog.Logger) *stack {
 	t.Helper()
-	rdb, err := resilience.NewRedis(resilience.Config{Addr: addr, Password: password}, resilience.Options{
+	return newStackFor(t, resilience.Config{Addr: addr, Password: password}, prefix, log)
+}
+
+// newStackFor is newStack for any configuration: Sentinel, Cluster.
+func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.Logger) *stack {
+	t.Helper()
+	rdb, err := resilience.NewRedis(cfg, resilience.Options{
 		Logger:    log,
 		OpTimeout: opTimeout,
 	})
