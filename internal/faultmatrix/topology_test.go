@@ -28,10 +28,19 @@ const topoSlack = 250 * time.Millisecond
 // ignoreResolver: go-redis resolves the made-up address of each failover
 // client it builds; the resolver's goroutines outlive the lookup's bound
 // where no DNS server answers.
+//
+// The last three: a go-redis failover client closed while one of its dials
+// is asking the sentinels for the master can be handed a sentinel
+// connection after it closed (go-redis's MasterAddr race), whose
+// +switch-master listener then outlives it. Seen once per few failovers;
+// reported, not fixed here.
 var ignoreResolver = []goleak.Option{
 	goleak.IgnoreAnyFunction("net.(*Resolver).goLookupIPCNAMEOrder.func3.1"),
 	goleak.IgnoreAnyFunction("net.(*Resolver).goLookupIPCNAMEOrder.func4"),
 	goleak.IgnoreAnyFunction("net.(*Resolver).lookupIPAddr.func2"),
+	goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9.(*sentinelFailover).listen"),
+	goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9.(*channel).initHealthCheck.func1"),
+	goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9.(*channel).initMsgChan.func1"),
 }
 
 // topoLoad runs GETs over every resource, round robin, until ctx ends.
