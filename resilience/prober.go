@@ -3,9 +3,10 @@ package resilience
 import (
 	"context"
 
-	"github.com/redis/go-redis/v9"
 	"math/rand/v2"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // start launches the prober. It pings once at once, so that a Redis that

@@ -224,3 +224,29 @@ func TestClusterNodeIsolation(t *testing.T) {
 		})
 	}
 }
+
+// TestHeartbeatOnCluster: worker heartbeats and the worker count run on a
+// cluster: their Lua scripts name one key each.
+func TestHeartbeatOnCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	c := redistest.StartCluster(t, redisproc.ClusterOptions{})
+	r := newTestRedis(t, Config{Topology: TopologyCluster, Addrs: c.Addrs()[:1]}, Options{OpTimeout: time.Second})
+	hb, err := NewHeartbeat(r, HeartbeatOptions{ID: "w1", Interval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hb.Close() }()
+	ctx := context.Background()
+	untilOK(t, 10*time.Second, func() error {
+		ws, err := r.Workers(ctx, DefaultHeartbeatKey, time.Minute)
+		if err != nil {
+			return err
+		}
+		if len(ws) != 1 || ws[0].ID != "w1" {
+			return fmt.Errorf("workers %+v, want w1", ws)
+		}
+		return nil
+	})
+}

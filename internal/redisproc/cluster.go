@@ -172,7 +172,7 @@ type ClusterNode struct {
 // ClusterNodes asks the first running node that answers for CLUSTER
 // NODES, skipping the one at skip (a node about to be faulted, say).
 func (c *Cluster) ClusterNodes(ctx context.Context, skip string) ([]ClusterNode, error) {
-	var lastErr error = ErrNotRunning
+	lastErr := ErrNotRunning
 	for _, s := range c.Nodes {
 		if s.Addr() == skip || s.PID() == 0 {
 			continue

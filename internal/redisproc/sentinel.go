@@ -150,7 +150,7 @@ func (st *Sentinel) SentinelAddrs() []string {
 
 // MasterAddr asks the sentinels, in turn, for the master's address.
 func (st *Sentinel) MasterAddr(ctx context.Context) (string, error) {
-	var lastErr error = ErrNotRunning
+	lastErr := ErrNotRunning
 	for _, s := range st.Sentinels {
 		if s.PID() == 0 {
 			continue
@@ -184,7 +184,7 @@ func (st *Sentinel) Node(addr string) *Server {
 
 // Failover asks a sentinel for a failover (SENTINEL FAILOVER).
 func (st *Sentinel) Failover(ctx context.Context) error {
-	var lastErr error = ErrNotRunning
+	lastErr := ErrNotRunning
 	for _, s := range st.Sentinels {
 		if _, err := s.command(ctx, "SENTINEL", "FAILOVER", st.Name); err != nil {
 			lastErr = err
