@@ -54,6 +54,7 @@ type flags struct {
 	work           time.Duration
 	fault          time.Duration
 	trials         int
+	topoTrials     int
 	stampede       int
 	healthRate     float64
 	healthDuration time.Duration
@@ -73,6 +74,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.DurationVar(&f.work, "work", 2*time.Millisecond, "the origin handler's work per request")
 	fs.DurationVar(&f.fault, "fault", 1500*time.Millisecond, "how long Redis stays killed or frozen in the outage and hang scenarios")
 	fs.IntVar(&f.trials, "trials", 5, "resume trials per configuration")
+	fs.IntVar(&f.topoTrials, "topology-trials", 4, "failovers per Sentinel and Cluster scenario (0: skip them)")
 	fs.IntVar(&f.stampede, "stampede", 1000, "concurrent requests for one cold URL in the stampede scenario")
 	fs.Float64Var(&f.healthRate, "health-rate", 1000, "requests per second to /health in the health scenario")
 	fs.DurationVar(&f.healthDuration, "health-duration", 5*time.Second, "length of the health scenario")
@@ -183,7 +185,13 @@ func run(ctx context.Context, f flags, bin string, out io.Writer) error {
 	if err := c.close(); err != nil {
 		return err
 	}
+
 	rep.Goroutines = goroutinesLeft(before)
+	if f.topoTrials > 0 {
+		// After the goroutine count: go-redis's failover clients can leave
+		// a resolver lookup or a sentinel listener behind for a while.
+		rep.Topology = topologyRuns(ctx, f.work, f.topoTrials, logger, progress)
+	}
 	rep.Targets, rep.Notes = judge(rep, c)
 	rep.Seconds = time.Since(began).Seconds()
 	writeMarkdown(out, rep)

@@ -35,7 +35,13 @@ const healthInterval = time.Second
 // Only the loggers are set, to keep the tables readable. /health is
 // healthhandler with the Redis check, its interval set to healthInterval.
 func serveSteadfast(o *origin, redisAddr string, logger *slog.Logger) (*steadfastServer, error) {
-	rdb, err := resilience.NewRedis(resilience.Config{Addr: redisAddr}, resilience.Options{Logger: logger})
+	return serveSteadfastFor(o, resilience.Config{Addr: redisAddr}, logger)
+}
+
+// serveSteadfastFor is serveSteadfast for any configuration: Sentinel,
+// Cluster.
+func serveSteadfastFor(o *origin, cfg resilience.Config, logger *slog.Logger) (*steadfastServer, error) {
+	rdb, err := resilience.NewRedis(cfg, resilience.Options{Logger: logger})
 	if err != nil {
 		return nil, err
 	}
