@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -197,6 +198,10 @@ func topologyMarkdown(p func(string, ...any), rs []TopologyResult) {
 			p("| %s | skipped: %s | |\n", r.Scenario, r.Skipped)
 			continue
 		}
-		p("| %s | %s / %s | %v |\n", r.Scenario, fmtMs(r.P50ms), fmtMs(r.MaxMs), fmt.Sprint(r.TrialsMs))
+		trials := make([]string, len(r.TrialsMs))
+		for i, v := range r.TrialsMs {
+			trials[i] = fmt.Sprintf("%.1f", v)
+		}
+		p("| %s | %s / %s | %s |\n", r.Scenario, fmtMs(r.P50ms), fmtMs(r.MaxMs), strings.Join(trials, " "))
 	}
 }
