@@ -27,6 +27,8 @@ const DefaultCacheKeyPrefix = "steadfast:"
 const (
 	// LogKeyQueueSize is the capacity of the cache's write queue.
 	LogKeyQueueSize = "queue_size"
+	// LogKeyQueueBytes is the byte bound of the cache's write queue.
+	LogKeyQueueBytes = "queue_bytes"
 	// LogKeyPolicyError says what is wrong with a policy given to
 	// [Cache.Policy].
 	LogKeyPolicyError = "policy_error"
@@ -77,9 +79,41 @@ type CacheOptions struct {
 	// making a request wait. Zero means [DefaultCacheQueueSize].
 	QueueSize int
 
+	// QueueBytes bounds the entries waiting for the background writer by
+	// their size in bytes, besides QueueSize: an entry that does not fit
+	// is dropped (counted in Dropped and DroppedBytes) rather than
+	// making the process hold more. Zero means [DefaultCacheQueueBytes].
+	QueueBytes int64
+
 	// Workers is the number of goroutines that write entries to the
 	// store. Zero means [DefaultCacheWorkers].
 	Workers int
+
+	// LockTimeout is the longest a request waits for another request's
+	// run of the handler for the same key (coalescing) before it runs the
+	// handler itself. Zero means [DefaultLockTimeout].
+	LockTimeout time.Duration
+
+	// MaxRefreshes bounds the background refreshes of stale entries
+	// (stale-while-revalidate) running at once, across all keys. Past it,
+	// the stale entry is served without starting another refresh
+	// (counted in RefreshesSkipped). Zero means [DefaultMaxRefreshes].
+	MaxRefreshes int
+
+	// OuterVary names request headers on which middleware outside the
+	// cache varies its own transformation of the response, such as
+	// Accept-Encoding for a compressor (gorilla's CompressHandler sets
+	// "Vary: Accept-Encoding" on every response). The cache stores the
+	// response of the handler it wraps, before that transformation, and
+	// the middleware transforms it again on every hit; so a Vary that
+	// middleware outside set, naming only these headers, does not keep a
+	// response from being stored. Every other Vary name set outside (say
+	// X-Tenant) is honoured like the handler's own: the response is
+	// stored only when the policy keys on that header. A Vary the handler
+	// sets itself is always honoured. Name here only headers whose outer
+	// middleware does not change what the handler answers: the cache does
+	// not key on them. Nil means none.
+	OuterVary []string
 
 	// Logger receives a line when the write queue fills up and when it has
 	// room again, and one per handler panic the cache answers with a stale
@@ -135,8 +169,16 @@ type CacheStats struct {
 	// store, or unsigned or forged under [CacheOptions.SigningKey]); each
 	// was deleted and taken as a miss.
 	DecodeErrors uint64
-	// Refreshes counts background refreshes of stale entries started.
-	Refreshes uint64
+	// Refreshes counts background refreshes of stale entries started;
+	// RefreshesSkipped the stale hits that started none because
+	// MaxRefreshes were running already.
+	Refreshes, RefreshesSkipped uint64
+	// DroppedBytes is the size of the entries counted in Dropped because
+	// the write queue had no room for them (QueueSize or QueueBytes).
+	DroppedBytes uint64
+	// LockTimeouts counts requests that stopped waiting for another
+	// request's run of the handler after LockTimeout and ran their own.
+	LockTimeouts uint64
 	// Invalidations counts keys invalidated because an unsafe request
 	// (POST, PUT, PATCH, DELETE...) succeeded. A delete that fails is
 	// also counted in StoreErrors; until it succeeds (it is tried again
@@ -149,6 +191,7 @@ type CacheStats struct {
 type cacheCounters struct {
 	hits, staleHits, misses, coalesced, bypasses, skipped      atomic.Uint64
 	stored, storeErrors, dropped, decodeErrors, refreshes, inv atomic.Uint64
+	refreshesSkipped, droppedBytes, lockTimeouts               atomic.Uint64
 }
 
 // Cache is a response cache in Redis that fails open: when Redis errs,
@@ -165,9 +208,22 @@ type cacheCounters struct {
 // On a hit the cache makes one Redis round trip and writes the stored
 // status, header and body, with Age and Cache-Status. On a miss the
 // handler runs once per key however many requests wait (they share its
-// response when it may be stored, else run their own), its response
-// streams to the client while it is recorded, and a storable one goes to a
-// bounded background writer: a request never waits for a write.
+// response when it may be stored, else run their own, at once; none waits
+// longer than [CacheOptions.LockTimeout]), its response is recorded, and a
+// storable one goes to a bounded background writer: a request never waits
+// for a write. While a response may be shared its body is buffered (up to
+// the policy's MaxBodyBytes) and sent when the handler returns, so that
+// no client's reading speed holds back the others; any other response
+// streams to the client as it is written.
+//
+// What is stored is what the handler completed, or nothing: a response is
+// stored only when the handler returned normally, its context still live
+// (its client did not leave, no deadline passed), every byte it wrote was
+// recorded (no write failed, nothing was cut off) and the body is as long
+// as any Content-Length it declared. The store decision reads the final
+// response header, with what middleware outside the cache set: its
+// Cache-Control (private, no-store), Set-Cookie and Vary count as the
+// handler's own would (see [CacheOptions.OuterVary] for a compressor).
 //
 // Every response the cache touched carries a Cache-Status field
 // (RFC 9211), such as "steadfast; hit; ttl=42",
@@ -175,9 +231,10 @@ type cacheCounters struct {
 // "steadfast; fwd=bypass; detail=redis-unavailable"; a response that is
 // not stored says why in its detail ("set-cookie", "status", ...). The
 // field is written with the status, before the body: "stored" means the
-// response was storable by its status and header, so a body that then
-// outgrows MaxBodyBytes, without a Content-Length to announce it, is not
-// stored although the field says so.
+// response was storable by its status and header, so a response that then
+// turns out incomplete, or outgrows MaxBodyBytes without a Content-Length
+// to announce it, or gets a Set-Cookie from an outer middleware when its
+// status is written, is not stored although the field says so.
 //
 // Invalidation deletes the entry an unsafe request's URL and key headers
 // select. Other variants of the URL (other values of
@@ -205,12 +262,17 @@ type Cache struct {
 	recs    recorderPool
 	stats   cacheCounters
 
+	lockTimeout time.Duration
+	hfm         *hitForMiss
+	outerVary   []string
+
 	// Background refreshes (stale-while-revalidate): one per key.
 	ctx        context.Context // cancelled by Close
 	cancel     context.CancelFunc
 	refreshMu  sync.Mutex
 	refreshing map[string]struct{} // guarded by refreshMu
-	closed     bool                // guarded by refreshMu
+	maxRefresh int
+	closed     bool // guarded by refreshMu
 	refreshWG  sync.WaitGroup
 }
 
@@ -229,16 +291,26 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 	case len(opts.SigningKey) > 0 && len(opts.SigningKey) < minSigningKey:
 		return nil, fmt.Errorf("new cache: SigningKey has %d bytes, fewer than %d: %w",
 			len(opts.SigningKey), minSigningKey, ErrInvalidOption)
+	case opts.QueueBytes < 0:
+		return nil, fmt.Errorf("new cache: QueueBytes %d is negative: %w", opts.QueueBytes, ErrInvalidOption)
+	case opts.LockTimeout < 0:
+		return nil, fmt.Errorf("new cache: LockTimeout %v is negative: %w", opts.LockTimeout, ErrInvalidOption)
+	case opts.MaxRefreshes < 0:
+		return nil, fmt.Errorf("new cache: MaxRefreshes %d is negative: %w", opts.MaxRefreshes, ErrInvalidOption)
 	}
 	c := &Cache{
-		store:      store,
-		prefix:     orDefault(opts.KeyPrefix, DefaultCacheKeyPrefix),
-		rules:      opts.Rules,
-		now:        opts.Now,
-		log:        opts.Logger,
-		refreshing: make(map[string]struct{}),
-		linger:     flightLinger,
-		signKey:    bytes.Clone(opts.SigningKey),
+		store:       store,
+		prefix:      orDefault(opts.KeyPrefix, DefaultCacheKeyPrefix),
+		rules:       opts.Rules,
+		now:         opts.Now,
+		log:         opts.Logger,
+		refreshing:  make(map[string]struct{}),
+		maxRefresh:  orDefault(opts.MaxRefreshes, DefaultMaxRefreshes),
+		linger:      flightLinger,
+		lockTimeout: orDefault(opts.LockTimeout, DefaultLockTimeout),
+		hfm:         newHitForMiss(),
+		outerVary:   slices.Clone(opts.OuterVary),
+		signKey:     bytes.Clone(opts.SigningKey),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -247,7 +319,7 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 		c.log = slog.Default()
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.w = newWriter(store, orDefault(opts.QueueSize, DefaultCacheQueueSize),
+	c.w = newWriter(store, orDefault(opts.QueueSize, DefaultCacheQueueSize), orDefault(opts.QueueBytes, DefaultCacheQueueBytes),
 		orDefault(opts.Workers, DefaultCacheWorkers), c.log, &c.stats, c.inval.made)
 	c.w.signKey = c.signKey // before any job: the queue orders it before every read
 	return c, nil
@@ -294,6 +366,10 @@ func (c *Cache) Stats() CacheStats {
 		DecodeErrors:  s.decodeErrors.Load(),
 		Refreshes:     s.refreshes.Load(),
 		Invalidations: s.inv.Load(),
+
+		RefreshesSkipped: s.refreshesSkipped.Load(),
+		DroppedBytes:     s.droppedBytes.Load(),
+		LockTimeouts:     s.lockTimeouts.Load(),
 	}
 }
 
@@ -452,7 +528,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		return
 	case cachepolicy.StaleRevalidate:
 		c.stats.staleHits.Add(1)
-		c.refresh(key, r, next, p)
+		c.refresh(key, w, r, next, p)
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{
 			Hit: true, TTL: e.life.TTL(e.storedAt, now), Detail: "stale-while-revalidate",
 		}, false)

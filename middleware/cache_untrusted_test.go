@@ -12,36 +12,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
-	"github.com/steadfast-go/steadfast/internal/redistest"
 	"github.com/steadfast-go/steadfast/middleware"
-	"github.com/steadfast-go/steadfast/resilience"
 )
 
-// realEnv is a cache on a real redis-server, behind a real HTTP server, for
-// requests as a hostile client sends them on the wire.
-type realEnv struct {
-	*env
-	srv *redistest.Server
-}
-
-func newRealEnv(t *testing.T) *realEnv {
-	t.Helper()
-	srv := redistest.Start(t, redistest.Options{})
-	rdb, err := resilience.NewRedis(resilience.Config{Addr: srv.Addr()}, resilience.Options{
-		Logger: quiet, OpTimeout: 5 * time.Second, DialTimeout: 5 * time.Second,
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = rdb.Close() })
-	e := &env{t: t, rdb: rdb, clock: newClock()}
-	e.store = &signalStore{Store: rdb, sets: make(chan string, 64)}
-	e.cache, err = middleware.NewCache(e.store, middleware.CacheOptions{Logger: quiet, Now: e.clock.Now})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = e.cache.Close() })
-	return &realEnv{env: e, srv: srv}
-}
-
 // serve returns the URL of an HTTP server running h.
-func (e *realEnv) serve(h http.Handler) string {
+func (e *env) serve(h http.Handler) string {
 	ts := httptest.NewServer(h)
 	e.t.Cleanup(ts.Close)
 	return ts.URL
@@ -62,7 +37,7 @@ func send(t *testing.T, req *http.Request) (*http.Response, string) {
 // handler that reflects the raw query must not serve the raw script it
 // stored to a visitor who sent the escaped URL (issue 14 item 4).
 func TestCacheQueryAsSentRealRedis(t *testing.T) {
-	e := newRealEnv(t)
+	e := newRealEnv(t, middleware.CacheOptions{})
 	reflectQuery := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		io.WriteString(w, "<p>you searched "+r.URL.RawQuery+"</p>")
@@ -108,7 +83,7 @@ func TestCacheRequestBodyRealRedis(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newRealEnv(t)
+			e := newRealEnv(t, middleware.CacheOptions{})
 			o := &origin{set: func(w http.ResponseWriter, r *http.Request) {
 				b, _ := io.ReadAll(r.Body)
 				io.WriteString(w, "results for "+string(b)+"; ")

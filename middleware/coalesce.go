@@ -3,11 +3,15 @@ package middleware
 import (
 	"bytes"
 	"context"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
 )
@@ -33,6 +37,19 @@ import (
 //     (singleflight wraps it in a private error type, and DoChan crashes
 //     the process on a panic).
 //
+// Waiters never wait longer than they must: they are released, to run the
+// handler on their own, as soon as the leader's response is known not to
+// be shareable (at its header: no-store, private, Set-Cookie, too large,
+// a status that is not stored; or later, when its body outgrows the limit
+// or the handler flushes), and after CacheOptions.LockTimeout in any case.
+// The leader's body is buffered, not streamed, while it may be shared, so
+// that its handler never waits on the leader's client: how fast that
+// client reads never paces the others. A key whose response was not
+// shareable is remembered for hitForMissTTL (hit-for-miss, as Varnish
+// calls it), and requests for it are not coalesced meanwhile. Requests
+// that open a stream (Upgrade, Accept: text/event-stream) are never
+// coalesced.
+//
 // A flight whose response was shared stays findable until the background
 // writer has stored the entry (or given up), so requests arriving in the
 // short gap between the handler's end and the entry landing in Redis are
@@ -42,6 +59,42 @@ import (
 // more than any lookup that could have missed the entry takes (a store
 // operation's deadline is tens of milliseconds).
 const flightLinger = time.Second
+
+// Hit-for-miss: how long a key whose response could not be shared is
+// remembered, and how many keys are.
+const (
+	hitForMissTTL  = 5 * time.Second
+	hitForMissKeys = 4096
+)
+
+// hitForMiss remembers, for a short time, keys whose last response could
+// not be shared, so that requests for them run the handler at once instead
+// of queueing behind one another. It is bounded: the least recently used
+// key is forgotten first. Safe for concurrent use.
+type hitForMiss struct {
+	keys *lru.Cache[string, time.Time] // key -> until when it is remembered
+}
+
+func newHitForMiss() *hitForMiss {
+	keys, _ := lru.New[string, time.Time](hitForMissKeys) // errs only for a size <= 0
+	return &hitForMiss{keys: keys}
+}
+
+// add remembers key until now+hitForMissTTL.
+func (h *hitForMiss) add(key string, now time.Time) { h.keys.Add(key, now.Add(hitForMissTTL)) }
+
+// has reports whether key is remembered at now.
+func (h *hitForMiss) has(key string, now time.Time) bool {
+	until, ok := h.keys.Get(key)
+	if ok && !now.Before(until) {
+		h.keys.Remove(key)
+		return false
+	}
+	return ok
+}
+
+// forget forgets key: its response was shareable after all.
+func (h *hitForMiss) forget(key string) { h.keys.Remove(key) }
 
 // flights is the set of flights in progress, by cache key.
 type flights struct {
@@ -79,14 +132,15 @@ func (g *flights) join(key string, lead bool, usable func(*flight) bool) (f *fli
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if f = g.m[key]; f != nil {
+		joinable := true
 		select {
 		case <-f.done:
-			if f.e != nil && usable(f) {
-				return f, false
-			}
+			joinable = f.e != nil && usable(f)
 		default:
+		}
+		if joinable {
 			f.mu.Lock()
-			f.refs++
+			f.refs++ // dropped by wait
 			f.mu.Unlock()
 			return f, false
 		}
@@ -163,25 +217,37 @@ func (f *flight) release() {
 	}
 }
 
-// wait blocks until the flight's outcome is set or ctx ends; it reports
-// false in the second case.
-func (f *flight) wait(ctx context.Context) bool {
+// Outcomes of a wait.
+const (
+	waitDone    = iota // the flight's outcome is set
+	waitGone           // the waiter's context ended
+	waitTimeout        // the lock timeout passed first
+)
+
+// wait blocks until the flight's outcome is set, ctx ends or timeout
+// passes, and says which; the waiter is no longer interested after it.
+func (f *flight) wait(ctx context.Context, timeout time.Duration) int {
+	defer f.release()
 	select {
 	case <-f.done:
-		return true
+		return waitDone
 	default:
 	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case <-f.done:
-		return true
+		return waitDone
 	case <-ctx.Done():
-		f.release()
-		return false
+		return waitGone
+	case <-t.C:
+		return waitTimeout
 	}
 }
 
 // finish sets the outcome and wakes the waiters. It must be called exactly
-// once, by the leader, whatever happened to the handler.
+// once, by the leader, whatever happened to the handler: when the handler
+// returned, or as soon as its response is known not to be shareable.
 func (f *flight) finish(e *entry, failed, panicked bool, panicVal any) {
 	f.e, f.failed, f.panicked, f.panicVal = e, failed, panicked, panicVal
 	close(f.done)
@@ -197,6 +263,12 @@ func (f *flight) finish(e *entry, failed, panicked bool, panicVal any) {
 func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy,
 	key string, lookup time.Time, rd *cachepolicy.RequestDirectives, fallback *entry, fwd string,
 ) {
+	if opensStream(r.Header) {
+		// A WebSocket or an event stream lasts as long as its client
+		// wants: nobody waits for it, and it waits for nobody.
+		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		return
+	}
 	lead := r.Method == http.MethodGet && !conditional(r.Header) &&
 		len(r.Header["If-Match"]) == 0 && len(r.Header["If-Unmodified-Since"]) == 0 && len(r.Header["Range"]) == 0
 	// A finished flight is used only if it is fresh for the request, as
@@ -208,6 +280,11 @@ func (c *Cache) fill(w http.ResponseWriter, r *http.Request, next http.Handler, 
 	// a response a flight made within flightLinger is better than running
 	// the handler once more: nothing would be stored anyway.
 	now := c.now()
+	if c.hfm.has(key, now) {
+		// The key's last response could not be shared: no queue.
+		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		return
+	}
 	usable := func(f *flight) bool {
 		return (fwd == cachepolicy.FwdBypass || f.landed.IsZero() || lookup.Before(f.landed)) &&
 			cachepolicy.Classify(f.e.life, f.e.storedAt, now, *rd) == cachepolicy.Fresh
@@ -230,8 +307,13 @@ func (c *Cache) await(w http.ResponseWriter, r *http.Request, next http.Handler,
 	key string, fallback *entry, fwd string, f *flight,
 ) {
 	c.stats.coalesced.Add(1)
-	if !f.wait(r.Context()) {
+	switch f.wait(r.Context(), c.lockTimeout) {
+	case waitGone:
 		return // the client is gone
+	case waitTimeout:
+		c.stats.lockTimeouts.Add(1)
+		c.forward(w, r, next, p, key, fallback, fwd, nil)
+		return
 	}
 	switch {
 	case f.panicked:
@@ -274,12 +356,16 @@ type run struct {
 	stop     func()  // ends the flight's context
 
 	rec      *recorder
-	before   http.Header // the client's header before the handler ran
-	header   http.Header // the response's header, if it may be stored
+	ctx      context.Context // the handler's
+	before   http.Header     // the client's header before the handler ran
+	header   http.Header     // the response's header, if it may be stored
 	now      time.Time
 	gen      uint64 // the invalidation generation when the run began
 	decision cachepolicy.StoreDecision
 	decided  bool
+	status   int  // the status decided on
+	vary     int  // how many Vary lines the header had when committed
+	held5xx  bool // a 5xx is held back, to be replaced by the fallback
 	done     bool // the flight's outcome is set
 }
 
@@ -302,9 +388,11 @@ func (c *Cache) forward(w http.ResponseWriter, r *http.Request, next http.Handle
 	if f != nil {
 		var ctx context.Context
 		ctx, ru.stop = f.start(r.Context())
+		defer ru.stop()
 		req = r.WithContext(ctx)
 	}
-	ru.rec = c.recs.get(w, recorderConfig{hold: ru.hold, capture: true, limit: bodyLimit(p)})
+	ru.ctx = req.Context()
+	ru.rec = c.recs.get(w, recorderConfig{hold: ru.hold, capture: true, limit: bodyLimit(p), sent: ru.sent, cut: ru.cut})
 	if !ru.serve(next, req) {
 		return // the handler panicked, or called runtime.Goexit
 	}
@@ -331,34 +419,157 @@ func (ru *run) serve(next http.Handler, req *http.Request) (returned bool) {
 
 // hold is the recorder's decision when the handler writes its status: a
 // 5xx is held back when a stale entry can replace it; anything else gets
-// its Cache-Status and is recorded only if it may be stored.
+// its Cache-Status and is recorded only if it may be stored. A response a
+// flight may share has its body buffered, not streamed, so that the
+// handler never waits on the leader's client; one that may not be shared
+// releases the waiters at once.
 func (ru *run) hold(status int, h http.Header) bool {
 	ru.decide(status, h)
 	if ru.fallback != nil && status >= http.StatusInternalServerError {
+		ru.held5xx = true
 		return true
 	}
-	// Nothing to keep when nothing will be stored.
-	ru.rec.cfg.capture = ru.decision.Store
+	if !ru.decision.Store {
+		// Nothing to keep when nothing will be stored.
+		ru.rec.cfg.capture = false
+		ru.unshare()
+		return false
+	}
+	if ru.f != nil {
+		ru.rec.bufferBody()
+	}
+	return false
+}
+
+// sent runs when the status went to the client's writer, with the header
+// as middleware outside the cache left it after its own WriteHeader: the
+// final header. What those middleware added (Set-Cookie, Cache-Control:
+// private, Vary) counts as the handler's own would.
+func (ru *run) sent(final http.Header) {
+	if !ru.decided || !ru.decision.Store {
+		return
+	}
+	committed := ru.vary
+	d := cachepolicy.Storable(ru.r, ru.status, ru.c.decisionHeader(final, func(i int) bool {
+		return ru.outerVaryLine(final, i) || i >= committed
+	}), *ru.p, ru.now)
+	if d.Store {
+		return
+	}
+	ru.decision = d
+	ru.rec.cfg.capture = false
+	ru.rec.buffering = false // no body was written yet
+	ru.unshare()
+}
+
+// cut runs when the body kept stops being the whole response, or stops
+// being buffered (too large, a flush, a hijack, a failed write): it is
+// then not shared, and not stored unless the cause was a flush (a
+// response that then completes whole may still be stored).
+func (ru *run) cut(reason string) {
+	if reason != "flush" && ru.decided && ru.decision.Store {
+		ru.decision.Store = false
+	}
+	ru.unshare()
+}
+
+// unshare releases the flight's waiters, to run the handler on their own,
+// and remembers the key as one not to coalesce for a while. The handler's
+// context is left alone: the leader's client still wants its response.
+func (ru *run) unshare() {
+	if ru.f == nil || ru.done {
+		return
+	}
+	ru.c.hfm.add(ru.key, ru.c.now())
+	ru.done = true
+	ru.f.finish(nil, false, false, nil)
+	ru.c.flights.forget(ru.key, ru.f)
+}
+
+// outerVaryLine reports whether h's Vary line i is one that middleware
+// outside the cache set before the handler ran.
+func (ru *run) outerVaryLine(h http.Header, i int) bool {
+	prev := ru.before["Vary"]
+	return i < len(prev) && i < len(h["Vary"]) && h["Vary"][i] == prev[i]
+}
+
+// decisionHeader returns the header the store decision reads: h, but
+// with the names of [CacheOptions.OuterVary] taken out of the Vary lines
+// that outer reports as set by middleware outside the cache.
+func (c *Cache) decisionHeader(h http.Header, outer func(i int) bool) http.Header {
+	lines := h["Vary"]
+	if len(c.outerVary) == 0 || len(lines) == 0 {
+		return h
+	}
+	kept := make([]string, 0, len(lines))
+	changed := false
+	for i, line := range lines {
+		if outer(i) {
+			if l := dropNames(line, c.outerVary); l != line {
+				changed = true
+				if l == "" {
+					continue
+				}
+				line = l
+			}
+		}
+		kept = append(kept, line)
+	}
+	if !changed {
+		return h
+	}
+	v := maps.Clone(h)
+	v["Vary"] = kept
+	return v
+}
+
+// dropNames returns the comma-separated list line without the names
+// (compared case-insensitively).
+func dropNames(line string, names []string) string {
+	var out []string
+	changed := false
+	for part := range strings.SplitSeq(line, ",") {
+		name := strings.TrimSpace(part)
+		if slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, name) }) {
+			changed = true
+			continue
+		}
+		if name != "" {
+			out = append(out, name)
+		}
+	}
+	if !changed {
+		return line
+	}
+	return strings.Join(out, ", ")
+}
+
+// opensStream reports whether a request asks for a response that lasts
+// as long as its client wants: a protocol upgrade (WebSocket) or an event
+// stream.
+func opensStream(h http.Header) bool {
+	if len(h["Upgrade"]) > 0 {
+		return true
+	}
+	for _, v := range h["Accept"] {
+		if strings.Contains(strings.ToLower(v), "text/event-stream") {
+			return true
+		}
+	}
 	return false
 }
 
 // decide makes the store decision for the response's status and header
-// and sets its Cache-Status. Fields that outer middleware set before the
-// handler ran, and the handler left alone, do not count: they are not
-// stored (see fieldsOf), and are set again on every response by the
-// middleware that set them. An outer compressor's "Vary: Accept-Encoding",
-// say, concerns its own work, not the identity response stored here.
+// and sets its Cache-Status. The decision reads the whole header, with
+// what middleware outside the cache set before the handler ran: their
+// Cache-Control, Set-Cookie and Vary count like the handler's (but for
+// the Vary names of [CacheOptions.OuterVary]). Those fields are not
+// stored (see fieldsOf): the middleware sets them again on every response.
 func (ru *run) decide(status int, h http.Header) {
-	own := h
-	if ru.before != nil {
-		own = make(http.Header, len(h))
-		for name, values := range h {
-			if prev, ok := ru.before[name]; !ok || !slices.Equal(prev, values) {
-				own[name] = values
-			}
-		}
-	}
-	d := cachepolicy.Storable(ru.r, status, own, *ru.p, ru.now)
+	ru.status, ru.vary = status, len(h["Vary"])
+	d := cachepolicy.Storable(ru.r, status, ru.c.decisionHeader(h, func(i int) bool {
+		return ru.outerVaryLine(h, i)
+	}), *ru.p, ru.now)
 	switch {
 	case !d.Store:
 	case len(ru.r.Header["Range"]) > 0:
@@ -416,18 +627,45 @@ func (ru *run) panicked(v any) {
 	}
 }
 
-// finish sets the flight's outcome, once, and ends its context. A flight
-// with a shared entry stays findable until the entry is stored.
+// finish sets the flight's outcome, once. A flight with a shared entry
+// stays findable until the entry is stored. The flight's context ends
+// when forward returns.
 func (ru *run) finish(e *entry, failed, panicked bool, v any) {
 	if ru.f == nil || ru.done {
 		return
 	}
 	ru.done = true
 	ru.f.finish(e, failed, panicked, v)
-	ru.stop()
 	if e == nil {
 		ru.c.flights.forget(ru.key, ru.f)
 	}
+}
+
+// whole reports whether the response the recorder kept is what the
+// handler completed: the handler's context is still live (no client left,
+// no deadline passed), every byte it wrote is in the copy, and the body is
+// as long as any Content-Length it declared.
+func (ru *run) whole(status int, h http.Header) bool {
+	if ru.ctx.Err() != nil || !ru.rec.Complete() {
+		return false
+	}
+	return lengthMatches(status, h, len(ru.rec.Body()))
+}
+
+// lengthMatches reports whether a body of n bytes agrees with the
+// Content-Length of h, if any: every line must be the same valid length.
+func lengthMatches(status int, h http.Header, n int) bool {
+	cl := h["Content-Length"]
+	if len(cl) == 0 || !bodyAllowed(status) {
+		return true
+	}
+	for _, v := range cl {
+		m, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || m != int64(n) {
+			return false
+		}
+	}
+	return true
 }
 
 // complete deals with the response once the handler returned: a held 5xx
@@ -437,7 +675,7 @@ func (ru *run) complete() {
 	c, rec := ru.c, ru.rec
 	w := rec.w
 	rec.finish()
-	if rec.Held() {
+	if rec.Held() && ru.held5xx {
 		c.recs.put(rec)
 		ru.finish(nil, true, false, nil)
 		c.serveStale(w, ru.r, ru.fallback)
@@ -451,11 +689,17 @@ func (ru *run) complete() {
 		ru.decide(status, w.Header())
 	}
 	var e *entry
-	if ru.decided && ru.decision.Store && !rec.Overflowed() && !rec.Hijacked() {
+	if ru.decided && ru.decision.Store && ru.whole(status, ru.header) {
 		e = newEntry(ru.now, ru.decision.Lifetime, status, ru.header, ru.before, rec.Body())
 	}
-	c.recs.put(rec)
 	ru.finish(e, status >= http.StatusInternalServerError, false, nil)
+	// The waiters have their answer; now the leader's client gets the
+	// body kept back for them, at its own pace.
+	_ = rec.flushBuffer() // a client that went away is not an error here
+	c.recs.put(rec)
+	if e != nil {
+		c.hfm.forget(ru.key)
+	}
 	if e != nil && ru.fwd == cachepolicy.FwdBypass {
 		// Shared with the waiters that came while it ran; not stored.
 		if ru.f != nil {

@@ -25,7 +25,12 @@ import (
 //   - Capture (capture == true): the body streamed to the client is also
 //     copied, up to limit; past the limit the copy stops and Overflowed
 //     reports it, while streaming goes on. Cache uses this mode to store
-//     responses. Capture combines with hold.
+//     responses. Capture combines with hold. A capturing recorder may also
+//     buffer the body (bufferBody): the status goes to the client, the body
+//     only when flushBuffer is called, so the handler never waits on the
+//     client; Cache does this while a response may be shared. A failed
+//     write to the client marks the copy incomplete (Complete), never
+//     silently shorter.
 //
 // Once a status line or a byte reached the client's writer (Committed), the
 // response can no longer be held, replaced or retried.
@@ -54,6 +59,17 @@ type recorderConfig struct {
 	// limit is the most body bytes kept, whether held or captured.
 	// Zero means defaultHoldLimit.
 	limit int
+
+	// sent, if set, is called right after the final status went to the
+	// client's writer, with the client's header map as the writers
+	// outside left it: the final header, for the cache's store decision.
+	sent func(h http.Header)
+
+	// cut, if set, is called once when the copy kept of the body stops
+	// being the whole of what the handler wrote, or the body stops being
+	// buffered: reason is "too-large" (the body outgrew limit), "flush",
+	// "hijack" or "write-error" (the client's writer failed).
+	cut func(reason string)
 }
 
 // recorderPool recycles recorders, and their header maps and body buffers,
@@ -116,6 +132,11 @@ type recorder struct {
 	written     int64 // body bytes the handler wrote, held or not
 	body        []byte
 	overflow    bool // the body outgrew cfg.limit while held or captured
+	// buffering: the status went to the client, but the body is kept
+	// back in body until flushBuffer (see bufferBody).
+	buffering bool
+	writeErr  bool // a write to the client's writer failed
+	wasCut    bool // cfg.cut was called
 }
 
 // The interfaces the recorder keeps. Pusher is left out: HTTP/2 server push
@@ -147,6 +168,9 @@ func (r *recorder) reset(w http.ResponseWriter, cfg recorderConfig) {
 	r.written = 0
 	r.body = r.body[:0]
 	r.overflow = false
+	r.buffering = false
+	r.writeErr = false
+	r.wasCut = false
 	r.private = cfg.hold != nil
 	if !r.private {
 		return
@@ -220,6 +244,45 @@ func (r *recorder) commitHeader() {
 	}
 	r.committed = true
 	r.w.WriteHeader(r.status)
+	if r.cfg.sent != nil {
+		r.cfg.sent(r.w.Header())
+	}
+}
+
+// bufferBody keeps the body back from the client, in the capture, until
+// flushBuffer sends it: the status and header went (or go) to the client
+// as usual, but the handler's writes never wait on the client. It is
+// called by the hold decision of a capturing recorder. The body is sent
+// early, and streaming goes on, when it outgrows the limit or the handler
+// flushes; cfg.cut is told.
+func (r *recorder) bufferBody() { r.buffering = true }
+
+// flushBuffer sends the body kept back by bufferBody, and ends buffering.
+func (r *recorder) flushBuffer() error {
+	if !r.buffering {
+		return nil
+	}
+	r.buffering = false
+	if len(r.body) == 0 {
+		return nil
+	}
+	if _, err := r.w.Write(r.body); err != nil {
+		r.writeErr = true
+		return err
+	}
+	return nil
+}
+
+// cutShort records that the kept body is no longer the whole response,
+// or is no longer buffered, and tells cfg.cut once.
+func (r *recorder) cutShort(reason string) {
+	if r.wasCut {
+		return
+	}
+	r.wasCut = true
+	if r.cfg.cut != nil {
+		r.cfg.cut(reason)
+	}
 }
 
 // replaceHeader makes dst hold exactly the fields of src.
@@ -249,11 +312,31 @@ func (r *recorder) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 		r.overflow = true
+		r.cutShort("too-large")
 		if err := r.sendHeld(); err != nil {
+			r.writeErr = true
+			return 0, err
+		}
+	}
+	if r.buffering {
+		if len(r.body)+len(p) <= r.cfg.limit {
+			r.body = append(r.body, p...)
+			r.written += int64(len(p))
+			return len(p), nil
+		}
+		r.overflow = true
+		r.cutShort("too-large")
+		if err := r.flushBuffer(); err != nil {
 			return 0, err
 		}
 	}
 	n, err := r.w.Write(p)
+	if err != nil && !r.writeErr {
+		// What the client did not take is not what the handler wrote: the
+		// copy kept is no longer the response.
+		r.writeErr = true
+		r.cutShort("write-error")
+	}
 	r.kept(p[:n])
 	return n, err
 }
@@ -267,6 +350,9 @@ func (r *recorder) WriteString(s string) (int, error) {
 	if sw, ok := r.w.(io.StringWriter); ok && !r.held && !r.cfg.capture {
 		n, err := sw.WriteString(s)
 		r.written += int64(n)
+		if err != nil {
+			r.writeErr = true
+		}
 		return n, err
 	}
 	return r.Write([]byte(s))
@@ -280,6 +366,7 @@ func (r *recorder) kept(p []byte) {
 	}
 	if len(r.body)+len(p) > r.cfg.limit {
 		r.overflow = true
+		r.cutShort("too-large")
 		return
 	}
 	r.body = append(r.body, p...)
@@ -295,6 +382,9 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	if rf, ok := r.w.(io.ReaderFrom); ok && !r.held && !r.cfg.capture && !r.hijacked {
 		n, err := rf.ReadFrom(src)
 		r.written += n
+		if err != nil {
+			r.writeErr = true // possibly the source's; either way, not whole
+		}
 		return n, err
 	}
 	return io.Copy(writeOnly{r}, src)
@@ -320,7 +410,14 @@ func (r *recorder) FlushError() error {
 	if !r.wroteHeader && !r.hijacked {
 		r.WriteHeader(http.StatusOK)
 	}
+	if r.held || r.buffering {
+		r.cutShort("flush")
+	}
 	if err := r.sendHeld(); err != nil {
+		r.writeErr = true
+		return err
+	}
+	if err := r.flushBuffer(); err != nil {
 		return err
 	}
 	switch f := r.w.(type) {
@@ -341,6 +438,8 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	r.cutShort("hijack")
+	r.buffering = false
 	r.hijacked = true
 	r.committed = true
 	r.held = false
@@ -367,6 +466,18 @@ func (r *recorder) sendHeld() error {
 	}
 	_, err := r.w.Write(r.body)
 	return err
+}
+
+// Buffering reports whether the body is still kept back from the client
+// (see bufferBody): it is whole in Body unless Overflowed.
+func (r *recorder) Buffering() bool { return r.buffering }
+
+// Complete reports whether Body is the whole body the handler wrote,
+// nothing of it lost: it was captured or held without overflow, every
+// write to the client's writer succeeded, and the connection was not
+// hijacked.
+func (r *recorder) Complete() bool {
+	return !r.overflow && !r.writeErr && !r.hijacked && int64(len(r.body)) == r.written
 }
 
 // finish is called once the handler returned. If the handler set headers

@@ -16,15 +16,27 @@ const (
 	// DefaultCacheQueueSize is the number of entries that may wait to be
 	// written when [CacheOptions.QueueSize] is zero.
 	DefaultCacheQueueSize = 1024
+	// DefaultCacheQueueBytes is the most bytes of entries that may wait to
+	// be written when [CacheOptions.QueueBytes] is zero.
+	DefaultCacheQueueBytes = 32 << 20
+	// DefaultLockTimeout is how long a request waits for another
+	// request's run of the handler for the same key when
+	// [CacheOptions.LockTimeout] is zero (nginx's proxy_cache_lock_timeout
+	// is 5 s too).
+	DefaultLockTimeout = 5 * time.Second
+	// DefaultMaxRefreshes is how many background refreshes may run at
+	// once when [CacheOptions.MaxRefreshes] is zero.
+	DefaultMaxRefreshes = 4
 	// DefaultCacheWorkers is the number of goroutines that write entries
 	// when [CacheOptions.Workers] is zero.
 	DefaultCacheWorkers = 4
 	// closeDrainTimeout bounds how long Close waits for queued entries to
 	// be written before it drops the rest.
 	closeDrainTimeout = 5 * time.Second
-	// refreshTimeout bounds a background refresh whose request had no
-	// earlier deadline.
-	refreshTimeout = time.Minute
+	// refreshTimeout bounds a background refresh. It is the refresh's
+	// own: the deadline of the request that started it does not apply,
+	// since that request is answered (from the stale entry) long before.
+	refreshTimeout = 30 * time.Second
 	// maxWorkerBuffer is the largest encoding buffer a worker keeps for
 	// the next entry.
 	maxWorkerBuffer = 1 << 20
@@ -35,6 +47,8 @@ type writeJob struct {
 	key string
 	e   *entry
 	ttl time.Duration
+	// size is what the entry counts against the queue's byte bound.
+	size int64
 	// gen is the invalidation generation when the run that made e began.
 	gen uint64
 	// done, if set, is called exactly once when the job was carried out,
@@ -44,8 +58,9 @@ type writeJob struct {
 
 // writer is the bounded background queue that takes entries off the
 // request path: a request hands over its entry and goes on; a fixed set of
-// workers encodes and writes them. A full queue drops the entry (counted,
-// logged once per episode) instead of making the request wait.
+// workers encodes and writes them. A full queue, by entries or by bytes,
+// drops the entry (counted, logged once per episode) instead of making the
+// request wait or the process hold more.
 type writer struct {
 	store Store
 	// invalidated says the entry was made by a run that started before
@@ -56,6 +71,9 @@ type writer struct {
 	signKey     []byte // CacheOptions.SigningKey; set before the first job
 
 	jobs chan writeJob
+	// queued is the size of the entries in jobs; maxBytes bounds it.
+	queued   atomic.Int64
+	maxBytes int64
 	// mu guards closed, so that no send races with close(jobs).
 	mu     sync.RWMutex
 	closed bool
@@ -65,10 +83,11 @@ type writer struct {
 	full   atomic.Bool // the queue was found full and not yet found free
 }
 
-func newWriter(store Store, size, workers int, log *slog.Logger, stats *cacheCounters,
+func newWriter(store Store, size int, maxBytes int64, workers int, log *slog.Logger, stats *cacheCounters,
 	invalidated func(key string, gen uint64) bool,
 ) *writer {
 	w := &writer{
+		maxBytes:    maxBytes,
 		store:       store,
 		invalidated: invalidated,
 		log:         log,
@@ -87,21 +106,26 @@ func newWriter(store Store, size, workers int, log *slog.Logger, stats *cacheCou
 // enqueue hands j to the workers without waiting. It reports false, after
 // calling j.done, when the queue is full or closed.
 func (w *writer) enqueue(j writeJob) bool {
+	j.size = int64(encodedSize(j.e))
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if !w.closed {
-		select {
-		case w.jobs <- j:
-			if w.full.Load() && w.full.CompareAndSwap(true, false) {
-				w.log.Info("cache write queue has room again")
-			}
-			return true
-		default:
-			if w.full.CompareAndSwap(false, true) {
-				w.log.Warn("cache write queue full: dropping entries until it has room",
-					slog.Int(LogKeyQueueSize, cap(w.jobs)))
+		if w.queued.Add(j.size) <= w.maxBytes {
+			select {
+			case w.jobs <- j:
+				if w.full.Load() && w.full.CompareAndSwap(true, false) {
+					w.log.Info("cache write queue has room again")
+				}
+				return true
+			default:
 			}
 		}
+		w.queued.Add(-j.size)
+		if w.full.CompareAndSwap(false, true) {
+			w.log.Warn("cache write queue full: dropping entries until it has room",
+				slog.Int(LogKeyQueueSize, cap(w.jobs)), slog.Int64(LogKeyQueueBytes, w.maxBytes))
+		}
+		w.stats.droppedBytes.Add(uint64(j.size))
 	}
 	w.stats.dropped.Add(1)
 	if j.done != nil {
@@ -115,6 +139,7 @@ func (w *writer) run() {
 	var buf []byte
 	for j := range w.jobs {
 		buf = w.write(j, buf)
+		w.queued.Add(-j.size)
 		if cap(buf) > maxWorkerBuffer {
 			buf = nil
 		}
@@ -181,14 +206,22 @@ func (w *writer) close() {
 }
 
 // refresh starts the background refresh of the stale entry at key, unless
-// one is running already or the cache is closed. The handler runs with a
-// copy of r made unconditional (no validators, Range or Cache-Control), as
-// a GET, with r's context values but not its cancellation: it ends when
-// the handler returns or the cache is closed.
-func (c *Cache) refresh(key string, r *http.Request, next http.Handler, p *cachepolicy.Policy) {
+// one is running already, MaxRefreshes are, or the cache is closed. The
+// handler runs with a copy of r made unconditional (no validators, Range
+// or Cache-Control), as a GET, with r's context values but neither its
+// cancellation nor its deadline: it has a deadline of its own,
+// refreshTimeout, and ends early only when the cache is closed. The
+// header w has before the entry is written (what middleware outside the
+// cache set) counts in the store decision, as on a miss.
+func (c *Cache) refresh(key string, w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy) {
 	c.refreshMu.Lock()
 	if _, running := c.refreshing[key]; running || c.closed {
 		c.refreshMu.Unlock()
+		return
+	}
+	if len(c.refreshing) >= c.maxRefresh {
+		c.refreshMu.Unlock()
+		c.stats.refreshesSkipped.Add(1)
 		return
 	}
 	c.refreshing[key] = struct{}{}
@@ -196,20 +229,19 @@ func (c *Cache) refresh(key string, r *http.Request, next http.Handler, p *cache
 	c.refreshMu.Unlock()
 	c.stats.refreshes.Add(1)
 
-	// The request's values, not its end: the client has its answer. The
-	// refresh ends with Close, and at the request's deadline or after
-	// refreshTimeout, whichever comes first.
-	deadline := time.Now().Add(refreshTimeout)
-	if d, ok := r.Context().Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), deadline)
+	// The request's values, not its end or its deadline: the client has
+	// its answer. The refresh ends with Close, or after refreshTimeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), refreshTimeout)
 	stop := context.AfterFunc(c.ctx, cancel)
 	req := r.Clone(ctx)
 	req.Method = http.MethodGet
 	req.Body, req.ContentLength = http.NoBody, 0
 	for _, name := range refreshDropped {
 		delete(req.Header, name)
+	}
+	var before http.Header
+	if h := w.Header(); len(h) > 0 {
+		before = h.Clone()
 	}
 	go func() {
 		defer func() {
@@ -220,7 +252,7 @@ func (c *Cache) refresh(key string, r *http.Request, next http.Handler, p *cache
 			c.refreshMu.Unlock()
 			c.refreshWG.Done()
 		}()
-		c.runRefresh(key, req, next, p)
+		c.runRefresh(key, req, before, next, p)
 	}()
 }
 
@@ -232,10 +264,13 @@ var refreshDropped = []string{
 }
 
 // runRefresh runs next for a refresh and queues its response if it may be
-// stored. A panic is logged and goes no further: there is no client, and a
+// stored and the handler completed it: it returned, within the refresh's
+// deadline, having written the whole body it announced. before is the
+// header middleware outside the cache set on the request that started the
+// refresh. A panic is logged and goes no further: there is no client, and a
 // panic in this goroutine would end the process.
-func (c *Cache) runRefresh(key string, req *http.Request, next http.Handler, p *cachepolicy.Policy) {
-	var sink refreshSink
+func (c *Cache) runRefresh(key string, req *http.Request, before http.Header, next http.Handler, p *cachepolicy.Policy) {
+	sink := refreshSink{h: before.Clone()}
 	rec := c.recs.get(&sink, recorderConfig{capture: true, limit: bodyLimit(p)})
 	returned := false
 	defer func() {
@@ -256,9 +291,12 @@ func (c *Cache) runRefresh(key string, req *http.Request, next http.Handler, p *
 	if status == 0 {
 		status = http.StatusOK
 	}
-	d := cachepolicy.Storable(req, status, rec.ResponseHeader(), *p, now)
-	if d.Store && !rec.Overflowed() && !rec.Hijacked() {
-		e := newEntry(now, d.Lifetime, status, sink.Header(), nil, rec.Body()) // the sink's header is ours
+	h := sink.Header()
+	d := cachepolicy.Storable(req, status, c.decisionHeader(h, func(i int) bool {
+		return i < len(before["Vary"]) && h["Vary"][i] == before["Vary"][i]
+	}), *p, now)
+	if d.Store && req.Context().Err() == nil && rec.Complete() && lengthMatches(status, h, len(rec.Body())) {
+		e := newEntry(now, d.Lifetime, status, h, before, rec.Body()) // the sink's header is ours
 		c.w.enqueue(writeJob{key: key, e: e, ttl: retention(e.life), gen: gen})
 	}
 	c.recs.put(rec)

@@ -114,7 +114,14 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		return nil
 	}
 
-	cache, err := middleware.NewCache(rdb, middleware.CacheOptions{KeyPrefix: keyPrefix, Logger: logger})
+	cache, err := middleware.NewCache(rdb, middleware.CacheOptions{
+		KeyPrefix: keyPrefix, Logger: logger,
+		// CompressHandler, outside the cache, says "Vary: Accept-Encoding"
+		// about its own work: the cache stores the identity response and
+		// the compressor encodes it again on every hit. Any other Vary,
+		// Cache-Control or Set-Cookie set outside the cache counts.
+		OuterVary: []string{"Accept-Encoding"},
+	})
 	if err != nil {
 		return err
 	}
@@ -203,7 +210,8 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	mux.Handle("/health/", health)
 
 	// Compression sits outside the cache, so stored bodies stay identity-
-	// encoded and the cache never sees Accept-Encoding variants.
+	// encoded; CacheOptions.OuterVary above tells the cache that its
+	// "Vary: Accept-Encoding" is the compressor's own.
 	h := handlers.CompressHandler(mux)
 	h = handlers.RecoveryHandler(handlers.RecoveryLogger(recoveryLogger{logger}))(h)
 	h = handlers.CombinedLoggingHandler(os.Stdout, h)

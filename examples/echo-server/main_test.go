@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -189,6 +190,54 @@ func TestEndToEnd(t *testing.T) {
 		until(t, 2*time.Second, "GET /items/1 becomes a hit", func() bool {
 			return strings.Contains(s.do(http.MethodGet, "/items/1", "").cacheStatus, "; hit")
 		})
+	})
+
+	t.Run("compressed and cached", func(t *testing.T) {
+		get := func(acceptEncoding string) *http.Response {
+			req, err := http.NewRequest(http.MethodGet, s.base+"/items/z", nil)
+			require.NoError(t, err)
+			req.Header.Set("Accept-Encoding", acceptEncoding) // set: the transport leaves the body encoded
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			t.Cleanup(func() { resp.Body.Close() })
+			return resp
+		}
+		gz := get("gzip")
+		require.Equal(t, http.StatusOK, gz.StatusCode)
+		assert.Equal(t, "gzip", gz.Header.Get("Content-Encoding"))
+		assert.Contains(t, gz.Header.Get("Cache-Status"), "stored")
+		until(t, 2*time.Second, "GET /items/z becomes a hit", func() bool {
+			return strings.Contains(get("identity").Header.Get("Cache-Status"), "; hit")
+		})
+		plain := get("identity")
+		assert.Empty(t, plain.Header.Get("Content-Encoding"), "a compressed body was stored")
+		b, err := io.ReadAll(plain.Body)
+		require.NoError(t, err)
+		assert.Contains(t, string(b), `"id":"z"`)
+		zr, err := gzip.NewReader(get("gzip").Body)
+		require.NoError(t, err)
+		b, err = io.ReadAll(zr)
+		require.NoError(t, err)
+		assert.Contains(t, string(b), `"id":"z"`)
+	})
+
+	t.Run("a client that hangs up stores nothing", func(t *testing.T) {
+		for i := range 5 {
+			path := fmt.Sprintf("/items/cut%d", i)
+			ctx, cancel := context.WithTimeout(context.Background(), itemDelay/5)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+			require.NoError(t, err)
+			req.Header.Set("Cache-Control", "no-cache")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+			cancel()
+		}
+		for i := range 5 {
+			r := s.do(http.MethodGet, fmt.Sprintf("/items/cut%d", i), "")
+			require.Equal(t, http.StatusOK, r.status)
+			assert.Contains(t, r.body, fmt.Sprintf(`"id":"cut%d"`, i), "an empty or cut body was served: %s", r.cacheStatus)
+		}
 	})
 
 	t.Run("PUT invalidates", func(t *testing.T) {
