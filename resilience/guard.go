@@ -152,6 +152,13 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 	}
 	err := fn(opCtx, c)
 	r.st.record(time.Since(start), err)
+	if !IsFailure(err) && !answered(err) {
+		// No failure, but no word from Redis either (the pool had no
+		// connection free, the operation's own error): the trial proves
+		// nothing, and the breaker stays open for the next one.
+		r.returnSpare(g, spare)
+		return fmt.Errorf("redis %s: %w", op, err)
+	}
 	if !IsFailure(err) {
 		if g.dropped() {
 			// The key led elsewhere meanwhile: the node's breaker says
@@ -170,19 +177,36 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 		}
 		return fmt.Errorf("redis %s: %w", op, err)
 	}
-	if fresh {
-		if !g.spare.CompareAndSwap(nil, spare) {
-			_ = c.Close() // the prober made a newer one meanwhile
-		} else if r.closed.Load() {
-			g.dropSpare()
-		}
-	}
+	r.returnSpare(g, spare)
 	r.st.noteError(r.opts.Now(), err)
 	r.st.failures.Add(1)
 	if cerr := ctx.Err(); errors.Is(cerr, context.Canceled) {
 		return fmt.Errorf("redis %s: %w", op, cerr)
 	}
 	return fmt.Errorf("redis %s: %w", op, err)
+}
+
+// answered reports whether err, from a trial operation that is no
+// failure, shows that Redis answered: a reply (a value, a miss, an error
+// reply), or a value too large to arrive in time, whose size Redis sent.
+// redis.ErrPoolTimeout is no answer: the pool's connections were all taken
+// (by dials to a Redis that is down, say), and nothing reached Redis.
+func answered(err error) bool {
+	var re redis.Error
+	return err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrSlowTransfer) || errors.As(err, &re)
+}
+
+// returnSpare gives the spare a failed or inconclusive trial took back to
+// g, unless the prober made a newer one meanwhile; nil is no spare.
+func (r *Redis) returnSpare(g *guard, spare *clientRef) {
+	if spare == nil {
+		return
+	}
+	if !g.spare.CompareAndSwap(nil, spare) {
+		_ = spare.c.Close() // the prober made a newer one meanwhile
+	} else if r.closed.Load() {
+		g.dropSpare()
+	}
 }
 
 // swapClient makes c the client in use and returns the one it replaces.
