@@ -16,9 +16,15 @@ GOLANGCI      ?= $(GOBIN)/golangci-lint
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# Modules of their own, which go test ./... does not enter: the metrics
+# adapter and the example keep OpenTelemetry and Prometheus out of the
+# library's module.
+METRICS       := metrics
+EXAMPLE       := examples/echo-server
+
 .PHONY: run
-run: ## run the example server (embedded Redis unless REDIS_URL or REDISHOST/REDISPORT is set)
-	$(GO) run ./examples/echo-server
+run: ## run the example server (embedded Redis unless REDIS_URL or REDISHOST/REDISPORT is set); metrics at /metrics
+	cd $(EXAMPLE) && $(GO) run .
 
 # internal/asynqtest is a module of its own, so that asynq stays out of
 # what library users compile; go test ./... does not enter it.
@@ -27,6 +33,8 @@ ASYNQTEST     := internal/asynqtest
 .PHONY: test
 test: vet ## vet, then every test with the race detector (real redis-server and Celery tests skip without them)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	cd $(METRICS) && $(GO) test -race -count=1 -timeout 5m ./...
+	cd $(EXAMPLE) && $(GO) test -race -count=1 -timeout 10m ./...
 	cd $(ASYNQTEST) && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 5m ./...
 
 .PHONY: race
@@ -36,10 +44,14 @@ race: ## the tests with the race detector, several times, to shake out flakes
 .PHONY: vet
 vet: ## go vet
 	$(GO) vet $(PKGS)
+	cd $(METRICS) && $(GO) vet ./...
+	cd $(EXAMPLE) && $(GO) vet ./...
 
 .PHONY: lint
 lint: $(GOLANGCI) ## golangci-lint (errcheck, govet, staticcheck, revive, goimports, ...)
 	$(GOLANGCI) run $(PKGS)
+	cd $(METRICS) && $(GOLANGCI) run ./...
+	cd $(EXAMPLE) && $(GOLANGCI) run ./...
 	cd $(ASYNQTEST) && $(GOLANGCI) run ./...
 
 $(GOLANGCI):
@@ -57,6 +69,7 @@ fuzz: ## run every Fuzz target for FUZZTIME each (default 10s)
 .PHONY: bench
 bench: ## benchmarks with allocations (real redis-server ones skip without it)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
+	cd $(METRICS) && $(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
 
 BENCHFLAGS    ?=
 

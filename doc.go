@@ -48,7 +48,11 @@
 //		log.Fatal(err)
 //	}
 //	defer health.Close()
-//	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{})); err != nil {
+//	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	if err := health.Add(redisCheck); err != nil {
 //		log.Fatal(err)
 //	}
 //

@@ -17,7 +17,23 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/steadfast-go/steadfast/internal/loadgen"
+	"github.com/steadfast-go/steadfast/resilience"
 )
+
+// nearName is the configuration with the near cache on.
+const nearName = "steadfast+near"
+
+// waitNearServing waits until rdb's near cache serves, for up to 5 s.
+func waitNearServing(rdb *resilience.Redis) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for !rdb.Stats().NearCache.Serving {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("near cache not serving after 5 s: %s", rdb.Stats().NearCache.Reason)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
 
 // Paths every configuration serves. itemPath and coldPath go through the
 // configuration's cache; rawPath never does (it warms connections).
@@ -248,7 +264,9 @@ type configs struct {
 	health    *healthTarget
 	opTimeout time.Duration // steadfast's Redis operation deadline
 	bodyBytes int
-	originHit merged // origin's hit runs, for the outage's added latency
+	originHit merged     // origin's hit runs, for the outage's added latency
+	nearRedis *redisProc // steadfast+near's own redis-server
+	logger    *slog.Logger
 	servers   []*server
 }
 
@@ -272,8 +290,12 @@ func (c *configs) close() error {
 }
 
 // buildAll starts every configuration's server.
-func buildAll(f flags, rp *redisProc, logger *slog.Logger) (*configs, error) {
-	c := &configs{origins: map[string]*origin{}}
+//
+// steadfast+near gets a redis-server of its own, rpNear: its near cache
+// pings Redis every 50 ms to know that invalidations still flow, and
+// those PINGs must not count in the health scenario's PINGs.
+func buildAll(f flags, rp, rpNear *redisProc, logger *slog.Logger) (*configs, error) {
+	c := &configs{origins: map[string]*origin{}, logger: logger}
 	ok := false
 	defer func() {
 		if !ok {
@@ -312,7 +334,7 @@ func buildAll(f flags, rp *redisProc, logger *slog.Logger) (*configs, error) {
 
 	o := newOrigin(f.work)
 	c.origins["steadfast"] = o
-	sf, err := serveSteadfast(o, rp.addr(), logger)
+	sf, err := serveSteadfast("steadfast", o, rp.addr(), nil, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -322,6 +344,19 @@ func buildAll(f flags, rp *redisProc, logger *slog.Logger) (*configs, error) {
 	c.opTimeout = sf.opTimeout
 	if sf.healthPath != "" {
 		c.health = &healthTarget{t: t, path: sf.healthPath, interval: sf.healthInterval}
+	}
+
+	on := newOrigin(f.work)
+	c.origins[nearName] = on
+	sn, err := serveSteadfast(nearName, on, rpNear.addr(), &resilience.NearCacheOptions{}, logger)
+	if err != nil {
+		return nil, err
+	}
+	c.servers = append(c.servers, sn.srv)
+	c.targets = append(c.targets, target{name: nearName, srv: sn.srv, breaker: sn.breaker, stats: sn.stats, redis: rpNear})
+	c.nearRedis = rpNear
+	if err := waitNearServing(sn.rdb); err != nil {
+		return nil, err
 	}
 	ok = true
 	return c, nil

@@ -2,8 +2,9 @@
 
 // Command bench compares, side by side and in one run, no cache
 // ("origin"), the thinnest possible Redis cache ("floor": one plain
-// go-redis GET per request) and steadfast's middleware.Cache with default
-// options ("steadfast"), first for speed on cache hits, then for how each
+// go-redis GET per request), steadfast's middleware.Cache with default
+// options ("steadfast") and the same with the near cache on
+// ("steadfast+near"), first for speed on cache hits, then for how each
 // behaves when Redis is killed, frozen, restarted, stampeded and health
 // checked. It starts its own redis-server (and skips, exiting 0, when
 // there is none), serves every configuration on 127.0.0.1, prints markdown
@@ -55,6 +56,8 @@ type flags struct {
 	fault          time.Duration
 	trials         int
 	topoTrials     int
+	coherence      int
+	memKeys        int
 	stampede       int
 	healthRate     float64
 	healthDuration time.Duration
@@ -75,6 +78,8 @@ func parseFlags(args []string) (flags, error) {
 	fs.DurationVar(&f.fault, "fault", 1500*time.Millisecond, "how long Redis stays killed or frozen in the outage and hang scenarios")
 	fs.IntVar(&f.trials, "trials", 5, "resume trials per configuration")
 	fs.IntVar(&f.topoTrials, "topology-trials", 4, "failovers per Sentinel and Cluster scenario (0: skip them)")
+	fs.IntVar(&f.coherence, "coherence", 1000, "coherence trials: PUT on one near-cached server, then GETs on the other")
+	fs.IntVar(&f.memKeys, "mem-keys", 100000, "distinct keys read through the near cache in the memory scenario")
 	fs.IntVar(&f.stampede, "stampede", 1000, "concurrent requests for one cold URL in the stampede scenario")
 	fs.Float64Var(&f.healthRate, "health-rate", 1000, "requests per second to /health in the health scenario")
 	fs.DurationVar(&f.healthDuration, "health-duration", 5*time.Second, "length of the health scenario")
@@ -86,7 +91,7 @@ func parseFlags(args []string) (flags, error) {
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
-	if f.duration <= 0 || f.rounds < 1 || f.conns < 1 || f.fault <= 0 || f.trials < 1 || f.stampede < 1 ||
+	if f.duration <= 0 || f.rounds < 1 || f.conns < 1 || f.fault <= 0 || f.trials < 1 || f.stampede < 1 || f.coherence < 1 || f.memKeys < 1 ||
 		f.healthRate <= 0 || f.healthDuration <= 0 || f.work < 0 {
 		return f, errors.New("bench: durations, counts and rates must be above zero")
 	}
@@ -148,6 +153,11 @@ func run(ctx context.Context, f flags, bin string, out io.Writer) error {
 		fmt.Fprintf(os.Stderr, "%6.1fs  %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
 	}
 	progress("redis-server %s on %s", rp.version(), rp.addr())
+	rpNear, err := startRedis(ctx, bin)
+	if err != nil {
+		return err
+	}
+	defer rpNear.close()
 
 	rep := &Report{
 		Command: strings.TrimSpace("go run ./bench " + strings.Join(os.Args[1:], " ")),
@@ -157,7 +167,7 @@ func run(ctx context.Context, f flags, bin string, out io.Writer) error {
 		},
 	}
 	before := runtime.NumGoroutine()
-	c, err := buildAll(f, rp, logger)
+	c, err := buildAll(f, rp, rpNear, logger)
 	if err != nil {
 		return err
 	}
@@ -238,7 +248,7 @@ func hitRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Repor
 					return err
 				}
 			}
-			s, err := measure(ctx, rp, hitLoad(t, f.conns, f.duration))
+			s, err := measure(ctx, t.redisOf(rp), hitLoad(t, f.conns, f.duration))
 			if stopProfile != nil {
 				stopProfile()
 			}
@@ -258,6 +268,7 @@ func hitRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Repor
 	}
 	c.originHit = merge(runs["origin"])
 	rep.Paired = pairRounds(runs["steadfast"], runs["floor"])
+	rep.PairedNear = pairRounds(runs[nearName], runs["floor"])
 	return nil
 }
 
@@ -292,7 +303,7 @@ func faultRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Rep
 			return err
 		}
 		progress("hang: %s (SIGSTOP for %v)", t.name, f.fault)
-		h, err := hang(ctx, rp, t, f.conns, pre, f.fault)
+		h, err := hang(ctx, t.redisOf(rp), t, f.conns, pre, f.fault)
 		if err != nil {
 			return err
 		}
@@ -303,7 +314,7 @@ func faultRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Rep
 			return err
 		}
 		progress("outage: %s (killed for %v)", t.name, f.fault)
-		o, err := outage(ctx, rp, t, f.conns, pre, f.fault, c.originHit)
+		o, err := outage(ctx, t.redisOf(rp), t, f.conns, pre, f.fault, c.originHit)
 		if err != nil {
 			return err
 		}
@@ -314,12 +325,24 @@ func faultRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Rep
 			return err
 		}
 		progress("resume: %s (%d trials)", t.name, f.trials)
-		r, err := resume(ctx, rp, t, f.trials)
+		r, err := resume(ctx, t.redisOf(rp), t, f.trials)
 		if err != nil {
 			return err
 		}
 		rep.Resume = append(rep.Resume, r)
 	}
+	progress("coherence: two near-cached servers on one Redis, %d trials", f.coherence)
+	co, err := coherence(ctx, c.nearRedis.addr(), f.coherence, c.logger)
+	if err != nil {
+		return err
+	}
+	rep.Coherence = &co
+	progress("near cache memory: %d distinct keys", f.memKeys)
+	nm, err := nearMemory(ctx, c.nearRedis.addr(), f.memKeys, c.logger)
+	if err != nil {
+		return err
+	}
+	rep.NearMemory = &nm
 	return nil
 }
 

@@ -27,6 +27,17 @@ type target struct {
 	// stats returns the configuration's own counters (the Redis client's
 	// and the cache's), for the JSON; nil when it has none.
 	stats func() any
+	// redis is the configuration's own redis-server; nil means the one
+	// shared by the others.
+	redis *redisProc
+}
+
+// redisOf returns t's redis-server: its own, or shared.
+func (t target) redisOf(shared *redisProc) *redisProc {
+	if t.redis != nil {
+		return t.redis
+	}
+	return shared
 }
 
 // classify labels a response by its Cache-Status field.

@@ -138,6 +138,9 @@ type Report struct {
 	Settings   Settings         `json:"settings"`
 	Hit        []HitResult      `json:"hit"`
 	Paired     *Paired          `json:"paired,omitempty"`
+	PairedNear *Paired          `json:"paired_near,omitempty"`
+	Coherence  *CoherenceResult `json:"coherence,omitempty"`
+	NearMemory *NearMemResult   `json:"near_memory,omitempty"`
 	Outage     []OutageResult   `json:"outage"`
 	Hang       []HangResult     `json:"hang"`
 	Resume     []ResumeResult   `json:"resume"`
@@ -223,26 +226,38 @@ func writeMarkdown(w io.Writer, r *Report) {
 			find(r.Stampede, name, func(o StampedeResult) string { return o.Config })
 	}
 	fo, so, fh, sh, fr, sr, fs, ss := cfg("steadfast")
-	p("| scenario | measure | `floor` | `steadfast` |\n|---|---|---:|---:|\n")
-	p("| outage: Redis killed under load | added p50 / p99 over the origin handler, in the server (%s) | %s | %s |\n",
-		outageWindows(fo, so),
+	_, no, _, nh, _, nr, _, ns := cfg(nearName)
+	p("| scenario | measure | `floor` | `steadfast` | `%s` |\n|---|---|---:|---:|---:|\n", nearName)
+	p("| outage: Redis killed under load | added p50 / p99 over the origin handler, in the server (%s) | %s | %s | %s |\n",
+		outageWindows(fo, so, no),
 		cell(fo != nil, "%s / %s", fmtAdd(fo.get().AddedP50ms), fmtAdd(fo.get().AddedP99ms)),
-		cell(so != nil, "%s / %s", fmtAdd(so.get().AddedP50ms), fmtAdd(so.get().AddedP99ms)))
-	p("| | client p99 / max while down, 5xx | %s | %s |\n",
+		cell(so != nil, "%s / %s", fmtAdd(so.get().AddedP50ms), fmtAdd(so.get().AddedP99ms)),
+		cell(no != nil, "%s / %s", fmtAdd(no.get().AddedP50ms), fmtAdd(no.get().AddedP99ms)))
+	p("| | client p99 / max while down, 5xx | %s | %s | %s |\n",
 		cell(fo != nil, "%s / %s, %d", fmtMs(fo.get().DownP99ms), fmtMs(fo.get().DownMaxMs), fo.get().ServerErrors),
-		cell(so != nil, "%s / %s, %d", fmtMs(so.get().DownP99ms), fmtMs(so.get().DownMaxMs), so.get().ServerErrors))
-	p("| hang: Redis SIGSTOPped under load | p99 / max | %s | %s |\n",
+		cell(so != nil, "%s / %s, %d", fmtMs(so.get().DownP99ms), fmtMs(so.get().DownMaxMs), so.get().ServerErrors),
+		cell(no != nil, "%s / %s, %d", fmtMs(no.get().DownP99ms), fmtMs(no.get().DownMaxMs), no.get().ServerErrors))
+	p("| hang: Redis SIGSTOPped under load | p99 / max | %s | %s | %s |\n",
 		cell(fh != nil, "%s / %s", fmtMs(fh.get().P99ms), fmtMs(fh.get().MaxMs)),
-		cell(sh != nil, "%s / %s", fmtMs(sh.get().P99ms), fmtMs(sh.get().MaxMs)))
-	p("| resume: Redis restarted | first accepted connection → first hit, p50 / max of %d | %s | %s |\n",
-		max(len(sr.get().TrialsMs), len(fr.get().TrialsMs)), resumeCell(fr), resumeCell(sr))
-	p("| stampede: %d concurrent requests, one cold URL | origin runs | %s | %s |\n", s.StampedeClient,
-		cell(fs != nil, "%d", fs.get().OriginRuns), cell(ss != nil, "%d", ss.get().OriginRuns))
+		cell(sh != nil, "%s / %s", fmtMs(sh.get().P99ms), fmtMs(sh.get().MaxMs)),
+		cell(nh != nil, "%s / %s", fmtMs(nh.get().P99ms), fmtMs(nh.get().MaxMs)))
+	p("| resume: Redis restarted | first accepted connection → first hit, p50 / max of %d | %s | %s | %s |\n",
+		max(len(sr.get().TrialsMs), len(fr.get().TrialsMs)), resumeCell(fr), resumeCell(sr), resumeCell(nr))
+	p("| stampede: %d concurrent requests, one cold URL | origin runs | %s | %s | %s |\n", s.StampedeClient,
+		cell(fs != nil, "%d", fs.get().OriginRuns), cell(ss != nil, "%d", ss.get().OriginRuns), cell(ns != nil, "%d", ns.get().OriginRuns))
 	if h := r.Health; h != nil {
-		p("| health: `/health` at %.0f req/s for %.0f s | Redis PINGs/s (check interval %s) | %s | %.2f |\n",
-			h.Rate, h.Seconds, fmtMs(h.IntervalMs), dash, h.PingsPerSec)
+		p("| health: `/health` at %.0f req/s for %.0f s | Redis PINGs/s (check interval %s) | %s | %.2f | %s |\n",
+			h.Rate, h.Seconds, fmtMs(h.IntervalMs), dash, h.PingsPerSec, dash)
 	}
-	p("| whole run | goroutines left after `Close` | %s | %d |\n\n", dash, r.Goroutines.Left)
+	if c := r.Coherence; c != nil {
+		p("| coherence: PUT on A, then GETs on B (%d trials) | end of PUT → B shows it, p50 / p99 / max; stale reads after %s | %s | %s | %s / %s / %s; %d |\n",
+			c.Trials, fmtMs(c.BoundMs), dash, dash, fmtMs(c.P50ms), fmtMs(c.P99ms), fmtMs(c.MaxMs), c.StaleAfterBound)
+	}
+	if m := r.NearMemory; m != nil {
+		p("| memory: %d distinct keys of %d B, read twice | near cache entries, MiB (bound); heap / RSS growth | %s | %s | %d, %.1f (%.0f); +%.1f / +%.1f MiB |\n",
+			m.Keys, m.ValueBytes, dash, dash, m.Entries, float64(m.Bytes)/(1<<20), float64(m.MaxBytes)/(1<<20), m.HeapMiB, m.RSSMiB)
+	}
+	p("| whole run | goroutines left after `Close` | %s | %d | |\n\n", dash, r.Goroutines.Left)
 
 	if len(r.Targets) > 0 {
 		p("| target | measured | met |\n|---|---|:-:|\n")
@@ -291,13 +306,12 @@ func (s *StampedeResult) get() StampedeResult {
 	return *s
 }
 
-func outageWindows(f, s *OutageResult) string {
+func outageWindows(rs ...*OutageResult) string {
 	var parts []string
-	if f != nil {
-		parts = append(parts, "`floor`: "+f.Window)
-	}
-	if s != nil {
-		parts = append(parts, "`steadfast`: "+s.Window)
+	for _, o := range rs {
+		if o != nil {
+			parts = append(parts, "`"+o.Config+"`: "+o.Window)
+		}
 	}
 	return strings.Join(parts, "; ")
 }

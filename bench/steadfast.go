@@ -16,6 +16,7 @@ import (
 // steadfastServer is the steadfast configuration: middleware.Cache with
 // default options over a resilience.Redis with default options.
 type steadfastServer struct {
+	rdb            *resilience.Redis
 	srv            *server
 	breaker        func() string
 	stats          func() any
@@ -34,14 +35,17 @@ const healthInterval = time.Second
 // own max-age decides), over resilience.NewRedis with default options.
 // Only the loggers are set, to keep the tables readable. /health is
 // healthhandler with the Redis check, its interval set to healthInterval.
-func serveSteadfast(o *origin, redisAddr string, logger *slog.Logger) (*steadfastServer, error) {
-	return serveSteadfastFor(o, resilience.Config{Addr: redisAddr}, logger)
+//
+// name is "steadfast" or, with near set (the near cache on, with its
+// defaults), "steadfast+near".
+func serveSteadfast(name string, o *origin, redisAddr string, near *resilience.NearCacheOptions, logger *slog.Logger) (*steadfastServer, error) {
+	return serveSteadfastFor(name, o, resilience.Config{Addr: redisAddr}, near, logger)
 }
 
 // serveSteadfastFor is serveSteadfast for any configuration: Sentinel,
 // Cluster.
-func serveSteadfastFor(o *origin, cfg resilience.Config, logger *slog.Logger) (*steadfastServer, error) {
-	rdb, err := resilience.NewRedis(cfg, resilience.Options{Logger: logger})
+func serveSteadfastFor(name string, o *origin, cfg resilience.Config, near *resilience.NearCacheOptions, logger *slog.Logger) (*steadfastServer, error) {
+	rdb, err := resilience.NewRedis(cfg, resilience.Options{Logger: logger, NearCache: near})
 	if err != nil {
 		return nil, err
 	}
@@ -53,17 +57,22 @@ func serveSteadfastFor(o *origin, cfg resilience.Config, logger *slog.Logger) (*
 	if err != nil {
 		return nil, errors.Join(err, cache.Close(), rdb.Close())
 	}
-	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})); err != nil {
+	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})
+	if err == nil {
+		err = health.Add(redisCheck)
+	}
+	if err != nil {
 		return nil, errors.Join(err, health.Close(), cache.Close(), rdb.Close())
 	}
 	mux := routes(o, cache.Policy(cachepolicy.Policy{}))
 	mux.Handle("GET /health", health)
-	s, err := serve("steadfast", mux)
+	s, err := serve(name, mux)
 	if err != nil {
 		return nil, errors.Join(err, health.Close(), cache.Close(), rdb.Close())
 	}
 	s.closers = append(s.closers, health.Close, cache.Close, rdb.Close)
 	return &steadfastServer{
+		rdb:     rdb,
 		srv:     s,
 		breaker: func() string { return rdb.State().String() },
 		stats: func() any {

@@ -29,6 +29,29 @@ func judge(r *Report, c *configs) ([]Target, []string) {
 			notes = append(notes, fmt.Sprintf("steadfast's hit runs were %.1f%% hits, not all", 100*sf.HitRatio))
 		}
 	}
+	if nr, fl := r.hit(nearName), r.hit("floor"); nr != nil && fl != nil && r.PairedNear != nil {
+		pr := r.PairedNear
+		add("`steadfast+near` hit throughput ≥ 2.0 × `floor`", pr.MedianThroughput >= 2.0,
+			"median of per-round ratios %.2f × (rounds %v; whole runs %.0f vs %.0f req/s = %.2f ×)",
+			pr.MedianThroughput, roundAll(pr.ThroughputRatios, 100), nr.Throughput, fl.Throughput, nr.Throughput/fl.Throughput)
+	}
+	if c := r.Coherence; c != nil {
+		add(fmt.Sprintf("coherence: B sees A's PUT within %s, p99 (≥ 1,000 trials)", fmtMs(c.BoundMs)), c.P99ms <= c.BoundMs && c.Trials >= 1000 && c.Errors == 0 && c.Never == 0,
+			"p99 %s over %d trials (p50 %s, max %s; %d errors, %d never within 1 s; %d left out: A's delete failed)",
+			fmtMs(c.P99ms), c.Trials, fmtMs(c.P50ms), fmtMs(c.MaxMs), c.Errors, c.Never, c.DeleteFailed)
+		add("coherence: no stale read after the bound", c.StaleAfterBound == 0,
+			"%d of %d reads (B's very next GET was stale in %d trials)", c.StaleAfterBound, c.Reads, c.NextStale)
+	}
+	if o := find(r.Outage, nearName, func(o OutageResult) string { return o.Config }); o != nil {
+		add("`steadfast+near` outage: zero 5xx", o.ServerErrors == 0, "%d", o.ServerErrors)
+	}
+	if rs := find(r.Resume, nearName, func(r ResumeResult) string { return r.Config }); rs != nil {
+		add("`steadfast+near` resume: max ≤ 1 s", rs.TimedOut == 0 && rs.MaxMs <= 1000, "%s", resumeCell(rs))
+	}
+	if m := r.NearMemory; m != nil {
+		notes = append(notes, fmt.Sprintf("memory: %d distinct keys of %d B read twice through the near cache at its defaults: it kept %d entries, %.1f MiB by go-redis's estimate (bound %.0f MiB); the live heap grew %.1f MiB, the process's RSS %.1f MiB (%.0f → %.0f MiB); %d hits",
+			m.Keys, m.ValueBytes, m.Entries, float64(m.Bytes)/(1<<20), float64(m.MaxBytes)/(1<<20), m.HeapMiB, m.RSSMiB, m.RSSBeforeMiB, m.RSSAfterMiB, m.Hits))
+	}
 	if o := find(r.Outage, "steadfast", func(o OutageResult) string { return o.Config }); o != nil {
 		add("outage, breaker open: added p99 ≤ 1 ms", o.AddedP99ms <= 1, "%s", fmtAdd(o.AddedP99ms))
 		add("outage: zero 5xx", o.ServerErrors == 0, "%d", o.ServerErrors)

@@ -65,7 +65,7 @@ func topologyRuns(ctx context.Context, work time.Duration, trials int, logger *s
 // watch serves steadfast on cfg and polls one URL; it returns the server,
 // the observer, the URL and a stop function.
 func watch(ctx context.Context, work time.Duration, cfg resilience.Config, logger *slog.Logger) (*steadfastServer, *observer, string, func(), error) {
-	sf, err := serveSteadfastFor(newOrigin(work), cfg, logger)
+	sf, err := serveSteadfastFor("steadfast", newOrigin(work), cfg, nil, logger)
 	if err != nil {
 		return nil, nil, "", nil, err
 	}

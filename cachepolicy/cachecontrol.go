@@ -2,6 +2,7 @@ package cachepolicy
 
 import (
 	"net/http"
+	"net/textproto"
 	"strings"
 	"time"
 )
@@ -50,13 +51,27 @@ type RequestDirectives struct {
 type ResponseDirectives struct {
 	// Public is set by public (without a value).
 	Public bool
-	// Private is set by private, with or without a field list: this cache
-	// does not remove the listed fields, so it stores nothing private.
+	// Private is set by private without a field list (or with one that
+	// cannot be read): the response is for one user and is not stored.
 	Private bool
+	// PrivateFields are the canonical names listed by a qualified
+	// private="...": the response may be stored without those fields
+	// (RFC 9111 section 5.2.2.7).
+	PrivateFields []string
 	// NoStore is set by no-store.
 	NoStore bool
-	// NoCache is set by no-cache, with or without a field list.
+	// NoCache is set by no-cache without a field list (or with one that
+	// cannot be read): the response may be stored, but must be validated
+	// before each use.
 	NoCache bool
+	// NoCacheFields are the canonical names listed by a qualified
+	// no-cache="...": this cache stores the response without those fields
+	// (RFC 9111 section 5.2.2.4 forbids reusing them unvalidated).
+	NoCacheFields []string
+	// MustUnderstand is set by must-understand (RFC 9111 section
+	// 5.2.2.3): store only if the status code is understood, and then
+	// ignore no-store.
+	MustUnderstand bool
 	// MustRevalidate is set by must-revalidate.
 	MustRevalidate bool
 	// ProxyRevalidate is set by proxy-revalidate.
@@ -156,18 +171,39 @@ func ParseRequest(h http.Header) RequestDirectives {
 }
 
 // ParseResponse returns the Cache-Control directives of a response header.
-// Every Cache-Control line under the canonical key is read as one list, names are case-insensitive, values may
-// be tokens or quoted strings and unknown directives are ignored; see
-// [ResponseDirectives] for invalid and repeated values. Any input gives a
-// result; it does not allocate.
+// Every Cache-Control line under the canonical key is read as one list,
+// names are case-insensitive, values may be tokens or quoted strings and
+// unknown directives are ignored; see [ResponseDirectives] for invalid and
+// repeated values. Any input gives a result; it allocates only for the
+// field lists of qualified private and no-cache.
 func ParseResponse(h http.Header) ResponseDirectives {
+	return parseResponseLines(h["Cache-Control"], false)
+}
+
+// parseResponseLines reads response directives from lines. sf says the
+// lines are a targeted field (RFC 9213), a structured-field dictionary:
+// parameters after a value are dropped and a directive whose value is the
+// boolean false (?0) is absent.
+func parseResponseLines(lines []string, sf bool) ResponseDirectives {
 	var d ResponseDirectives
-	for _, line := range h["Cache-Control"] {
+	for _, line := range lines {
 		for rest := line; ; {
 			var dir directive
 			var ok bool
 			if dir, rest, ok = nextDirective(rest); !ok {
 				break
+			}
+			if sf {
+				if dir.hasValue && !dir.quoted {
+					dir.value, _, _ = strings.Cut(dir.value, ";")
+					if dir.value == "?0" {
+						continue
+					}
+					if dir.value == "?1" {
+						dir.hasValue, dir.value = false, ""
+					}
+				}
+				dir.name, _, _ = strings.Cut(dir.name, ";")
 			}
 			switch name := dir.name; {
 			case strings.EqualFold(name, "public"):
@@ -177,15 +213,25 @@ func ParseResponse(h http.Header) ResponseDirectives {
 					d.Public = true
 				}
 			case strings.EqualFold(name, "private"):
-				d.Private = true
+				if fields, ok := dir.fieldList(); ok {
+					d.PrivateFields = append(d.PrivateFields, fields...)
+				} else {
+					d.Private = true
+				}
 			case strings.EqualFold(name, "no-store"):
 				d.NoStore = true
 			case strings.EqualFold(name, "no-cache"):
-				d.NoCache = true
+				if fields, ok := dir.fieldList(); ok {
+					d.NoCacheFields = append(d.NoCacheFields, fields...)
+				} else {
+					d.NoCache = true
+				}
 			case strings.EqualFold(name, "must-revalidate"):
 				d.MustRevalidate = true
 			case strings.EqualFold(name, "proxy-revalidate"):
 				d.ProxyRevalidate = true
+			case strings.EqualFold(name, "must-understand"):
+				d.MustUnderstand = true
 			case strings.EqualFold(name, "no-transform"):
 				d.NoTransform = true
 			case strings.EqualFold(name, "immutable"):
@@ -210,6 +256,30 @@ func ParseResponse(h http.Header) ResponseDirectives {
 	return d
 }
 
+// fieldList returns the canonical field names of a qualified private or
+// no-cache ("private=\"Set-Cookie, X-Id\""), and ok false when the
+// directive has no value, or one that is not a non-empty list of field
+// names: such a directive counts as unqualified, which is the safe
+// reading.
+func (d directive) fieldList() (fields []string, ok bool) {
+	if !d.hasValue || d.malformed || trimOWS(d.value) == "" {
+		return nil, false
+	}
+	for rest := d.value; rest != ""; {
+		var name string
+		name, rest, _ = strings.Cut(rest, ",")
+		name = trimOWS(name)
+		if name == "" {
+			continue
+		}
+		if !IsToken(name) {
+			return nil, false
+		}
+		fields = append(fields, textproto.CanonicalMIMEHeaderKey(name))
+	}
+	return fields, len(fields) > 0
+}
+
 // setMin records x in *v if it is the first value or smaller than *v.
 func setMin(v *time.Duration, has *bool, x time.Duration) {
 	if !*has || x < *v {
@@ -223,6 +293,7 @@ type directive struct {
 	name      string // as written, without surrounding whitespace
 	value     string // without quotes; backslash escapes are left in place
 	hasValue  bool   // an "=" followed the name
+	quoted    bool   // the value was a quoted string
 	malformed bool   // unterminated quoted string, or text after it
 }
 
@@ -288,6 +359,7 @@ func nextDirective(s string) (d directive, rest string, ok bool) {
 		return d, s[i:], true
 	}
 
+	d.quoted = true
 	end := -1
 	for i = 1; i < len(s); i++ {
 		if s[i] == '\\' {

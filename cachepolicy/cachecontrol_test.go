@@ -60,9 +60,14 @@ func TestParseResponse(t *testing.T) {
 		{name: "no-store", h: cc("no-store"), want: ResponseDirectives{NoStore: true}},
 		{name: "no-store with value still counts", h: cc("no-store=1"), want: ResponseDirectives{NoStore: true}},
 		{name: "no-cache", h: cc("no-cache"), want: ResponseDirectives{NoCache: true}},
-		{name: "no-cache with fields", h: cc(`no-cache="Set-Cookie, X-Foo"`), want: ResponseDirectives{NoCache: true}},
+		{name: "no-cache with fields", h: cc(`no-cache="Set-Cookie, x-foo"`), want: ResponseDirectives{NoCacheFields: []string{"Set-Cookie", "X-Foo"}}},
+		{name: "no-cache with empty list", h: cc(`no-cache=""`), want: ResponseDirectives{NoCache: true}},
+		{name: "no-cache with unquoted field", h: cc(`no-cache=Set-Cookie`), want: ResponseDirectives{NoCacheFields: []string{"Set-Cookie"}}},
+		{name: "no-cache with bad list", h: cc(`no-cache="a b"`), want: ResponseDirectives{NoCache: true}},
+		{name: "must-understand", h: cc("must-understand, no-store"), want: ResponseDirectives{MustUnderstand: true, NoStore: true}},
 		{name: "private", h: cc("private"), want: ResponseDirectives{Private: true}},
-		{name: "private with field", h: cc(`private="Set-Cookie", max-age=60`), want: ResponseDirectives{Private: true, MaxAge: 60 * s, HasMaxAge: true}},
+		{name: "private with field", h: cc(`private="Set-Cookie", max-age=60`), want: ResponseDirectives{PrivateFields: []string{"Set-Cookie"}, MaxAge: 60 * s, HasMaxAge: true}},
+		{name: "private unterminated list", h: cc(`private="Set-Cookie`), want: ResponseDirectives{Private: true}},
 		{name: "private with quoted list holding comma", h: cc(`private="A, max-age=9", public`), want: ResponseDirectives{Private: true, Public: true}},
 		{name: "public with value is ignored", h: cc("public=yes"), want: ResponseDirectives{}},
 		{name: "public and private", h: cc("public, private"), want: ResponseDirectives{Public: true, Private: true}},
@@ -135,11 +140,11 @@ func TestNextDirective(t *testing.T) {
 		{in: "", want: nil},
 		{in: "a", want: []directive{{name: "a"}}},
 		{in: "a=1,b", want: []directive{{name: "a", value: "1", hasValue: true}, {name: "b"}}},
-		{in: `a="x,y" , b`, want: []directive{{name: "a", value: "x,y", hasValue: true}, {name: "b"}}},
-		{in: `a="x\"y"`, want: []directive{{name: "a", value: `x\"y`, hasValue: true}}},
-		{in: `a="x" y,b`, want: []directive{{name: "a", value: "x", hasValue: true, malformed: true}, {name: "b"}}},
-		{in: `a="x,b`, want: []directive{{name: "a", value: "x,b", hasValue: true, malformed: true}}},
-		{in: `a="x\`, want: []directive{{name: "a", value: `x\`, hasValue: true, malformed: true}}},
+		{in: `a="x,y" , b`, want: []directive{{name: "a", value: "x,y", hasValue: true, quoted: true}, {name: "b"}}},
+		{in: `a="x\"y"`, want: []directive{{name: "a", value: `x\"y`, hasValue: true, quoted: true}}},
+		{in: `a="x" y,b`, want: []directive{{name: "a", value: "x", hasValue: true, quoted: true, malformed: true}, {name: "b"}}},
+		{in: `a="x,b`, want: []directive{{name: "a", value: "x,b", hasValue: true, quoted: true, malformed: true}}},
+		{in: `a="x\`, want: []directive{{name: "a", value: `x\`, hasValue: true, quoted: true, malformed: true}}},
 		{in: "=5", want: []directive{{name: "", value: "5", hasValue: true}}},
 		{in: "a=,b=", want: []directive{{name: "a", hasValue: true}, {name: "b", hasValue: true}}},
 		{in: "a==1", want: []directive{{name: "a", value: "=1", hasValue: true}}},
@@ -161,7 +166,7 @@ func TestNextDirective(t *testing.T) {
 }
 
 func TestParseResponseAllocs(t *testing.T) {
-	h := cc(`public, max-age=60, s-maxage=30, stale-while-revalidate="10", private="Set-Cookie"`)
+	h := cc(`public, max-age=60, s-maxage=30, stale-while-revalidate="10", private, no-cache`)
 	allocs := testing.AllocsPerRun(100, func() { _ = ParseResponse(h) })
 	assert.Zero(t, allocs, "ParseResponse allocations per call")
 }

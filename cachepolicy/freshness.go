@@ -3,7 +3,6 @@ package cachepolicy
 import (
 	"math"
 	"net/http"
-	"strconv"
 	"time"
 )
 
@@ -13,9 +12,15 @@ import (
 // is never fresh.
 type Lifetime struct {
 	// Fresh is how long the response is fresh after it was stored: its
-	// freshness lifetime minus the age it already had (its Age field, or
-	// how far its Date lay in the past). Zero or negative: never fresh.
+	// freshness lifetime minus the age it already had (Age). Zero or
+	// negative: never fresh.
 	Fresh time.Duration
+	// Age is the age the response already had when it was stored: its
+	// corrected_initial_age (RFC 9111 section 4.2.3), the larger of how
+	// far its Date lay in the past and its Age field plus the time the
+	// handler took. The age of the stored response at any later moment is
+	// Age plus the time since it was stored (see [Lifetime.CurrentAge]).
+	Age time.Duration
 	// StaleWhileRevalidate is how long after Fresh runs out the response
 	// may still be served while one refresh runs. Zero: no such window.
 	StaleWhileRevalidate time.Duration
@@ -28,6 +33,15 @@ type Lifetime struct {
 	// client's max-stale is not honoured.
 	// False: a client's max-stale may extend its use.
 	MustRevalidate bool
+	// NoCache says the response said no-cache: it must be validated with
+	// the handler (a conditional request) before each use, fresh or not.
+	NoCache bool
+	// Keep is how long past Fresh and the stale windows a store keeps a
+	// response that has a validator (ETag or Last-Modified), so that a
+	// stale one can be revalidated with a conditional request instead of
+	// fetched again. It counts only for [Lifetime.Retention]; an entry
+	// need not keep it. Zero: kept no longer than the windows.
+	Keep time.Duration
 }
 
 // TTL returns how much freshness a response stored at storedAt has left at
@@ -37,11 +51,20 @@ func (l Lifetime) TTL(storedAt, now time.Time) time.Duration {
 	return max(l.Fresh, 0) - Age(storedAt, now)
 }
 
+// CurrentAge returns the age of a response stored at storedAt, at now:
+// the age it had when stored plus the time since (RFC 9111 section
+// 4.2.3), at most [MaxDelta]. It is the value of the Age field of a
+// response served from the cache.
+func (l Lifetime) CurrentAge(storedAt, now time.Time) time.Duration {
+	return min(addSat(max(l.Age, 0), Age(storedAt, now)), MaxDelta)
+}
+
 // Retention returns how long a store should keep the response: Fresh plus
-// the longer of the two stale windows. After that, [Classify] would call it
-// [Expired] whatever the request.
+// the longest of the two stale windows and Keep. After that, [Classify]
+// would call it [Expired] whatever the request, and it is too old to be
+// worth revalidating.
 func (l Lifetime) Retention() time.Duration {
-	return addSat(max(l.Fresh, 0), max(l.StaleWhileRevalidate, l.StaleIfError, 0))
+	return addSat(max(l.Fresh, 0), max(l.StaleWhileRevalidate, l.StaleIfError, l.Keep, 0))
 }
 
 // StoreDecision says whether a response may be stored, and if so for how
@@ -52,18 +75,36 @@ type StoreDecision struct {
 	// Reason says why the response may not be stored; it is empty when
 	// Store is true. It is one of these tokens, usable as a Cache-Status
 	// detail: "method", "request-no-store", "authorization", "cookie",
-	// "status", "no-store", "private", "no-cache", "set-cookie",
-	// "vary-star", "vary-unkeyed", "no-freshness". ("too-large" is the
+	// "status", "must-understand", "no-store", "private", "no-cache",
+	// "set-cookie", "vary-star", "no-freshness". ("too-large" is the
 	// caller's to give when a body outgrows [Policy.BodyLimit].)
 	Reason string
 	// Lifetime is how long the stored response may be used; zero when
 	// Store is false.
 	Lifetime
+	// Vary lists the canonical names of the request fields, sorted, that
+	// the response varies on (its Vary field) beyond [Policy.KeyHeaders].
+	// When it is not empty the response is stored as one variant of its
+	// URL, under [AppendVariantKey]. Nil: the key alone selects it.
+	Vary []string
+	// Fields says which of the response's fields are stored.
+	Fields FieldFilter
 }
 
 // Storable decides whether the response to req, with the status code and
 // header h the handler produced, may be stored under policy p, judged at
-// time now. The rules, in the order they are checked:
+// time now. It is [StorableAt] with now as both the request and the
+// response time.
+func Storable(req *http.Request, status int, h http.Header, p Policy, now time.Time) StoreDecision {
+	return StorableAt(req, status, h, p, now, now)
+}
+
+// StorableAt decides whether the response to req, with the status code
+// and header h the handler produced, may be stored under policy p;
+// requested is when the request was handed to the handler and received
+// when its response header came back. The directives obeyed are those of
+// [ParseTargeted] with p.TargetedField. The rules, in the order they are
+// checked:
 //
 //   - only GET responses are stored ("method"): HEAD is served from the
 //     GET entry, and other methods are not cached;
@@ -72,27 +113,42 @@ type StoreDecision struct {
 //     is set and the response says public, s-maxage or must-revalidate
 //     (RFC 9111 section 3.5) ("authorization");
 //   - a request carrying Cookie is not, unless p.AllowCookies ("cookie");
-//   - the status must be one p allows ("status");
-//   - a response with Cache-Control no-store, private or no-cache is not
-//     ("no-store", "private", "no-cache"); this cache cannot revalidate, so
-//     a response that must be revalidated on every use is not worth storing;
-//   - a response with Set-Cookie is not, unless p.AllowSetCookie
-//     ("set-cookie");
-//   - a response whose Vary is "*" ("vary-star") or names a header that is
-//     not in p.KeyHeaders ("vary-unkeyed") is not, since its key could not
-//     tell its variants apart;
+//   - 1xx, 206 and 304 are never stored, nor a status p.Statuses leaves
+//     out; with p.Statuses empty, any other final status is stored when
+//     the response has explicit freshness (s-maxage, max-age, Expires) or
+//     says public, and one of [DefaultStatuses] also without ("status");
+//   - must-understand stores only a status this cache understands (those
+//     RFC 9110 defines) ("must-understand"), and then overrides no-store;
+//   - a response with no-store or (unqualified) private is not
+//     ("no-store", "private"); private="..." and no-cache="..." store the
+//     response without the listed fields;
+//   - a response with Set-Cookie is not, unless p.AllowSetCookie or a
+//     qualified private or no-cache lists it ("set-cookie");
+//   - a response whose Vary is "*", or holds something that is not a
+//     field name, is not ("vary-star"); one that names fields outside
+//     p.KeyHeaders is stored as a variant (see StoreDecision.Vary);
 //   - the freshness lifetime is s-maxage, else max-age, else Expires minus
-//     Date (now when Date is missing or invalid; an invalid or repeated
-//     Expires means already expired), else p.TTL; the response's age (its
-//     Age field, or how far its Date lies in the past) is taken off; a
-//     response with no freshness left is not stored ("no-freshness").
+//     Date (received when Date is missing or invalid; an invalid or
+//     repeated Expires means already expired, see [ParseHTTPDate]), else
+//     p.TTL, else the heuristic of [Policy.HeuristicLifetime]; the age the
+//     response already has ([Lifetime.Age]) is taken off;
+//   - a response with no freshness left is not stored ("no-freshness"),
+//     unless it is a 200 with a validator (ETag or Last-Modified) that
+//     said no-cache or gave explicit freshness: it is then stored stale,
+//     to be validated before use;
+//   - no-cache (unqualified) marks the stored response to be validated
+//     before each use ([Lifetime.NoCache]); without a validator (or for
+//     a status other than 200, which a 304 cannot stand for) that would be
+//     a full run each time, so it is not stored ("no-cache").
 //
 // The stale windows are the response's stale-while-revalidate and
 // stale-if-error directives when present, else the policy's; a response
 // that says must-revalidate, proxy-revalidate or s-maxage gets no window
-// from the policy. Storable does not look at the body: the caller refuses
-// bodies over [Policy.BodyLimit] itself.
-func Storable(req *http.Request, status int, h http.Header, p Policy, now time.Time) StoreDecision {
+// from the policy, and one that says no-cache no stale-while-revalidate.
+// A 200 with a validator is kept [Policy.StaleRetention] past the windows
+// ([Lifetime.Keep]). StorableAt does not look at the body: the caller
+// refuses bodies over [Policy.BodyLimit] itself.
+func StorableAt(req *http.Request, status int, h http.Header, p Policy, requested, received time.Time) StoreDecision {
 	if req == nil || (req.Method != "" && req.Method != http.MethodGet) {
 		return StoreDecision{Reason: "method"}
 	}
@@ -106,25 +162,35 @@ func Storable(req *http.Request, status int, h http.Header, p Policy, now time.T
 	if len(req.Header["Cookie"]) > 0 && !p.AllowCookies {
 		return StoreDecision{Reason: "cookie"}
 	}
-	if !p.AllowsStatus(status) {
+	rd := ParseTargeted(h, p.TargetedField)
+	_, hasExpires := h["Expires"]
+	explicit := rd.HasSMaxAge || rd.HasMaxAge || hasExpires || (rd.Public && p.TTL > 0)
+	if !p.storesStatus(status, explicit || rd.Public) {
 		return StoreDecision{Reason: "status"}
 	}
-	rd := ParseResponse(h)
+	noStore := rd.NoStore
+	if rd.MustUnderstand {
+		if !understood(status) {
+			return StoreDecision{Reason: "must-understand"}
+		}
+		noStore = false
+	}
+	fields := NewFieldFilter(h, rd)
 	switch {
-	case rd.NoStore:
+	case noStore:
 		return StoreDecision{Reason: "no-store"}
 	case rd.Private:
 		return StoreDecision{Reason: "private"}
-	case rd.NoCache:
-		return StoreDecision{Reason: "no-cache"}
 	case authorized && !rd.Public && !rd.HasSMaxAge && !rd.MustRevalidate:
 		return StoreDecision{Reason: "authorization"}
-	case len(h["Set-Cookie"]) > 0 && !p.AllowSetCookie:
+	case len(h["Set-Cookie"]) > 0 && !p.AllowSetCookie && fields.Stored("Set-Cookie"):
 		return StoreDecision{Reason: "set-cookie"}
 	}
-	if reason := varyReason(h, p.KeyHeaders); reason != "" {
-		return StoreDecision{Reason: reason}
+	vary, star := VaryFields(h)
+	if star {
+		return StoreDecision{Reason: "vary-star"}
 	}
+	vary = unkeyed(vary, p.KeyHeaders)
 
 	var lifetime time.Duration
 	switch {
@@ -132,155 +198,99 @@ func Storable(req *http.Request, status int, h http.Header, p Policy, now time.T
 		lifetime = rd.SMaxAge
 	case rd.HasMaxAge:
 		lifetime = rd.MaxAge
-	case len(h["Expires"]) > 0:
-		lifetime = expiresLifetime(h, now)
-	default:
+	case hasExpires:
+		lifetime = expiresLifetime(h, received)
+	case p.TTL > 0:
 		lifetime = p.TTL
+	case isDefaultStatus(status) || rd.Public:
+		lifetime = p.HeuristicLifetime(h, received)
 	}
-	fresh := lifetime - initialAge(h, now)
-	if fresh <= 0 {
+	age := correctedInitialAge(h, requested, received)
+	fresh := lifetime - age
+	_, hasETag := h["Etag"]
+	_, hasLM := h["Last-Modified"]
+	// Only a 200 is revalidated: RFC 9110 answers 304 in place of a 200.
+	validator := (hasETag || hasLM) && status == http.StatusOK
+	switch {
+	case rd.NoCache && !validator:
+		return StoreDecision{Reason: "no-cache"}
+	case fresh <= 0 && (!validator || !rd.NoCache && !explicit):
 		return StoreDecision{Reason: "no-freshness"}
 	}
 
 	l := Lifetime{
-		Fresh:          fresh,
+		Fresh:          max(fresh, 0),
+		Age:            age,
 		MustRevalidate: rd.MustRevalidate || rd.ProxyRevalidate || rd.HasSMaxAge,
+		NoCache:        rd.NoCache,
 	}
-	if !l.MustRevalidate {
+	if !l.MustRevalidate && !l.NoCache {
 		l.StaleWhileRevalidate, l.StaleIfError = p.StaleWhileRevalidate, p.StaleIfError
 	}
-	if rd.HasStaleWhileRevalidate {
+	if rd.HasStaleWhileRevalidate && !l.NoCache {
 		l.StaleWhileRevalidate = rd.StaleWhileRevalidate
 	}
 	if rd.HasStaleIfError {
 		l.StaleIfError = rd.StaleIfError
 	}
-	return StoreDecision{Store: true, Lifetime: l}
+	if validator {
+		l.Keep = p.staleRetention()
+	}
+	return StoreDecision{Store: true, Lifetime: l, Vary: vary, Fields: fields}
 }
 
-// expiresLifetime returns Expires minus Date (or minus now when Date is
-// missing or invalid), clamped to [0, MaxDelta]. An Expires that is invalid,
-// or given more than once with different values, gives 0.
-func expiresLifetime(h http.Header, now time.Time) time.Duration {
+// expiresLifetime returns Expires minus Date (or minus received when Date
+// is missing or invalid), clamped to [0, MaxDelta]. An Expires that is
+// invalid (see [ParseHTTPDate]), or given more than once with different
+// values, gives 0: already expired.
+func expiresLifetime(h http.Header, received time.Time) time.Duration {
 	values := h["Expires"]
 	for _, v := range values[1:] {
 		if v != values[0] {
 			return 0
 		}
 	}
-	expires, err := http.ParseTime(values[0])
-	if err != nil {
+	expires, ok := ParseHTTPDate(values[0], received)
+	if !ok {
 		return 0
 	}
-	date := now
-	if dates := h["Date"]; len(dates) > 0 {
-		if d, err := http.ParseTime(dates[0]); err == nil {
-			date = d
-		}
+	date := received
+	if d, ok := dateOf(h, received); ok {
+		date = d
 	}
 	return min(max(expires.Sub(date), 0), MaxDelta)
 }
 
-// initialAge returns the age a response already has when it reaches the
-// cache: the larger of its Age field (the largest valid one if repeated)
-// and how many whole seconds its Date lies before now.
-func initialAge(h http.Header, now time.Time) time.Duration {
-	var age time.Duration
+// dateOf returns the response's Date, if it has one valid Date.
+func dateOf(h http.Header, now time.Time) (time.Time, bool) {
+	dates := h["Date"]
+	if len(dates) == 0 {
+		return time.Time{}, false
+	}
+	return ParseHTTPDate(dates[0], now)
+}
+
+// correctedInitialAge returns the age a response already has when it
+// reaches the cache (RFC 9111 section 4.2.3): the larger of its apparent
+// age (how many whole seconds its Date lies before received) and its Age
+// field (the largest valid one if repeated) plus the response delay
+// (received minus requested).
+func correctedInitialAge(h http.Header, requested, received time.Time) time.Duration {
+	var apparent, corrected time.Duration
+	if d, ok := dateOf(h, received); ok {
+		apparent = max(received.Sub(d).Truncate(time.Second), 0)
+	}
+	var ageValue time.Duration
+	hasAge := false
 	for _, v := range h["Age"] {
 		if a, ok := (directive{value: trimOWS(v), hasValue: true}).delta(); ok {
-			age = max(age, a)
+			ageValue, hasAge = max(ageValue, a), true
 		}
 	}
-	if dates := h["Date"]; len(dates) > 0 {
-		if d, err := http.ParseTime(dates[0]); err == nil {
-			age = max(age, now.Sub(d).Truncate(time.Second))
-		}
+	if hasAge {
+		corrected = addSat(ageValue, max(received.Sub(requested), 0))
 	}
-	return age
-}
-
-// Freshness is the state of a stored response at the time of a request, as
-// [Classify] reports it. The zero value is [Expired].
-type Freshness int
-
-const (
-	// Expired means the stored response must not be served: run the
-	// handler.
-	Expired Freshness = iota
-	// Fresh means the stored response is served as it is.
-	Fresh
-	// StaleRevalidate means the stored response is served now while one
-	// refresh per key runs in the background.
-	StaleRevalidate
-	// StaleIfErrorOnly means the handler runs, and the stored response is
-	// served only if the handler fails.
-	StaleIfErrorOnly
-)
-
-// String returns the state's name, such as "fresh".
-func (f Freshness) String() string {
-	switch f {
-	case Expired:
-		return "expired"
-	case Fresh:
-		return "fresh"
-	case StaleRevalidate:
-		return "stale-while-revalidate"
-	case StaleIfErrorOnly:
-		return "stale-if-error"
-	}
-	return "Freshness(" + strconv.Itoa(int(f)) + ")"
-}
-
-// Classify says how a response stored at storedAt with lifetime l may be
-// used at now for a request with directives rd.
-//
-// Without request directives: [Fresh] while its age is under l.Fresh, then
-// [StaleRevalidate] for l.StaleWhileRevalidate, then [StaleIfErrorOnly]
-// until l.StaleIfError past l.Fresh, then [Expired]. The stale windows run
-// side by side, both counted from the end of freshness.
-//
-// Request directives: no-cache and max-age=0 force revalidation, so a fresh
-// response is at best [StaleIfErrorOnly] (the handler runs; the stored copy
-// covers its failure); so does a max-age the age exceeds, or a min-fresh
-// the remaining freshness does not meet. A max-stale the staleness is
-// within makes a stale response [StaleRevalidate], unless l.MustRevalidate.
-// only-if-cached is the caller's to handle.
-//
-// Age is the time since storedAt (see [Age]); the age a response had when
-// it was stored is already taken off l.Fresh by [Storable].
-func Classify(l Lifetime, storedAt, now time.Time, rd RequestDirectives) Freshness {
-	age := Age(storedAt, now)
-	fresh := max(l.Fresh, 0)
-	revalidate := rd.NoCache || (rd.HasMaxAge && (rd.MaxAge <= 0 || age > rd.MaxAge))
-
-	if age < fresh {
-		if revalidate || (rd.HasMinFresh && fresh-age < rd.MinFresh) {
-			return StaleIfErrorOnly
-		}
-		return Fresh
-	}
-
-	stale := age - fresh
-	if !revalidate && !rd.HasMinFresh {
-		if stale < max(l.StaleWhileRevalidate, 0) {
-			return StaleRevalidate
-		}
-		if rd.HasMaxStale && !l.MustRevalidate && stale <= rd.MaxStale {
-			return StaleRevalidate
-		}
-	}
-	if stale < max(l.StaleIfError, 0) {
-		return StaleIfErrorOnly
-	}
-	return Expired
-}
-
-// Age returns how long a response stored at storedAt has been stored at
-// now, never negative (a clock that went back gives 0). It is the value
-// for the Age field of a response served from the cache.
-func Age(storedAt, now time.Time) time.Duration {
-	return max(now.Sub(storedAt), 0)
+	return min(max(apparent, corrected), MaxDelta)
 }
 
 // Invalidates reports whether a response with the status code to a request

@@ -3,6 +3,7 @@ package cachepolicy
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/textproto"
 	"slices"
 	"time"
@@ -17,9 +18,12 @@ const DefaultMaxBodyBytes int64 = 1 << 20
 var ErrInvalidPolicy = errors.New("invalid policy")
 
 // Policy says how the responses of one route are cached. The zero value is
-// valid and safe: it stores only responses that give their own freshness
-// (Cache-Control max-age or s-maxage, or Expires), never serves stale, keys on
-// the URL alone and refuses anything that carries credentials or cookies.
+// valid and safe: it stores responses that give their own freshness
+// (Cache-Control max-age or s-maxage, Expires, or a targeted field), and
+// those with a Last-Modified for 10% of their age (heuristic freshness,
+// at most a day); it never serves stale except after a successful
+// revalidation, keys on the URL alone (responses that say Vary are stored
+// as variants) and refuses anything that carries credentials or cookies.
 //
 // A Policy is a plain value; it is safe for concurrent use as long as nobody
 // modifies its slices.
@@ -55,16 +59,59 @@ type Policy struct {
 	MaxBodyBytes int64
 
 	// KeyHeaders lists the request headers whose values are part of the
-	// cache key, and so the only headers a response may name in Vary. Names
-	// are case-insensitive, order and duplicates do not matter.
+	// cache key, up front: a response that says Vary on them needs no
+	// variant (and no second round trip). A response that says Vary on
+	// other headers is stored as a variant of its URL (see MaxVariants).
+	// Names are case-insensitive, order and duplicates do not matter.
 	// Nil: no request header is part of the key.
 	KeyHeaders []string
 
 	// Statuses lists the response status codes that may be stored; 1xx,
-	// 206 and 304 never are (see [StorableStatus]).
-	// Empty: the statuses RFC 9110 calls heuristically cacheable, see
-	// [DefaultStatuses].
+	// 206 and 304 never are (see [StorableStatus]). Empty: any storable
+	// status when the response gives explicit freshness (s-maxage,
+	// max-age, Expires) or says public, and the statuses RFC 9110 calls
+	// heuristically cacheable ([DefaultStatuses]) also without.
 	Statuses []int
+
+	// HeuristicFraction is the share of the time between a response's
+	// Last-Modified and its Date that it is taken to stay fresh when it
+	// gives no freshness of its own and TTL is zero (RFC 9111 section
+	// 4.2.2): a page unchanged for ten days is taken as fresh for one. It
+	// applies to the statuses of [DefaultStatuses] and to responses that
+	// say public. Zero: [DefaultHeuristicFraction], 10%, the fraction RFC
+	// 9111 names and most caches use. It must be at most 1.
+	HeuristicFraction float64
+
+	// HeuristicMax caps the heuristic freshness lifetime. Zero:
+	// [DefaultHeuristicMax], one day, so that a file unchanged for years
+	// is still checked daily.
+	HeuristicMax time.Duration
+
+	// NoHeuristic turns heuristic freshness off: a response without
+	// explicit freshness is then stored only under a TTL.
+	// False: heuristic freshness is on.
+	NoHeuristic bool
+
+	// StaleRetention is how long past its freshness (and stale windows) a
+	// stored 200 that has a validator (ETag or Last-Modified) is kept, so
+	// that once stale it is revalidated with a conditional request (the
+	// handler may answer 304) instead of fetched whole again.
+	// Zero: [DefaultStaleRetention].
+	StaleRetention time.Duration
+
+	// MaxVariants is how many variants of one URL are kept when responses
+	// say Vary on request fields outside KeyHeaders (one per combination
+	// of those fields' normalised values); past it the oldest is dropped.
+	// Zero: [DefaultMaxVariants].
+	MaxVariants int
+
+	// TargetedField names the cache's own targeted Cache-Control field
+	// (RFC 9213), such as "Steadfast-Cache-Control": when a response has
+	// it, valid, its directives are obeyed instead of those of
+	// CDN-Cache-Control and Cache-Control, so that an origin can give this
+	// cache alone a lifetime of its own. Empty: only CDN-Cache-Control is
+	// obeyed ahead of Cache-Control.
+	TargetedField string
 
 	// AllowAuthorization lets responses to requests that carry an
 	// Authorization header be stored and served. Even then, as RFC 9111
@@ -86,6 +133,23 @@ type Policy struct {
 	// False: such responses are not stored.
 	AllowSetCookie bool
 }
+
+// Defaults of the fields of [Policy] whose zero value means a default.
+const (
+	// DefaultHeuristicFraction is the heuristic freshness fraction when
+	// [Policy.HeuristicFraction] is zero: 10%.
+	DefaultHeuristicFraction = 0.1
+	// DefaultHeuristicMax caps heuristic freshness when
+	// [Policy.HeuristicMax] is zero: one day.
+	DefaultHeuristicMax = 24 * time.Hour
+	// DefaultStaleRetention is how long a stale response with a validator
+	// is kept for revalidation when [Policy.StaleRetention] is zero: ten
+	// minutes, nginx's default for keeping entries nobody asked for.
+	DefaultStaleRetention = 10 * time.Minute
+	// DefaultMaxVariants is how many variants of one URL are kept when
+	// [Policy.MaxVariants] is zero.
+	DefaultMaxVariants = 8
+)
 
 // DefaultStatuses returns the status codes stored when [Policy.Statuses] is
 // empty: those RFC 9110 section 15.1 calls heuristically cacheable (200,
@@ -113,16 +177,87 @@ func StorableStatus(code int) bool {
 }
 
 // AllowsStatus reports whether a response with the status code may be
-// stored under the policy. A status for which [StorableStatus] is false
-// never is, even when Statuses lists it.
+// stored under the policy without explicit freshness: one of p.Statuses,
+// or of [DefaultStatuses] when that is empty. A status for which
+// [StorableStatus] is false never is, even when Statuses lists it.
 func (p Policy) AllowsStatus(code int) bool {
-	if !StorableStatus(code) {
+	return p.storesStatus(code, false)
+}
+
+// storesStatus reports whether a response with the status code may be
+// stored; explicit says it has explicit freshness.
+func (p Policy) storesStatus(code int, explicit bool) bool {
+	switch {
+	case !StorableStatus(code):
 		return false
+	case len(p.Statuses) > 0:
+		return slices.Contains(p.Statuses, code)
 	}
-	if len(p.Statuses) == 0 {
-		return isDefaultStatus(code)
+	return explicit || isDefaultStatus(code)
+}
+
+// understood reports whether the cache understands the status code in the
+// sense of must-understand (RFC 9111 section 5.2.2.3): a final status RFC
+// 9110 defines, other than 206 and 304, whose caching rules it follows.
+func understood(code int) bool {
+	switch {
+	case code >= 200 && code <= 205, code >= 300 && code <= 303, code == 305, code == 307, code == 308,
+		code >= 400 && code <= 417, code >= 421 && code <= 422, code == 426, code >= 500 && code <= 505:
+		return true
 	}
-	return slices.Contains(p.Statuses, code)
+	return false
+}
+
+// HeuristicLifetime returns the heuristic freshness lifetime of a
+// response with header h received at received (RFC 9111 section 4.2.2):
+// HeuristicFraction of the time from its Last-Modified to its Date (or to
+// received when Date is missing or invalid), at most HeuristicMax. It is
+// zero when NoHeuristic is set or Last-Modified is missing, invalid or not
+// in the past. The caller decides whether the response's status allows a
+// heuristic.
+func (p Policy) HeuristicLifetime(h http.Header, received time.Time) time.Duration {
+	lm := h["Last-Modified"]
+	if p.NoHeuristic || len(lm) == 0 {
+		return 0
+	}
+	modified, ok := ParseHTTPDate(lm[0], received)
+	if !ok {
+		return 0
+	}
+	date := received
+	if d, ok := dateOf(h, received); ok {
+		date = d
+	}
+	since := date.Sub(modified)
+	if since <= 0 {
+		return 0
+	}
+	fraction := p.HeuristicFraction
+	if fraction == 0 {
+		fraction = DefaultHeuristicFraction
+	}
+	limit := p.HeuristicMax
+	if limit == 0 {
+		limit = DefaultHeuristicMax
+	}
+	return min(time.Duration(float64(since)*fraction).Truncate(time.Second), limit)
+}
+
+// staleRetention returns StaleRetention or its default.
+func (p Policy) staleRetention() time.Duration {
+	if p.StaleRetention == 0 {
+		return DefaultStaleRetention
+	}
+	return p.StaleRetention
+}
+
+// VariantLimit returns how many variants of one URL are kept:
+// MaxVariants, or [DefaultMaxVariants] when that is zero.
+func (p Policy) VariantLimit() int {
+	if p.MaxVariants == 0 {
+		return DefaultMaxVariants
+	}
+	return p.MaxVariants
 }
 
 // BodyLimit returns the largest body stored under the policy:
@@ -155,8 +290,23 @@ func (p Policy) Validate() error {
 	if p.MaxBodyBytes < 0 {
 		bad("MaxBodyBytes %d is negative", p.MaxBodyBytes)
 	}
+	if p.HeuristicFraction < 0 || p.HeuristicFraction > 1 || p.HeuristicFraction != p.HeuristicFraction {
+		bad("HeuristicFraction %v is not within [0, 1]", p.HeuristicFraction)
+	}
+	if p.HeuristicMax < 0 {
+		bad("HeuristicMax %v is negative", p.HeuristicMax)
+	}
+	if p.StaleRetention < 0 {
+		bad("StaleRetention %v is negative", p.StaleRetention)
+	}
+	if p.MaxVariants < 0 {
+		bad("MaxVariants %d is negative", p.MaxVariants)
+	}
+	if p.TargetedField != "" && !IsToken(p.TargetedField) {
+		bad("TargetedField %q is not a header name", p.TargetedField)
+	}
 	for i, name := range p.KeyHeaders {
-		if !isToken(name) {
+		if !IsToken(name) {
 			bad("KeyHeaders[%d] %q is not a header name", i, name)
 		}
 	}
@@ -185,12 +335,15 @@ func (p Policy) Normalize() Policy {
 	if p.Statuses != nil {
 		p.Statuses = slices.Clone(p.Statuses)
 	}
+	if p.TargetedField != "" {
+		p.TargetedField = textproto.CanonicalMIMEHeaderKey(p.TargetedField)
+	}
 	return p
 }
 
-// isToken reports whether s is a non-empty HTTP token (RFC 9110 5.6.2), the
-// syntax of field names and of most directive names.
-func isToken(s string) bool {
+// IsToken reports whether s is a non-empty HTTP token (RFC 9110 5.6.2), the
+// syntax of methods, field names and most directive names.
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}

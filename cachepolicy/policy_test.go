@@ -32,6 +32,13 @@ func TestPolicyValidate(t *testing.T) {
 		{name: "header name with colon", policy: Policy{KeyHeaders: []string{"X-A:"}}, wantErr: []string{`KeyHeaders[0] "X-A:"`}},
 		{name: "status too small", policy: Policy{Statuses: []int{99}}, wantErr: []string{"Statuses[0] 99"}},
 		{name: "status too large", policy: Policy{Statuses: []int{200, 600}}, wantErr: []string{"Statuses[1] 600"}},
+		{name: "heuristic fraction above one", policy: Policy{HeuristicFraction: 1.5}, wantErr: []string{"HeuristicFraction 1.5"}},
+		{name: "heuristic fraction negative", policy: Policy{HeuristicFraction: -0.1}, wantErr: []string{"HeuristicFraction"}},
+		{name: "negative heuristic max", policy: Policy{HeuristicMax: -1}, wantErr: []string{"HeuristicMax"}},
+		{name: "negative stale retention", policy: Policy{StaleRetention: -1}, wantErr: []string{"StaleRetention"}},
+		{name: "negative variants", policy: Policy{MaxVariants: -1}, wantErr: []string{"MaxVariants -1"}},
+		{name: "bad targeted field", policy: Policy{TargetedField: "a b"}, wantErr: []string{`TargetedField "a b"`}},
+		{name: "targeted field", policy: Policy{TargetedField: "steadfast-cache-control", HeuristicFraction: 1, MaxVariants: 2}},
 		{
 			name:    "all problems reported",
 			policy:  Policy{TTL: -1, MaxBodyBytes: -1, Statuses: []int{0}},
@@ -81,12 +88,24 @@ func TestPolicyAllowsStatus(t *testing.T) {
 		{name: "empty non-nil list is the default", statuses: []int{}, code: 200, want: true},
 		{name: "own list", statuses: []int{200, 302}, code: 302, want: true},
 		{name: "own list replaces default", statuses: []int{200, 302}, code: 404, want: false},
+		{name: "own list never 206", statuses: []int{206}, code: 206, want: false},
+		{name: "own list never 304", statuses: []int{304}, code: 304, want: false},
+		{name: "own list never 1xx", statuses: []int{103}, code: 103, want: false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Policy{Statuses: tc.statuses}.AllowsStatus(tc.code)
 			assert.Equal(t, tc.want, got, "Statuses %v, AllowsStatus(%d)", tc.statuses, tc.code)
 		})
+	}
+}
+
+func TestUnderstood(t *testing.T) {
+	for _, code := range []int{200, 203, 204, 301, 302, 307, 308, 404, 410, 500, 503} {
+		assert.True(t, understood(code), "%d is understood", code)
+	}
+	for _, code := range []int{100, 206, 299, 304, 306, 418, 599, 999} {
+		assert.False(t, understood(code), "%d is not understood", code)
 	}
 }
 

@@ -45,7 +45,7 @@ func TestCacheStatusString(t *testing.T) {
 func TestStoreReasonsAreTokens(t *testing.T) {
 	reasons := []string{
 		"method", "request-no-store", "authorization", "cookie", "status", "no-store", "private",
-		"no-cache", "set-cookie", "vary-star", "vary-unkeyed", "no-freshness", "too-large",
+		"no-cache", "set-cookie", "vary-star", "must-understand", "no-freshness", "too-large",
 	}
 	for _, r := range reasons {
 		assert.True(t, isSFToken(r), "reason %q must be usable as a Cache-Status detail token", r)

@@ -91,15 +91,15 @@ type Check struct {
 	// once with its stack, and reported as a failure.
 	Run func(ctx context.Context) ([]Observation, error)
 
-	// err is set by [Redis] and [Workers] given bad input, and returned
-	// by [Handler.Add] wrapping [ErrInvalidOption]. Constructors that can
-	// return an error (those of healthhandler/celery and
-	// healthhandler/asynq) do so instead.
-	err error
+	// WorkersMeasurement names the measurement whose value (an int; the
+	// sum over instances) is the number of live workers, as the worker
+	// checks ([Workers] and those of healthhandler/celery and
+	// healthhandler/asynq) set it; it feeds [CheckStats.Workers]. Empty
+	// means the check counts no workers.
+	WorkersMeasurement string
 }
 
-// newCheck is the Check [Redis] and [Workers] start from; they add Run,
-// or the error Add reports.
+// newCheck is the Check [Redis] and [Workers] start from; they add Run.
 func newCheck(name string, critical bool, interval, timeout time.Duration, componentType string) Check {
 	return Check{Name: name, Critical: critical, Interval: interval, Timeout: timeout, ComponentType: componentType}
 }
@@ -155,9 +155,6 @@ func (c Check) key(measurement string) string {
 
 // validate checks c and fills its defaults.
 func validate(c Check) (Check, error) {
-	if c.err != nil {
-		return c, fmt.Errorf("%w: %w", c.err, ErrInvalidOption)
-	}
 	switch {
 	case c.Name == "":
 		return c, fmt.Errorf("healthhandler: Check.Name is empty: %w", ErrInvalidOption)

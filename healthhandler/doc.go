@@ -10,8 +10,12 @@
 //	health, err := healthhandler.New(healthhandler.Options{ServiceID: "items-api"})
 //	if err != nil { ... }
 //	defer health.Close()
-//	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{})); err != nil { ... }
-//	if err := health.Add(healthhandler.Workers(rdb, healthhandler.WorkersOptions{Min: 1})); err != nil { ... }
+//	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{})
+//	if err != nil { ... }
+//	workers, err := healthhandler.Workers(rdb, healthhandler.WorkersOptions{Min: 1})
+//	if err != nil { ... }
+//	if err := health.Add(redisCheck); err != nil { ... }
+//	if err := health.Add(workers); err != nil { ... }
 //	mux.Handle("/health", health)  // the full report
 //	mux.Handle("/health/", health) // /health/live and /health/ready
 //

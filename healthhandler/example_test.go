@@ -56,7 +56,11 @@ func ExampleNew() {
 	}
 	defer health.Close()
 	// Redis is a cache here: the service works without it.
-	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{})); err != nil {
+	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{})
+	if err != nil {
+		panic(err)
+	}
+	if err := health.Add(redisCheck); err != nil {
 		panic(err)
 	}
 	// The database is not: without it the service is not ready.
@@ -164,7 +168,13 @@ func ExampleWorkers() {
 		panic(err)
 	}
 	defer health.Close()
-	_ = health.Add(healthhandler.Workers(rdb, healthhandler.WorkersOptions{Min: 1, Critical: true}))
+	workers, err := healthhandler.Workers(rdb, healthhandler.WorkersOptions{Min: 1, Critical: true})
+	if err != nil {
+		panic(err)
+	}
+	if err := health.Add(workers); err != nil {
+		panic(err)
+	}
 	_ = health.WaitChecked(context.Background())
 
 	for _, operator := range []string{"no", "yes"} {

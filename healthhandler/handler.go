@@ -371,6 +371,12 @@ type CheckStats struct {
 	// LastError is the redacted text of the latest result's first failing
 	// observation; empty when it passed.
 	LastError string
+	// Workers is the number of live workers the latest run counted, and
+	// CountsWorkers whether it counted any: false for a check that counts
+	// none (see [Check.WorkersMeasurement]), before its first run, and
+	// when its latest run could not count them (Redis was unavailable).
+	Workers       int
+	CountsWorkers bool
 }
 
 // Stats returns a snapshot. It does no I/O and takes no lock held across
@@ -389,6 +395,7 @@ func (h *Handler) Stats() Stats {
 		if res := rn.last.Load(); res != nil {
 			cs.Status, cs.LastRun, cs.LastDuration, cs.LastError = res.status, res.at, res.took, res.detail
 		}
+		cs.Workers, cs.CountsWorkers = rn.liveWorkers()
 		st.Checks = append(st.Checks, cs)
 	}
 	return st

@@ -48,6 +48,18 @@ func mustAdd(t *testing.T, h *healthhandler.Handler, c healthhandler.Check) {
 	}
 }
 
+// mustCheck returns a function that returns a check constructor's Check,
+// failing t when the constructor returned an error.
+func mustCheck(t testing.TB) func(healthhandler.Check, error) healthhandler.Check {
+	return func(c healthhandler.Check, err error) healthhandler.Check {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("check constructor: %v", err)
+		}
+		return c
+	}
+}
+
 func waitChecked(t *testing.T, h *healthhandler.Handler) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -544,8 +556,6 @@ func TestAddErrors(t *testing.T) {
 		{"negative interval", healthhandler.Check{Name: "x", Run: run, Interval: -1}, "negative"},
 		{"negative timeout", healthhandler.Check{Name: "x", Run: run, Timeout: -1}, "negative"},
 		{"duplicate", healthhandler.Check{Name: "db", Run: run}, "added twice"},
-		{"redis nil", healthhandler.Redis(nil, healthhandler.RedisOptions{}), "nil client"},
-		{"workers nil", healthhandler.Workers(nil, healthhandler.WorkersOptions{}), "nil client"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -554,6 +564,14 @@ func TestAddErrors(t *testing.T) {
 				t.Errorf("Add(%+v) = %v, want ErrInvalidOption naming %q", tc.check, err, tc.want)
 			}
 		})
+	}
+	for name, err := range map[string]error{
+		"Redis(nil)":   second(healthhandler.Redis(nil, healthhandler.RedisOptions{})),
+		"Workers(nil)": second(healthhandler.Workers(nil, healthhandler.WorkersOptions{})),
+	} {
+		if !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), "nil client") {
+			t.Errorf("%s = %v, want ErrInvalidOption naming %q", name, err, "nil client")
+		}
 	}
 	if err := h.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -662,3 +680,6 @@ func TestDetailsBehindSameHostProxy(t *testing.T) {
 		})
 	}
 }
+
+// second returns its second argument: the error of a check constructor.
+func second(_ healthhandler.Check, err error) error { return err }

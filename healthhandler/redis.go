@@ -40,7 +40,12 @@ const redisOutput = "redis unavailable"
 //   - "redis:breaker": the circuit breaker's state, closed, open or
 //     half-open;
 //   - "redis:lastSuccess": seconds since Redis last answered (none if it
-//     never did).
+//     never did);
+//   - "redis:nearCache", only when the near cache was asked for
+//     ([resilience.Options].NearCache): an object with serving (whether
+//     hits come from process memory now), reason (why not, when not),
+//     entries, bytes, maxBytes, hits, misses, invalidations, flushes and
+//     pauses.
 //
 // For Sentinel and Cluster it also reports the topology (see
 // [resilience.Redis.DescribeTopology]): "redis:sentinels", "redis:master"
@@ -59,12 +64,12 @@ const redisOutput = "redis unavailable"
 // other operations failed because of Redis since the previous run (as
 // rdb's Stats count them), the check reports "warn", with "redis
 // operations failing" for everyone and the count and last error in the
-// details. [Handler.Add] reports a nil rdb.
-func Redis(rdb *resilience.Redis, opts RedisOptions) Check {
+// details. It returns an error wrapping [ErrInvalidOption] when rdb is
+// nil.
+func Redis(rdb *resilience.Redis, opts RedisOptions) (Check, error) {
 	c := newCheck(orName(opts.Name, "redis"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeDatastore)
 	if rdb == nil {
-		c.err = errors.New("healthhandler: Redis check of a nil client")
-		return c
+		return Check{}, fmt.Errorf("healthhandler: Redis of a nil client: %w", ErrInvalidOption)
 	}
 	// Runs of one check never overlap, so seen needs no lock.
 	seen := rdb.Stats().Failures
@@ -80,7 +85,7 @@ func Redis(rdb *resilience.Redis, opts RedisOptions) Check {
 		}
 		return obs, nil
 	}
-	return c
+	return c, nil
 }
 
 // redisOutputFailing is what everyone may read when Redis answers PING
@@ -118,7 +123,32 @@ func redisObservations(rtt time.Duration, err error, st resilience.Stats, failed
 	if !st.LastSuccess.IsZero() {
 		since.Value, since.Unit = roundTo(max(now.Sub(st.LastSuccess), 0).Seconds(), 1e3), "s"
 	}
-	return []Observation{rt, conns, breaker, since}
+	obs := []Observation{rt, conns, breaker, since}
+	if n := st.NearCache; n.Enabled {
+		near := base
+		near.Measurement = "nearCache"
+		near.Value = nearFigures{
+			Serving: n.Serving, Reason: n.Reason, Entries: n.Entries, Bytes: n.Bytes, MaxBytes: n.MaxBytes,
+			Hits: n.Hits, Misses: n.Misses, Invalidations: n.Invalidations, Flushes: n.Flushes, Pauses: n.Pauses,
+		}
+		obs = append(obs, near)
+	}
+	return obs
+}
+
+// nearFigures is the observedValue of "redis:nearCache". Reason is text
+// fit for anyone: resilience words it without addresses or replies.
+type nearFigures struct {
+	Serving       bool   `json:"serving"`
+	Reason        string `json:"reason,omitempty"`
+	Entries       int    `json:"entries"`
+	Bytes         int64  `json:"bytes"`
+	MaxBytes      int64  `json:"maxBytes"`
+	Hits          uint64 `json:"hits"`
+	Misses        uint64 `json:"misses"`
+	Invalidations uint64 `json:"invalidations"`
+	Flushes       uint64 `json:"flushes"`
+	Pauses        uint64 `json:"pauses"`
 }
 
 // failureDetail is the specific text of a failed operation: its error, or,

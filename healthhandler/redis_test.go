@@ -45,7 +45,7 @@ func TestRedisCheckReport(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rdb := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{})
 		h := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-		mustAdd(t, h, healthhandler.Redis(rdb, healthhandler.RedisOptions{}))
+		mustAdd(t, h, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{})))
 		synctest.Wait()
 
 		res := get(t, h, http.MethodGet, "/health", true)
@@ -93,9 +93,9 @@ func TestRedisCheckOutage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rdb := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{})
 		cache := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-		mustAdd(t, cache, healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: time.Second}))
+		mustAdd(t, cache, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: time.Second})))
 		store := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-		mustAdd(t, store, healthhandler.Redis(rdb, healthhandler.RedisOptions{Critical: true, Interval: time.Second}))
+		mustAdd(t, store, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Critical: true, Interval: time.Second})))
 		synctest.Wait()
 
 		m.Close()
@@ -211,7 +211,7 @@ func TestRedisCheckSpecificErrors(t *testing.T) {
 			tc.fault(m)
 			rdb := newRedis(t, tc.cfg(m.Addr()), resilience.Options{})
 			h := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-			mustAdd(t, h, healthhandler.Redis(rdb, healthhandler.RedisOptions{}))
+			mustAdd(t, h, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{})))
 			waitChecked(t, h)
 			public := decode(t, get(t, h, http.MethodGet, "/health", false).body).Checks["redis:responseTime"][0]
 			if public.Output != "redis unavailable" {
@@ -236,9 +236,9 @@ func TestRedisKilled(t *testing.T) {
 	cache := newHandler(t, healthhandler.Options{ShowDetails: showDetails, OnChange: cacheEvents.record})
 	// A long Timeout: on a loaded machine a run must fail because Redis
 	// is gone, not because the run was slow.
-	mustAdd(t, cache, healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 20 * time.Millisecond, Timeout: time.Minute}))
+	mustAdd(t, cache, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 20 * time.Millisecond, Timeout: time.Minute})))
 	store := newHandler(t, healthhandler.Options{ShowDetails: showDetails, OnChange: storeEvents.record})
-	mustAdd(t, store, healthhandler.Redis(rdb, healthhandler.RedisOptions{Critical: true, Interval: 20 * time.Millisecond, Timeout: time.Minute}))
+	mustAdd(t, store, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Critical: true, Interval: 20 * time.Millisecond, Timeout: time.Minute})))
 	is := func(s healthhandler.Status) func(healthhandler.Change) bool {
 		return func(c healthhandler.Change) bool { return c.To == s }
 	}
@@ -275,7 +275,7 @@ func TestRedisKilled(t *testing.T) {
 func TestRedisCheckSeesWriteFailures(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	rdb := newRedis(t, resilience.Config{Addr: srv.Addr()}, resilience.Options{})
-	check := healthhandler.Redis(rdb, healthhandler.RedisOptions{})
+	check := mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{}))
 	ctx := context.Background()
 	status := func() (healthhandler.Status, string, string) {
 		t.Helper()
@@ -338,8 +338,8 @@ func TestSecretsNeverShown(t *testing.T) {
 			Logger:      logs.logger(),
 			Description: "cache at " + rdb.String(),
 		})
-		mustAdd(t, h, healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: time.Second}))
-		mustAdd(t, h, healthhandler.Workers(rdb, healthhandler.WorkersOptions{Interval: time.Second}))
+		mustAdd(t, h, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: time.Second})))
+		mustAdd(t, h, mustCheck(t)(healthhandler.Workers(rdb, healthhandler.WorkersOptions{Interval: time.Second})))
 		mustAdd(t, h, healthhandler.Check{Name: "upstream", Interval: time.Second, Run: fixed(nil, fmt.Errorf("connect %s: connection refused", url))})
 		mustAdd(t, h, healthhandler.Check{Name: "values", Interval: time.Second, Run: fixed([]healthhandler.Observation{
 			{ComponentID: url, Value: url, Status: healthhandler.StatusWarn, Output: "see " + url, Detail: "password=" + password},
@@ -376,4 +376,55 @@ func TestSecretsNeverShown(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRedisCheckNearCache: the near cache shows in the report when it was
+// asked for: serving against a redis-server, off with the reason against
+// miniredis (no CLIENT TRACKING), and absent when not asked for.
+func TestRedisCheckNearCache(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	m := miniredis.RunT(t)
+	cases := []struct {
+		name    string
+		addr    string
+		near    *resilience.NearCacheOptions
+		serving bool
+		reason  string
+	}{
+		{"redis-server", srv.Addr(), &resilience.NearCacheOptions{}, true, ""},
+		{"miniredis", m.Addr(), &resilience.NearCacheOptions{}, false, "CLIENT TRACKING"},
+		{"not asked", m.Addr(), nil, false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := newRedis(t, resilience.Config{Addr: tc.addr}, resilience.Options{NearCache: tc.near})
+			h := newHandler(t, healthhandler.Options{})
+			mustAdd(t, h, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 10 * time.Millisecond})))
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				rep := decode(t, get(t, h, http.MethodGet, "/health", false).body)
+				got, ok := rep.Checks["redis:nearCache"]
+				if tc.near == nil {
+					if ok {
+						t.Fatalf("redis:nearCache = %+v without the option, want none", got)
+					}
+					return
+				}
+				if ok && len(got) == 1 {
+					v, _ := got[0].ObservedValue.(map[string]any)
+					reason, _ := v["reason"].(string)
+					if v["serving"] == tc.serving && strings.Contains(reason, tc.reason) && (tc.reason != "" || reason == "") {
+						if _, ok := v["maxBytes"].(float64); !ok {
+							t.Errorf("redis:nearCache = %v, want maxBytes", v)
+						}
+						return
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("redis:nearCache = %+v, want serving %v, reason with %q", got, tc.serving, tc.reason)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
 }

@@ -30,6 +30,7 @@ type runner struct {
 	first chan struct{}          // closed when the first result is in
 
 	runs, failures, timeouts atomic.Uint64
+	workers                  atomic.Int64 // live workers of the latest run plus one; 0: none counted
 
 	panicking bool // the latest run panicked; only the loop's goroutine uses it
 }
@@ -129,6 +130,7 @@ func (rn *runner) record(o outcome, took time.Duration, timeout bool) {
 			slog.String(logKeyStack, string(o.stack)))
 	}
 	rn.panicking = o.panicked != nil
+	rn.noteWorkers(obs, timeout || o.panicked != nil)
 	res.obs = rn.normalise(obs, o.err, timeout)
 	res.status = StatusPass
 	for _, ob := range res.obs {

@@ -48,7 +48,7 @@ func TestRedisCheckSentinelTopology(t *testing.T) {
 	st := redistest.StartSentinel(t, redisproc.SentinelOptions{})
 	rdb := newRedis(t, resilience.Config{Topology: resilience.TopologySentinel, MasterName: st.Name, Addrs: st.SentinelAddrs()}, resilience.Options{})
 	h := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-	mustAdd(t, h, healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 50 * time.Millisecond}))
+	mustAdd(t, h, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 50 * time.Millisecond})))
 	master := st.Data[0].Addr()
 	rep := waitReport(t, h, 10*time.Second, func(r healthhandler.Report) bool {
 		return r.Status == healthhandler.StatusPass && len(r.Checks["redis:master"]) == 1
@@ -82,7 +82,7 @@ func TestRedisCheckClusterTopology(t *testing.T) {
 	rdb := newRedis(t, resilience.Config{Topology: resilience.TopologyCluster, Addrs: c.Addrs()[:1]}, resilience.Options{})
 	for _, critical := range []bool{false, true} {
 		h := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-		mustAdd(t, h, healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 50 * time.Millisecond, Critical: critical}))
+		mustAdd(t, h, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 50 * time.Millisecond, Critical: critical})))
 		rep := waitReport(t, h, 10*time.Second, func(r healthhandler.Report) bool {
 			return r.Status == healthhandler.StatusPass && len(r.Checks["redis:nodes"]) == 6
 		})
@@ -103,7 +103,7 @@ func TestRedisCheckClusterTopology(t *testing.T) {
 	// covered, a warn for a cache (the cluster-node-timeout is 500 ms,
 	// so the window is short: pause, and look at once).
 	h := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-	mustAdd(t, h, healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 20 * time.Millisecond}))
+	mustAdd(t, h, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 20 * time.Millisecond})))
 	waitReport(t, h, 10*time.Second, func(r healthhandler.Report) bool { return r.Status == healthhandler.StatusPass })
 	victim, err := c.MasterFor(context.Background(), 0, "")
 	if err != nil {

@@ -2,7 +2,6 @@ package healthhandler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -55,10 +54,11 @@ type WorkersOptions struct {
 // "workers:count", the number alive, failing when it is below Min; callers
 // allowed to see details also read the IDs of live and dead workers. Each
 // run reads the set in one script through the guard, removing workers dead
-// for longer than PruneAfter. [Handler.Add] reports a nil rdb or invalid
-// options.
-func Workers(rdb *resilience.Redis, opts WorkersOptions) Check {
+// for longer than PruneAfter. It returns an error wrapping
+// [ErrInvalidOption] when rdb is nil or an option is invalid.
+func Workers(rdb *resilience.Redis, opts WorkersOptions) (Check, error) {
 	c := newCheck(orName(opts.Name, "workers"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeComponent)
+	c.WorkersMeasurement = "count"
 	ttl, prune := opts.TTL, opts.PruneAfter
 	if ttl == 0 {
 		ttl = DefaultWorkerTTL
@@ -68,14 +68,11 @@ func Workers(rdb *resilience.Redis, opts WorkersOptions) Check {
 	}
 	switch {
 	case rdb == nil:
-		c.err = errors.New("healthhandler: Workers check of a nil client")
+		return Check{}, fmt.Errorf("healthhandler: Workers of a nil client: %w", ErrInvalidOption)
 	case ttl < 0, prune < 0, opts.Min < 0:
-		c.err = fmt.Errorf("healthhandler: WorkersOptions.TTL (%v), PruneAfter (%v) and Min (%d) must not be negative", opts.TTL, opts.PruneAfter, opts.Min)
+		return Check{}, fmt.Errorf("healthhandler: WorkersOptions.TTL (%v), PruneAfter (%v) and Min (%d) must not be negative: %w", opts.TTL, opts.PruneAfter, opts.Min, ErrInvalidOption)
 	case prune < ttl:
-		c.err = fmt.Errorf("healthhandler: WorkersOptions.PruneAfter (%v) is shorter than TTL (%v)", prune, ttl)
-	}
-	if c.err != nil {
-		return c
+		return Check{}, fmt.Errorf("healthhandler: WorkersOptions.PruneAfter (%v) is shorter than TTL (%v): %w", prune, ttl, ErrInvalidOption)
 	}
 	c.Run = func(ctx context.Context) ([]Observation, error) {
 		ws, err := rdb.Workers(ctx, opts.Key, prune)
@@ -87,7 +84,7 @@ func Workers(rdb *resilience.Redis, opts WorkersOptions) Check {
 		}
 		return workerObservations(ws, ttl, opts.Min), nil
 	}
-	return c
+	return c, nil
 }
 
 // workerObservations describes one read of the heartbeat set.

@@ -2,6 +2,7 @@ package healthhandler_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -75,7 +76,7 @@ func TestWorkersDeadAfterTTL(t *testing.T) {
 		hb2, w2 := startWorker(t, m, "w2", nil)
 		api := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{})
 		h := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-		mustAdd(t, h, healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey, TTL: 15 * time.Second, Min: 2, Interval: 5 * time.Second}))
+		mustAdd(t, h, mustCheck(t)(healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey, TTL: 15 * time.Second, Min: 2, Interval: 5 * time.Second})))
 		synctest.Wait()
 
 		c := workersCount(t, h, false)
@@ -129,7 +130,7 @@ func TestWorkersIgnoreHostClocks(t *testing.T) {
 		startWorker(t, m, "ahead", skewed(4*time.Minute))
 		api := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{Now: skewed(7 * time.Minute)})
 		h := newHandler(t, healthhandler.Options{Now: skewed(7 * time.Minute)})
-		mustAdd(t, h, healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey, TTL: 15 * time.Second, Min: 2, Interval: 5 * time.Second}))
+		mustAdd(t, h, mustCheck(t)(healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey, TTL: 15 * time.Second, Min: 2, Interval: 5 * time.Second})))
 		synctest.Wait()
 		for i := range 4 {
 			if c := workersCount(t, h, false); c.Status != healthhandler.StatusPass || c.ObservedValue != float64(2) {
@@ -157,7 +158,7 @@ func TestWorkersPrunesLongDead(t *testing.T) {
 	}
 	api := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{})
 	h := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-	mustAdd(t, h, healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey}))
+	mustAdd(t, h, mustCheck(t)(healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey})))
 	waitChecked(t, h)
 	if d := workersCount(t, h, true); d.ObservedValue != float64(1) || d.Output != "alive: fresh; dead: dead (600s ago)" {
 		t.Errorf("workers:count = %+v, want 1 alive, dead listed, ghost gone", d)
@@ -173,7 +174,7 @@ func TestWorkersRedisFailing(t *testing.T) {
 	m.SetError("READONLY You can't write against a read only replica.")
 	api := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{})
 	h := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
-	mustAdd(t, h, healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey, Critical: true}))
+	mustAdd(t, h, mustCheck(t)(healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey, Critical: true})))
 	waitChecked(t, h)
 	res := get(t, h, http.MethodGet, "/health", false)
 	if c := workersCount(t, h, false); res.code != 503 || c.Status != healthhandler.StatusFail || c.Output != "workers unknown: redis unavailable" || c.ObservedValue != nil {
@@ -187,7 +188,6 @@ func TestWorkersRedisFailing(t *testing.T) {
 func TestWorkersOptionsErrors(t *testing.T) {
 	m := miniredis.RunT(t)
 	api := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{})
-	h := newHandler(t, healthhandler.Options{})
 	tests := []struct {
 		name string
 		opts healthhandler.WorkersOptions
@@ -200,8 +200,8 @@ func TestWorkersOptionsErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := h.Add(healthhandler.Workers(api, tc.opts)); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Add(Workers(%+v)) = %v, want an error naming %q", tc.opts, err, tc.want)
+			if _, err := healthhandler.Workers(api, tc.opts); !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Workers(%+v) = %v, want ErrInvalidOption naming %q", tc.opts, err, tc.want)
 			}
 		})
 	}
@@ -227,8 +227,8 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 	}
 	started := make(chan struct{})
 	for _, c := range []healthhandler.Check{
-		healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: time.Millisecond}),
-		healthhandler.Workers(rdb, healthhandler.WorkersOptions{Key: workersKey, Interval: time.Millisecond}),
+		mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: time.Millisecond})),
+		mustCheck(t)(healthhandler.Workers(rdb, healthhandler.WorkersOptions{Key: workersKey, Interval: time.Millisecond})),
 		{Name: "hang", Timeout: time.Hour, Run: func(ctx context.Context) ([]healthhandler.Observation, error) {
 			close(started)
 			<-ctx.Done()

@@ -3,12 +3,10 @@ package middleware
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -135,6 +133,10 @@ type BreakerStats struct {
 
 	// Rejected counts the requests turned away since the breaker was made.
 	Rejected uint64
+
+	// Opens, HalfOpens and Closes count the changes into each state since
+	// the breaker was made.
+	Opens, HalfOpens, Closes uint64
 }
 
 // Breaker is a circuit breaker around HTTP handlers: after a run of failed
@@ -155,6 +157,7 @@ type Breaker struct {
 
 	recorders recorderPool
 	rejected  atomic.Uint64
+	trans     breakerTransitions
 
 	mu    sync.Mutex
 	since time.Time    // guarded by mu
@@ -174,20 +177,20 @@ type permit struct {
 func NewBreaker(opts BreakerOptions) (*Breaker, error) {
 	switch {
 	case opts.FailureThreshold < 0:
-		return nil, fmt.Errorf("new breaker: FailureThreshold %d is negative: %w", opts.FailureThreshold, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.FailureThreshold %d is negative", opts.FailureThreshold)
 	case opts.Delay < 0:
-		return nil, fmt.Errorf("new breaker: Delay %v is negative: %w", opts.Delay, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.Delay %v is negative", opts.Delay)
 	case opts.SuccessThreshold < 0:
-		return nil, fmt.Errorf("new breaker: SuccessThreshold %d is negative: %w", opts.SuccessThreshold, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.SuccessThreshold %d is negative", opts.SuccessThreshold)
 	case opts.HalfOpenRequests < 0:
-		return nil, fmt.Errorf("new breaker: HalfOpenRequests %d is negative: %w", opts.HalfOpenRequests, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.HalfOpenRequests %d is negative", opts.HalfOpenRequests)
 	}
 	failures := orDefault(opts.FailureThreshold, defaultFailureThreshold)
 	delay := orDefault(opts.Delay, defaultBreakerDelay)
 	successes := orDefault(opts.SuccessThreshold, defaultSuccessThreshold)
 	trials := orDefault(opts.HalfOpenRequests, successes)
 	if trials < successes {
-		return nil, fmt.Errorf("new breaker: HalfOpenRequests %d is less than SuccessThreshold %d: %w", trials, successes, ErrInvalidOption)
+		return nil, invalidOption("BreakerOptions.HalfOpenRequests %d is less than SuccessThreshold %d", trials, successes)
 	}
 
 	b := &Breaker{
@@ -212,15 +215,6 @@ func NewBreaker(opts BreakerOptions) (*Breaker, error) {
 		OnStateChanged(b.stateChanged).
 		Build()
 	return b, nil
-}
-
-// orDefault returns v, or def if v is zero.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // defaultIsFailure counts a 5xx status or a panic as a failure.
@@ -369,6 +363,7 @@ func (b *Breaker) stateChanged(e circuitbreaker.StateChangedEvent) {
 	b.gen++
 	b.spare = 0
 	b.mu.Unlock()
+	b.trans.count(change.To)
 
 	level := slog.LevelInfo
 	if change.To == BreakerOpen {
@@ -408,6 +403,9 @@ func (b *Breaker) Stats() BreakerStats {
 		Failures:   uint64(m.Failures()),
 		Successes:  uint64(m.Successes()),
 		Rejected:   b.rejected.Load(),
+		Opens:      b.trans.opens.Load(),
+		HalfOpens:  b.trans.halfOpens.Load(),
+		Closes:     b.trans.closes.Load(),
 	}
 }
 
@@ -416,38 +414,3 @@ func (b *Breaker) Stats() BreakerStats {
 // there so the stack still shows where it started. A panic Retry passes on
 // later, after deciding not to retry, travels as a *panicError that carries
 // the original stack.
-
-// panicError is a recovered panic value with the stack of the goroutine
-// that raised it.
-type panicError struct {
-	value any
-	stack []byte
-}
-
-// Error shows the value and the stack where it was raised, for whoever
-// recovers it last and logs it.
-func (p *panicError) Error() string {
-	return fmt.Sprintf("%v\n\n%s", p.value, p.stack)
-}
-
-// Unwrap returns the panic value if it is an error.
-func (p *panicError) Unwrap() error {
-	err, _ := p.value.(error)
-	return err
-}
-
-// logPanic logs a recovered panic once, with its stack.
-func logPanic(logger *slog.Logger, r *http.Request, v any, attrs ...slog.Attr) {
-	var stack []byte
-	if pe, ok := v.(*panicError); ok {
-		v, stack = pe.value, pe.stack
-	} else {
-		stack = debug.Stack()
-	}
-	attrs = append(attrs,
-		slog.String(LogKeyMethod, r.Method),
-		slog.String(LogKeyPath, r.URL.Path),
-		slog.Any(LogKeyPanic, v),
-		slog.String(LogKeyStack, string(stack)))
-	logger.LogAttrs(r.Context(), slog.LevelError, "handler panic recovered", attrs...)
-}

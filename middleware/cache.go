@@ -5,17 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/textproto"
 	"slices"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
-	"github.com/steadfast-go/steadfast/resilience"
 )
 
 // DefaultCacheKeyPrefix is put before every cache key when
@@ -53,145 +50,15 @@ const (
 // Implementations must be safe for concurrent use.
 type Store interface {
 	// Get returns the value at key; the caller may keep and modify it. A
-	// missing key is an error for which errors.Is(err,
-	// resilience.ErrNotFound) holds. Any other error means the store is
-	// unavailable: the request is served without the cache.
+	// missing key is an error for which errors.Is(err, fs.ErrNotExist)
+	// holds ([resilience.ErrNotFound] does). Any other error means the
+	// store is unavailable: the request is served without the cache.
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Set stores val at key for ttl. It must not keep val after it
 	// returns.
 	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
 	// Del deletes keys; a missing key is not an error.
 	Del(ctx context.Context, keys ...string) error
-}
-
-// CacheOptions configures a [Cache]. The zero value works.
-type CacheOptions struct {
-	// KeyPrefix is put, verbatim, before every key the cache reads and
-	// writes. Empty means [DefaultCacheKeyPrefix].
-	KeyPrefix string
-
-	// Rules gives [Cache.Handler] the policy of each request. Nil means
-	// Handler caches nothing; it still invalidates on unsafe methods.
-	Rules *cachepolicy.Rules
-
-	// QueueSize is how many entries may wait for the background writer.
-	// When the queue is full an entry is dropped (and counted) rather than
-	// making a request wait. Zero means [DefaultCacheQueueSize].
-	QueueSize int
-
-	// QueueBytes bounds the entries waiting for the background writer by
-	// their size in bytes, besides QueueSize: an entry that does not fit
-	// is dropped (counted in Dropped and DroppedBytes) rather than
-	// making the process hold more. Zero means [DefaultCacheQueueBytes].
-	QueueBytes int64
-
-	// Workers is the number of goroutines that write entries to the
-	// store. Zero means [DefaultCacheWorkers].
-	Workers int
-
-	// LockTimeout is the longest a request waits for another request's
-	// run of the handler for the same key (coalescing) before it runs the
-	// handler itself. Zero means [DefaultLockTimeout].
-	LockTimeout time.Duration
-
-	// MaxRefreshes bounds the background refreshes of stale entries
-	// (stale-while-revalidate) running at once, across all keys. Past it,
-	// the stale entry is served without starting another refresh
-	// (counted in RefreshesSkipped). Zero means [DefaultMaxRefreshes].
-	MaxRefreshes int
-
-	// OuterVary names request headers on which middleware outside the
-	// cache varies its own transformation of the response, such as
-	// Accept-Encoding for a compressor (gorilla's CompressHandler sets
-	// "Vary: Accept-Encoding" on every response). The cache stores the
-	// response of the handler it wraps, before that transformation, and
-	// the middleware transforms it again on every hit; so a Vary that
-	// middleware outside set, naming only these headers, does not keep a
-	// response from being stored. Every other Vary name set outside (say
-	// X-Tenant) is honoured like the handler's own: the response is
-	// stored only when the policy keys on that header. A Vary the handler
-	// sets itself is always honoured. Name here only headers whose outer
-	// middleware does not change what the handler answers: the cache does
-	// not key on them. Nil means none.
-	OuterVary []string
-
-	// Logger receives a line when the write queue fills up and when it has
-	// room again, and one per handler panic the cache answers with a stale
-	// entry; never one per request. Nil means slog.Default().
-	Logger *slog.Logger
-
-	// Now tells the time: when entries were stored, and how old they are.
-	// Nil means time.Now.
-	Now func() time.Time
-
-	// SigningKey, when set, signs every entry written with HMAC-SHA256
-	// under this key (bound to the entry's Redis key), and makes every
-	// entry read without a valid signature a corrupt one: a miss, deleted
-	// and counted in DecodeErrors. Set it when writers the application
-	// does not trust can write to the same Redis (a shared broker, say):
-	// without it, anyone who can write a key can make the cache serve any
-	// well-formed response. Every process sharing the entries needs the
-	// same key; while keys roll out, a process without one still reads
-	// signed entries (without checking them). At least 32 bytes, secret;
-	// it costs one HMAC over the entry per hit and per write.
-	// Nil: entries are not signed, only checksummed and checked for
-	// meaning.
-	SigningKey []byte
-}
-
-// CacheStats counts what a [Cache] did since it was made.
-type CacheStats struct {
-	// Hits counts requests answered from a fresh entry.
-	Hits uint64
-	// StaleHits counts requests answered from a stale entry: within its
-	// stale-while-revalidate window, or in place of a failed handler
-	// within its stale-if-error window.
-	StaleHits uint64
-	// Misses counts requests that ran the handler because no entry could
-	// be used.
-	Misses uint64
-	// Coalesced counts requests that waited for another request's run of
-	// the handler for the same key instead of running it themselves.
-	Coalesced uint64
-	// Bypasses counts requests served without the cache because the
-	// store was unavailable (an error, a timeout, an open breaker).
-	Bypasses uint64
-	// Skipped counts GET and HEAD requests served without the cache
-	// because of the request itself (no-store, Authorization, Cookie, a
-	// request body).
-	Skipped uint64
-	// Stored counts entries written to the store; StoreErrors the writes
-	// and deletes that failed; Dropped the entries not written because the
-	// write queue was full or closed.
-	Stored, StoreErrors, Dropped uint64
-	// DecodeErrors counts stored values that were not valid entries
-	// (corrupt, truncated, foreign, with content the cache would never
-	// store, or unsigned or forged under [CacheOptions.SigningKey]); each
-	// was deleted and taken as a miss.
-	DecodeErrors uint64
-	// Refreshes counts background refreshes of stale entries started;
-	// RefreshesSkipped the stale hits that started none because
-	// MaxRefreshes were running already.
-	Refreshes, RefreshesSkipped uint64
-	// DroppedBytes is the size of the entries counted in Dropped because
-	// the write queue had no room for them (QueueSize or QueueBytes).
-	DroppedBytes uint64
-	// LockTimeouts counts requests that stopped waiting for another
-	// request's run of the handler after LockTimeout and ran their own.
-	LockTimeouts uint64
-	// Invalidations counts keys invalidated because an unsafe request
-	// (POST, PUT, PATCH, DELETE...) succeeded. A delete that fails is
-	// also counted in StoreErrors; until it succeeds (it is tried again
-	// when the entry is next found), this process neither serves nor
-	// stores a response made before the invalidation.
-	Invalidations uint64
-}
-
-// cacheCounters are CacheStats, updated with atomics only.
-type cacheCounters struct {
-	hits, staleHits, misses, coalesced, bypasses, skipped      atomic.Uint64
-	stored, storeErrors, dropped, decodeErrors, refreshes, inv atomic.Uint64
-	refreshesSkipped, droppedBytes, lockTimeouts               atomic.Uint64
 }
 
 // Cache is a response cache in Redis that fails open: when Redis errs,
@@ -236,11 +103,31 @@ type cacheCounters struct {
 // to announce it, or gets a Set-Cookie from an outer middleware when its
 // status is written, is not stored although the field says so.
 //
+// The HTTP semantics (RFC 9111, RFC 9110, RFC 9213) are those of
+// [cachepolicy]: freshness from targeted fields, Cache-Control, Expires, the
+// policy or a heuristic; Age that counts the age a response arrived with.
+// A response that says Vary on request fields outside the policy's
+// KeyHeaders is stored as a variant, under a key made from the request's
+// normalised values of those fields, and the URL's key holds an index of
+// its variants: a hit on such a URL costs a second round trip, others do
+// not. A Range request for a stored 200 is answered 206 from it.
+//
+// Revalidation: a stored 200 that is stale, or said no-cache, and has an
+// ETag or Last-Modified is kept for a while ([cachepolicy.Policy.StaleRetention])
+// and, when next asked for, the handler gets the request made conditional
+// (If-None-Match, else If-Modified-Since). A handler that answers 304 (as
+// [http.ServeContent] and [http.FileServer] do when the validator still
+// matches, or a handler that compares r.Header.Get("If-None-Match") with
+// its current ETag) renews the stored response: its header is updated from
+// the 304, its freshness computed again, and the client served from it,
+// with "Cache-Status: steadfast; fwd=stale; fwd-status=304; stored". A 200
+// replaces it. A handler that ignores conditional requests works unchanged.
+//
 // Invalidation deletes the entry an unsafe request's URL and key headers
-// select. Other variants of the URL (other values of
-// [cachepolicy.Policy.KeyHeaders]) live until their TTL: listing them would
-// cost every hit a second round trip. So may a response whose run was in
-// progress when the entry was deleted.
+// select; with it goes the URL's variant index, so its Vary variants are
+// found no more. Other values of [cachepolicy.Policy.KeyHeaders] live until
+// their TTL: listing them would cost every hit a second round trip. So may
+// a response whose run was in progress when the entry was deleted.
 //
 // A route should be cached once: either by [Cache.Policy] on its handler,
 // or by a rule of [Cache.Handler], not both.
@@ -261,6 +148,8 @@ type Cache struct {
 	inval   invalidations
 	recs    recorderPool
 	stats   cacheCounters
+	// onLookup is set by ObserveLookups.
+	onLookup lookupObserver
 
 	lockTimeout time.Duration
 	hfm         *hitForMiss
@@ -283,20 +172,19 @@ type Cache struct {
 func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 	switch {
 	case store == nil:
-		return nil, fmt.Errorf("new cache: store is nil: %w", ErrInvalidOption)
+		return nil, invalidOption("NewCache of a nil store")
 	case opts.QueueSize < 0:
-		return nil, fmt.Errorf("new cache: QueueSize %d is negative: %w", opts.QueueSize, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.QueueSize %d is negative", opts.QueueSize)
 	case opts.Workers < 0:
-		return nil, fmt.Errorf("new cache: Workers %d is negative: %w", opts.Workers, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.Workers %d is negative", opts.Workers)
 	case len(opts.SigningKey) > 0 && len(opts.SigningKey) < minSigningKey:
-		return nil, fmt.Errorf("new cache: SigningKey has %d bytes, fewer than %d: %w",
-			len(opts.SigningKey), minSigningKey, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.SigningKey has %d bytes, fewer than %d", len(opts.SigningKey), minSigningKey)
 	case opts.QueueBytes < 0:
-		return nil, fmt.Errorf("new cache: QueueBytes %d is negative: %w", opts.QueueBytes, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.QueueBytes %d is negative", opts.QueueBytes)
 	case opts.LockTimeout < 0:
-		return nil, fmt.Errorf("new cache: LockTimeout %v is negative: %w", opts.LockTimeout, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.LockTimeout %v is negative", opts.LockTimeout)
 	case opts.MaxRefreshes < 0:
-		return nil, fmt.Errorf("new cache: MaxRefreshes %d is negative: %w", opts.MaxRefreshes, ErrInvalidOption)
+		return nil, invalidOption("CacheOptions.MaxRefreshes %d is negative", opts.MaxRefreshes)
 	}
 	c := &Cache{
 		store:       store,
@@ -319,8 +207,7 @@ func NewCache(store Store, opts CacheOptions) (*Cache, error) {
 		c.log = slog.Default()
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.w = newWriter(store, orDefault(opts.QueueSize, DefaultCacheQueueSize), orDefault(opts.QueueBytes, DefaultCacheQueueBytes),
-		orDefault(opts.Workers, DefaultCacheWorkers), c.log, &c.stats, c.inval.made)
+	c.w = newWriter(store, opts, c.log, &c.stats, c.inval.made)
 	c.w.signKey = c.signKey // before any job: the queue orders it before every read
 	return c, nil
 }
@@ -350,29 +237,6 @@ func (c *Cache) Close() error {
 	return err
 }
 
-// Stats returns what the cache did so far. It does no I/O.
-func (c *Cache) Stats() CacheStats {
-	s := &c.stats
-	return CacheStats{
-		Hits:          s.hits.Load(),
-		StaleHits:     s.staleHits.Load(),
-		Misses:        s.misses.Load(),
-		Coalesced:     s.coalesced.Load(),
-		Bypasses:      s.bypasses.Load(),
-		Skipped:       s.skipped.Load(),
-		Stored:        s.stored.Load(),
-		StoreErrors:   s.storeErrors.Load(),
-		Dropped:       s.dropped.Load(),
-		DecodeErrors:  s.decodeErrors.Load(),
-		Refreshes:     s.refreshes.Load(),
-		Invalidations: s.inv.Load(),
-
-		RefreshesSkipped: s.refreshesSkipped.Load(),
-		DroppedBytes:     s.droppedBytes.Load(),
-		LockTimeouts:     s.lockTimeouts.Load(),
-	}
-}
-
 // Policy returns middleware that caches the responses of the handler it
 // wraps under p:
 //
@@ -393,12 +257,15 @@ func (c *Cache) Policy(p cachepolicy.Policy) func(http.Handler) http.Handler {
 			slog.String(LogKeyPolicyError, err.Error()))
 		return func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet || r.Method == http.MethodHead {
+					c.observe(r, LookupBypass, "invalid-policy")
+				}
 				w.Header()["Cache-Status"] = []string{statusInvalidPolicy}
 				next.ServeHTTP(w, r)
 			})
 		}
 	}
-	p = normalizePolicy(p)
+	p = p.Normalize()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c.serve(w, r, next, &p)
@@ -435,32 +302,6 @@ func (c *Cache) Handler(next http.Handler) http.Handler {
 	})
 }
 
-// normalizePolicy returns p with its KeyHeaders canonical, sorted and
-// without duplicates (the form keys are computed fastest from) and with
-// slices of its own.
-func normalizePolicy(p cachepolicy.Policy) cachepolicy.Policy {
-	if p.KeyHeaders != nil {
-		hs := make([]string, len(p.KeyHeaders))
-		for i, name := range p.KeyHeaders {
-			hs[i] = textproto.CanonicalMIMEHeaderKey(name)
-		}
-		slices.Sort(hs)
-		p.KeyHeaders = slices.Clip(slices.Compact(hs))
-	}
-	p.Statuses = slices.Clone(p.Statuses)
-	return p
-}
-
-// unsafeMethod reports whether a request with the method may change the
-// resource: anything but GET, HEAD, OPTIONS and TRACE.
-func unsafeMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return false
-	}
-	return true
-}
-
 // serve handles a request under policy p.
 //
 // Hit path budget, on top of the store's Get: at most 10 µs of CPU and 40
@@ -477,6 +318,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	rd := cachepolicy.ParseRequest(r.Header)
 	if fwd, reason := skip(r, &rd, p); reason != "" {
 		c.stats.skipped.Add(1)
+		c.observe(r, LookupBypass, reason)
 		setCacheStatus(w.Header(), cachepolicy.CacheStatus{Fwd: fwd, Detail: reason})
 		next.ServeHTTP(w, r)
 		return
@@ -486,16 +328,24 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	key := string(cachepolicy.AppendKey(kb[:0], c.prefix, r, *p))
 	lookup := time.Now() // the runtime's clock: this orders real events
 	val, err := c.store.Get(r.Context(), key)
+	flightKey, missFwd := key, cachepolicy.FwdURIMiss
+	if err == nil && isIndex(val) {
+		// The URL has variants: one more round trip, for the one r selects.
+		var vkey string
+		if vkey, val, err = c.lookupVariant(r.Context(), key, val, r.Header); vkey != "" {
+			flightKey, missFwd = vkey, cachepolicy.FwdVaryMiss
+		}
+	}
 	now := c.now()
 	var e entry
 	found := false
 	switch {
 	case err == nil:
-		if e, err = decodeEntry(val, key, c.signKey, now); err != nil {
+		if e, err = decodeEntry(val, flightKey, c.signKey, now); err != nil {
 			// Deleted now rather than queued, so that the delete cannot
 			// overtake the write of the response about to be made.
 			c.stats.decodeErrors.Add(1)
-			if c.store.Del(r.Context(), key) != nil {
+			if c.store.Del(r.Context(), flightKey) != nil {
 				c.stats.storeErrors.Add(1)
 			}
 		} else if at, stale := c.inval.stale(key, e.storedAt, now); stale {
@@ -505,7 +355,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		} else {
 			found = true
 		}
-	case errors.Is(err, resilience.ErrNotFound):
+	case errors.Is(err, fs.ErrNotExist):
 	case r.Context().Err() != nil:
 		return // the client is gone (or out of time): nobody to answer
 	default:
@@ -513,7 +363,11 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 		// for the key still run the handler once between them: an outage
 		// (or a pool too small for a burst) must not turn into a stampede.
 		c.stats.bypasses.Add(1)
-		c.fill(w, r, next, p, key, lookup, &rd, nil, cachepolicy.FwdBypass)
+		c.observe(r, LookupBypass, detailUnavailable)
+		c.fill(&miss{
+			w: w, r: r, next: next, p: p, base: key, key: flightKey, lookup: lookup, rd: &rd,
+			fwd: cachepolicy.FwdBypass,
+		})
 		return
 	}
 
@@ -524,155 +378,50 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	switch state {
 	case cachepolicy.Fresh:
 		c.stats.hits.Add(1)
+		c.observe(r, LookupHit, "")
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{Hit: true, TTL: e.life.TTL(e.storedAt, now)}, false)
 		return
 	case cachepolicy.StaleRevalidate:
 		c.stats.staleHits.Add(1)
-		c.refresh(key, w, r, next, p)
+		c.observe(r, LookupStale, "")
+		stale := e // a copy escapes to the refresh; e stays on the stack
+		c.refresh(&miss{w: w, r: r, next: next, p: p, base: key, key: flightKey}, &stale)
 		c.writeEntry(w, r, &e, now, cachepolicy.CacheStatus{
 			Hit: true, TTL: e.life.TTL(e.storedAt, now), Detail: "stale-while-revalidate",
 		}, false)
 		return
 	}
 
-	fwd := cachepolicy.FwdURIMiss
+	fwd := missFwd
 	switch {
 	case rd.NoCache || (rd.HasMaxAge && rd.MaxAge <= 0):
 		fwd = cachepolicy.FwdRequest
 	case found:
 		fwd = cachepolicy.FwdStale
 	}
+	c.observe(r, LookupMiss, "")
 	if rd.OnlyIfCached {
 		// RFC 9111 5.2.1.7: no stored response may be used, so 504.
 		setCacheStatus(w.Header(), cachepolicy.CacheStatus{Fwd: fwd, Detail: "only-if-cached"})
 		http.Error(w, http.StatusText(http.StatusGatewayTimeout), http.StatusGatewayTimeout)
 		return
 	}
-	var fallback *entry // served if the handler fails
-	if state == cachepolicy.StaleIfErrorOnly {
-		fallback = &e
-	}
-	c.fill(w, r, next, p, key, lookup, &rd, fallback, fwd)
-}
-
-// skip says why a GET or HEAD request is not handled by the cache at all,
-// with the fwd value for its Cache-Status, or returns an empty reason.
-func skip(r *http.Request, rd *cachepolicy.RequestDirectives, p *cachepolicy.Policy) (fwd, reason string) {
-	switch {
-	case hasBody(r):
-		// A "fat GET": what the handler answers may depend on the body,
-		// which is not in the key.
-		return cachepolicy.FwdBypass, "request-body"
-	case rd.NoStore:
-		return cachepolicy.FwdRequest, "no-store"
-	case len(r.Header["Authorization"]) > 0 && !p.AllowAuthorization:
-		return cachepolicy.FwdBypass, "authorization"
-	case len(r.Header["Cookie"]) > 0 && !p.AllowCookies:
-		return cachepolicy.FwdBypass, "cookie"
-	}
-	return "", ""
-}
-
-// hasBody reports whether r carries a body: a Content-Length above zero,
-// or a body of unknown length (chunked), as net/http's server sets them.
-func hasBody(r *http.Request) bool {
-	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
-}
-
-// setCacheStatus sets the Cache-Status field of h.
-func setCacheStatus(h http.Header, s cachepolicy.CacheStatus) {
-	h["Cache-Status"] = []string{s.String()}
-}
-
-// writeEntry answers r from e: a 304 when r's validators match a stored
-// 200, else the stored status, header and body (no body for HEAD). Age is
-// set from e.storedAt. A shared entry (one other requests use too) gets
-// copies of its header values.
-func (c *Cache) writeEntry(w http.ResponseWriter, r *http.Request, e *entry, now time.Time, cs cachepolicy.CacheStatus, shared bool) {
-	notModified := e.status == http.StatusOK && conditional(r.Header) &&
-		cachepolicy.NotModified(r, e.get("Etag"), e.get("Last-Modified"))
-	h := w.Header()
-	for i := range e.fields {
-		f := &e.fields[i]
-		if notModified && (f.name == "Content-Length" || f.name == "Content-Type" || f.name == "Content-Encoding") {
-			continue
+	var fallback, validating *entry
+	if found {
+		// A copy escapes to the miss path; e stays on the hit path's stack.
+		stored := new(entry)
+		*stored = e
+		if state == cachepolicy.StaleIfErrorOnly {
+			fallback = stored // served if the handler fails
 		}
-		if shared {
-			h[f.name] = slices.Clone(f.values)
-		} else {
-			h[f.name] = f.values
+		if stored.validators().Any() {
+			// Stale, or to be validated before use: ask the handler
+			// whether it changed (RFC 9111 4.3.1); a 304 renews it.
+			validating = stored
 		}
 	}
-	var buf [24]byte
-	vs := make([]string, 2)
-	vs[0] = string(strconv.AppendInt(buf[:0], int64(cachepolicy.Age(e.storedAt, now)/time.Second), 10))
-	vs[1] = cs.String()
-	h["Age"], h["Cache-Status"] = vs[0:1:1], vs[1:2:2]
-	if notModified {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	w.WriteHeader(e.status)
-	if r.Method != http.MethodHead && len(e.body) > 0 {
-		_, _ = w.Write(e.body) // a client that went away is not an error here
-	}
-}
-
-// conditional reports whether a request header holds a validator that
-// could turn a stored 200 into a 304.
-func conditional(h http.Header) bool {
-	return len(h["If-None-Match"]) > 0 || len(h["If-Modified-Since"]) > 0
-}
-
-// serveOther handles a request whose method is not answered from the
-// cache: unsafe ones run the handler and, if they succeed, invalidate the
-// GET entry of their URL under p; others (OPTIONS, TRACE) pass through
-// untouched.
-func (c *Cache) serveOther(w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy) {
-	if !unsafeMethod(r.Method) {
-		next.ServeHTTP(w, r)
-		return
-	}
-	w.Header()["Cache-Status"] = []string{statusMethod}
-	rec := c.recs.get(w, recorderConfig{})
-	next.ServeHTTP(rec, r) // a panic passes on: nothing to invalidate
-	rec.finish()
-	status, hijacked := rec.Status(), rec.Hijacked()
-	c.recs.put(rec)
-	if status == 0 && !hijacked {
-		status = http.StatusOK
-	}
-	if cachepolicy.Invalidates(r.Method, status) {
-		c.invalidate(r, p)
-	}
-}
-
-// invalidate deletes the GET entry for r's URL under p, synchronously, so
-// that the client's next GET sees the change. Only the variant r's own
-// key headers select is deleted: the others cannot be listed without
-// another round trip on every hit, and live until their TTL.
-func (c *Cache) invalidate(r *http.Request, p *cachepolicy.Policy) {
-	get := *r // shallow copy: the key of the same URL's GET
-	get.Method = http.MethodGet
-	key := cachepolicy.Key(c.prefix, &get, *p)
-	// Recorded first: should the delete fail, or a miss that started
-	// earlier write after it, this process still never serves or stores
-	// the old response again.
-	at := c.now()
-	c.inval.add(key, at)
-	c.flights.forgetKey(key)
-	c.stats.inv.Add(1)
-	c.deleteInvalidated(r, key, at)
-}
-
-// deleteInvalidated deletes key's entry, invalidated at at. It must happen
-// even if the client left as soon as it had its answer; the store's own
-// deadline bounds it. A failure is counted, and the delete is tried again
-// when the entry is next found.
-func (c *Cache) deleteInvalidated(r *http.Request, key string, at time.Time) {
-	if err := c.store.Del(context.WithoutCancel(r.Context()), key); err != nil {
-		c.stats.storeErrors.Add(1)
-		return
-	}
-	c.inval.deleted(key, at, c.now())
+	c.fill(&miss{
+		w: w, r: r, next: next, p: p, base: key, key: flightKey, lookup: lookup, rd: &rd,
+		fallback: fallback, validating: validating, fwd: fwd,
+	})
 }

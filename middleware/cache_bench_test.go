@@ -146,6 +146,34 @@ func BenchmarkCacheHit(b *testing.B) {
 			}
 		}
 	})
+	// near is cache with the near cache on: the hit comes from process
+	// memory (resilience.Options.NearCache), next to memory's fake store.
+	b.Run("near", func(b *testing.B) {
+		nrdb, err := resilience.NewRedis(resilience.Config{Addr: srv.Addr()},
+			resilience.Options{Logger: quiet, OpTimeout: time.Second, NearCache: &resilience.NearCacheOptions{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = nrdb.Close() }()
+		for deadline := time.Now().Add(10 * time.Second); !nrdb.Stats().NearCache.Serving; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("near cache not serving: %+v", nrdb.Stats().NearCache)
+			}
+		}
+		h := benchCache(b, nrdb).Policy(policy)(http.HandlerFunc(benchOrigin))
+		w := &benchWriter{h: http.Header{}}
+		h.ServeHTTP(w, req)
+		ops := nrdb.Stats().Ops
+		b.ReportAllocs()
+		for b.Loop() {
+			w.reset()
+			h.ServeHTTP(w, req)
+			if cs := w.h.Get("Cache-Status"); !strings.HasPrefix(cs, "steadfast; hit") || w.n != len(benchBody) {
+				b.Fatalf("not a hit: %q, %d bytes", cs, w.n)
+			}
+		}
+		b.ReportMetric(float64(nrdb.Stats().Ops-ops)/float64(b.N), "redis-ops/op")
+	})
 }
 
 // slowSetStore is a real store whose writes take a while longer.

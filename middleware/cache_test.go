@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -40,7 +41,7 @@ var _ middleware.Store = (*fakeStore)(nil)
 
 func (f *fakeStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if f.GetFunc == nil {
-		return nil, fmt.Errorf("fake get: %w", resilience.ErrNotFound)
+		return nil, fmt.Errorf("fake get: %w", fs.ErrNotExist)
 	}
 	return f.GetFunc(ctx, key)
 }
@@ -297,8 +298,11 @@ func TestCacheNeverStoredByDefault(t *testing.T) {
 			status: "steadfast; fwd=uri-miss; detail=status"},
 		{name: "Vary star", set: header("Vary", "*"),
 			status: "steadfast; fwd=uri-miss; detail=vary-star"},
-		{name: "Vary on unkeyed header", set: header("Vary", "X-Forwarded-Host"),
-			status: "steadfast; fwd=uri-miss; detail=vary-unkeyed"},
+		{name: "Vary on something that is not a field name", set: header("Vary", "X Forwarded Host"),
+			status: "steadfast; fwd=uri-miss; detail=vary-star"},
+		{name: "Proxy-Authenticate status", set: func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusProxyAuthRequired)
+		}, status: "steadfast; fwd=uri-miss; detail=status"},
 		{name: "announced over-size body", set: header("Content-Length", "1000"),
 			status: "steadfast; fwd=uri-miss; detail=too-large"},
 		{name: "request no-store", req: []string{"Cache-Control", "no-store"},
@@ -626,14 +630,23 @@ func TestCacheKeyPoisoning(t *testing.T) {
 		}
 	})
 
-	t.Run("response varying on an unkeyed header is not stored", func(t *testing.T) {
+	t.Run("response varying on an unkeyed header is stored only for its value", func(t *testing.T) {
 		e := newEnv(t, middleware.CacheOptions{})
 		h := e.cache.Policy(cachepolicy.Policy{TTL: time.Minute})(&origin{set: reflect("X-Forwarded-Host")})
 		evil := do(h, "GET", "/page", "X-Forwarded-Host", "evil.example")
 		require.Contains(t, evil.Body.String(), "evil.example")
-		assert.Equal(t, "steadfast; fwd=uri-miss; detail=vary-unkeyed", evil.Header().Get("Cache-Status"))
+		assert.Equal(t, "steadfast; fwd=uri-miss; stored", evil.Header().Get("Cache-Status"))
+		e.waitStored(2) // the variant, then the URL's variant index
 		clean := do(h, "GET", "/page")
 		assert.NotContains(t, clean.Body.String(), "evil", "the attacker's response was served")
+		assert.Equal(t, "steadfast; fwd=vary-miss; stored", clean.Header().Get("Cache-Status"))
+		e.waitStored(2)
+		again := do(h, "GET", "/page", "X-Forwarded-Host", "evil.example")
+		assert.Contains(t, again.Body.String(), "evil.example")
+		assert.Equal(t, "steadfast; hit; ttl=60", again.Header().Get("Cache-Status"))
+		clean = do(h, "GET", "/page")
+		assert.NotContains(t, clean.Body.String(), "evil", "the attacker's response was served")
+		assert.Equal(t, "steadfast; hit; ttl=60", clean.Header().Get("Cache-Status"))
 	})
 
 	t.Run("keyed header gets its own entry", func(t *testing.T) {
@@ -1310,7 +1323,7 @@ func TestCacheAnswersLookupThatMissedTheLanding(t *testing.T) {
 				close(entered)
 				<-release
 			}
-			return nil, fmt.Errorf("fake get: %w", resilience.ErrNotFound)
+			return nil, fmt.Errorf("fake get: %w", fs.ErrNotExist)
 		},
 		SetFunc: func(context.Context, string, []byte, time.Duration) error {
 			stored <- struct{}{}
@@ -1395,7 +1408,7 @@ func TestCacheKeepsOuterHeadersOutOfEntries(t *testing.T) {
 	rr := httptest.NewRecorder()
 	rr.Header().Set("Vary", "Accept-Encoding")
 	vary.ServeHTTP(rr, newRequest("GET", "/y"))
-	assert.Equal(t, "steadfast; fwd=uri-miss; detail=vary-unkeyed", rr.Header().Get("Cache-Status"))
+	assert.Equal(t, "steadfast; fwd=uri-miss; stored", rr.Header().Get("Cache-Status"), "stored as a variant")
 }
 
 func TestCacheCoalescedLeaderGoexit(t *testing.T) {

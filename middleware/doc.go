@@ -41,27 +41,3 @@
 // attribute keys are the LogKey constants. Stats methods and callbacks report
 // the same events to programs.
 package middleware
-
-import "errors"
-
-// ErrInvalidOption is wrapped by the errors constructors return for options
-// they cannot use; the message names the field.
-var ErrInvalidOption = errors.New("invalid option")
-
-// Attribute keys of the package's log lines.
-const (
-	// LogKeyBreaker is the breaker's name (BreakerOptions.Name).
-	LogKeyBreaker = "breaker"
-	// LogKeyFrom is the state a breaker left.
-	LogKeyFrom = "from"
-	// LogKeyTo is the state a breaker entered.
-	LogKeyTo = "to"
-	// LogKeyPanic is a recovered panic's value.
-	LogKeyPanic = "panic"
-	// LogKeyStack is the stack of the goroutine that panicked.
-	LogKeyStack = "stack"
-	// LogKeyMethod is the request method.
-	LogKeyMethod = "method"
-	// LogKeyPath is the request's URL path, without the query.
-	LogKeyPath = "path"
-)

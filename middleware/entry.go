@@ -2,12 +2,6 @@ package middleware
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/binary"
-	"errors"
-	"hash"
-	"hash/crc32"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -18,68 +12,6 @@ import (
 	"github.com/steadfast-go/steadfast/cachepolicy"
 )
 
-// A cache entry is one Redis value holding a whole response: status,
-// header, body, when it was stored and how long it stays fresh and usable
-// stale. Layout, version 1, integers big-endian:
-//
-//	magic    3 bytes  "sfc"
-//	version  1 byte   1
-//	crc      4 bytes  CRC-32C (Castagnoli) of everything after it
-//	storedAt 8 bytes  unix nanoseconds
-//	fresh    8 bytes  freshness lifetime, nanoseconds
-//	swr      8 bytes  stale-while-revalidate window, nanoseconds
-//	sie      8 bytes  stale-if-error window, nanoseconds
-//	flags    1 byte   bit 0: must-revalidate; bit 1: signed; other bits zero
-//	status   2 bytes
-//	header   uvarint count, then per field: uvarint name length, name,
-//	         uvarint value count, per value: uvarint length, value
-//	body     uvarint length, body
-//	mac      32 bytes, only when signed: HMAC-SHA256 under
-//	         [CacheOptions.SigningKey] of the uvarint length of the Redis
-//	         key, the key, and everything from storedAt to the body's end;
-//	         nothing may follow
-//
-// Every uvarint is in its shortest form, so that an entry has one
-// encoding. A new layout gets a new version byte; a value with another
-// magic, version or checksum, one cut short or followed by extra bytes, or
-// one whose content the cache would never have stored, is not an entry
-// (see [decodeEntry]).
-const (
-	entryMagic   = "sfc"
-	entryVersion = 1
-	// entryFixed is the size of everything before the header.
-	entryFixed = len(entryMagic) + 1 + 4 + 4*8 + 1 + 2
-
-	flagMustRevalidate = 1 << 0
-	flagSigned         = 1 << 1
-
-	// macSize is the length of an entry's signature.
-	macSize = sha256.Size
-	// maxEntrySkew is how far in the future an entry's storedAt may lie,
-	// by this process's clock, for clocks of the hosts that share Redis
-	// that disagree a little. Anything later is not an entry.
-	maxEntrySkew = 5 * time.Minute
-)
-
-// Errors of decodeEntry. None leaves the package: a value that is not an
-// entry is counted, deleted and treated as a miss.
-var (
-	errEntryForeign  = errors.New("cache entry: not a steadfast entry")
-	errEntryVersion  = errors.New("cache entry: unknown version")
-	errEntryChecksum = errors.New("cache entry: checksum mismatch")
-	errEntryCorrupt  = errors.New("cache entry: malformed")
-	// errEntryInvalid is a well-formed value that the cache would never
-	// have stored: a status that is not a final, storable one, a
-	// hop-by-hop or framing field, a Content-Length that is not the body's
-	// length, a time out of range.
-	errEntryInvalid = errors.New("cache entry: impossible content")
-	// errEntrySignature is an unsigned or forged entry, for a cache that
-	// signs its entries.
-	errEntrySignature = errors.New("cache entry: bad signature")
-)
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // entry is a stored response. A decoded entry shares its body with the
 // value it was decoded from, and its field names and values with one
 // string made for the whole header block.
@@ -89,6 +21,17 @@ type entry struct {
 	status   int
 	fields   []field // canonical names, sorted
 	body     []byte
+
+	// variant is set, not encoded, on an entry made from a response that
+	// says Vary beyond the policy's key headers, for the writer and for
+	// coalesced waiters. A pointer keeps the entry small on the hit path.
+	variant *variantOf
+}
+
+// variantOf says which variant of its URL an entry is.
+type variantOf struct {
+	names []string // the request fields it varies on
+	key   string   // its variant key
 }
 
 // field is one header field of an entry.
@@ -105,6 +48,21 @@ func (e *entry) get(name string) string {
 		}
 	}
 	return ""
+}
+
+// validators returns the entry's ETag and Last-Modified.
+func (e *entry) validators() cachepolicy.Validators {
+	return cachepolicy.Validators{ETag: e.get("Etag"), LastModified: e.get("Last-Modified")}
+}
+
+// header returns the entry's fields as a new header map whose value
+// slices are shared with the entry.
+func (e *entry) header() http.Header {
+	h := make(http.Header, len(e.fields))
+	for _, f := range e.fields {
+		h[f.name] = f.values
+	}
+	return h
 }
 
 // unstored lists the response fields an entry never keeps: hop-by-hop
@@ -156,12 +114,13 @@ func storableStatus(status int) bool { return cachepolicy.StorableStatus(status)
 // leaving out those that are in before with the same values: fields that
 // outer middleware set before the handler ran (a request id, say) belong
 // to that one request, and are set again on every request served. Fields
-// that Connection names are hop-by-hop too, and left out. The value slices
-// are shared with h.
-func fieldsOf(h, before http.Header) []field {
+// that Connection names are hop-by-hop too, and left out, as are those
+// keep does not store (see [cachepolicy.NewFieldFilter]: the fields of a
+// qualified private or no-cache). The value slices are shared with h.
+func fieldsOf(h, before http.Header, keep cachepolicy.FieldFilter) []field {
 	fs := make([]field, 0, len(h))
 	for name, values := range h {
-		if len(values) == 0 || !storedField(name) || connectionNames(h, name) {
+		if len(values) == 0 || !storedField(name) || connectionNames(h, name) || !keep.Stored(name) {
 			continue
 		}
 		if prev, ok := before[name]; ok && slices.Equal(prev, values) {
@@ -186,255 +145,105 @@ func connectionNames(h http.Header, name string) bool {
 	return false
 }
 
-// appendEntry appends the encoding of e, the entry at key, to dst. With a
-// signKey, the entry is signed (see the layout above).
-func appendEntry(dst []byte, e *entry, key string, signKey []byte) []byte {
-	start := len(dst)
-	dst = append(dst, entryMagic...)
-	dst = append(dst, entryVersion, 0, 0, 0, 0)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(e.storedAt.UnixNano()))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.Fresh))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.StaleWhileRevalidate))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(e.life.StaleIfError))
-	var flags byte
-	if e.life.MustRevalidate {
-		flags |= flagMustRevalidate
-	}
-	if len(signKey) > 0 {
-		flags |= flagSigned
-	}
-	dst = append(dst, flags)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(e.status))
-	dst = binary.AppendUvarint(dst, uint64(len(e.fields)))
-	for _, f := range e.fields {
-		dst = appendLenString(dst, f.name)
-		dst = binary.AppendUvarint(dst, uint64(len(f.values)))
-		for _, v := range f.values {
-			dst = appendLenString(dst, v)
-		}
-	}
-	dst = binary.AppendUvarint(dst, uint64(len(e.body)))
-	dst = append(dst, e.body...)
-	crcAt := start + len(entryMagic) + 1
-	if len(signKey) > 0 {
-		dst = entryMAC(signKey, key, dst[crcAt+4:]).Sum(dst)
-	}
-	binary.BigEndian.PutUint32(dst[crcAt:], crc32.Checksum(dst[crcAt+4:], castagnoli))
-	return dst
+// retention returns how long the store keeps an entry with lifetime l: as
+// long as any use of it is possible, and never less than a millisecond
+// (the store's unit).
+func retention(l cachepolicy.Lifetime) time.Duration {
+	return max(l.Retention(), time.Millisecond)
 }
 
-// entryMAC returns the HMAC of the entry at key whose signed part is
-// payload.
-func entryMAC(signKey []byte, key string, payload []byte) hash.Hash {
-	m := hmac.New(sha256.New, signKey)
-	var n [binary.MaxVarintLen64]byte
-	m.Write(binary.AppendUvarint(n[:0], uint64(len(key))))
-	m.Write([]byte(key))
-	m.Write(payload)
-	return m
+// newEntry builds the entry of a response the recorder kept, taking h,
+// which must be the caller's own, and a copy of body; fields unchanged
+// from before (the header as the handler got it) are left out. A
+// body-bearing status gets a Content-Length, so that HEAD requests served
+// from the entry announce the right length, and a response without Date
+// gets one, so that Date and Age agree on hits. d is the store decision:
+// its Lifetime, and its Fields filter (the fields of a qualified private
+// or no-cache are left out).
+func newEntry(storedAt time.Time, d *cachepolicy.StoreDecision, status int, h, before http.Header, body []byte) *entry {
+	if _, ok := h["Content-Length"]; !ok && bodyAllowed(status) {
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = []string{storedAt.UTC().Format(http.TimeFormat)}
+	}
+	return &entry{
+		storedAt: storedAt,
+		life:     d.Lifetime,
+		status:   status,
+		fields:   fieldsOf(h, before, d.Fields),
+		body:     bytes.Clone(body),
+	}
 }
 
-// encodedSize returns an upper bound of the length of e's encoding.
-func encodedSize(e *entry) int {
-	n := entryFixed + 2*binary.MaxVarintLen64
-	for _, f := range e.fields {
-		n += 2*binary.MaxVarintLen64 + len(f.name)
-		for _, v := range f.values {
-			n += binary.MaxVarintLen64 + len(v)
-		}
-	}
-	return n + len(e.body) + macSize
+// bodyAllowed reports whether a response with the status may have a body.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-func appendLenString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
+// setCacheStatus sets the Cache-Status field of h.
+func setCacheStatus(h http.Header, s cachepolicy.CacheStatus) {
+	h["Cache-Status"] = []string{s.String()}
 }
 
-// decodeEntry decodes the entry at key from b, which it keeps: the
-// entry's body is a slice of b. It returns errEntryForeign,
-// errEntryVersion, errEntryChecksum or errEntryCorrupt for anything that
-// is not a whole, intact version 1 entry in its one encoding;
-// errEntryInvalid for an entry the cache would never have stored (see
-// checkEntry), with now the time it is read at; and, with a signKey,
-// errEntrySignature for an entry not signed under it for key. Without a
-// signKey, a signature is not checked. It never panics.
-//
-// Allocation budget: three (one string for the whole header block, one
-// slice for all values, one for the fields), whatever the number of
-// fields, plus the HMAC's when signed.
-func decodeEntry(b []byte, key string, signKey []byte, now time.Time) (entry, error) {
-	if len(b) < len(entryMagic)+1 || string(b[:len(entryMagic)]) != entryMagic {
-		return entry{}, errEntryForeign
+// writeEntry answers r from e: a 304 when r's validators match a stored
+// 200, a 206 (or 416) when r asks for a range of a stored 200, else the
+// stored status, header and body (no body for HEAD). Age is the entry's
+// current age: the age it was stored with plus the time since. A shared
+// entry (one other requests use too) gets copies of its header values.
+func (c *Cache) writeEntry(w http.ResponseWriter, r *http.Request, e *entry, now time.Time, cs cachepolicy.CacheStatus, shared bool) {
+	notModified := e.status == http.StatusOK && conditional(r.Header) &&
+		cachepolicy.NotModified(r, e.get("Etag"), e.get("Last-Modified"))
+	var part cachepolicy.ByteRange
+	ranged := cachepolicy.RangeIgnored
+	if !notModified && e.status == http.StatusOK && len(r.Header["Range"]) > 0 {
+		part, ranged = cachepolicy.SelectRange(r, int64(len(e.body)), e.get("Etag"), e.get("Last-Modified"), e.get("Date"), now)
 	}
-	if b[len(entryMagic)] != entryVersion {
-		return entry{}, errEntryVersion
-	}
-	if len(b) < entryFixed {
-		return entry{}, errEntryCorrupt
-	}
-	crcAt := len(entryMagic) + 1
-	if crc32.Checksum(b[crcAt+4:], castagnoli) != binary.BigEndian.Uint32(b[crcAt:]) {
-		return entry{}, errEntryChecksum
-	}
-	p := b[crcAt+4:]
-	var e entry
-	e.storedAt = time.Unix(0, int64(binary.BigEndian.Uint64(p)))
-	e.life.Fresh = time.Duration(binary.BigEndian.Uint64(p[8:]))
-	e.life.StaleWhileRevalidate = time.Duration(binary.BigEndian.Uint64(p[16:]))
-	e.life.StaleIfError = time.Duration(binary.BigEndian.Uint64(p[24:]))
-	flags := p[32]
-	e.life.MustRevalidate = flags&flagMustRevalidate != 0
-	e.status = int(binary.BigEndian.Uint16(p[33:]))
-	if flags&^(flagMustRevalidate|flagSigned) != 0 {
-		return entry{}, errEntryCorrupt
-	}
-	signed := flags&flagSigned != 0
-	if signed {
-		if len(p) < 35+macSize {
-			return entry{}, errEntryCorrupt
-		}
-		mac := p[len(p)-macSize:]
-		p = p[:len(p)-macSize]
-		if len(signKey) > 0 && !hmac.Equal(mac, entryMAC(signKey, key, p).Sum(nil)) {
-			return entry{}, errEntrySignature
-		}
-	} else if len(signKey) > 0 {
-		return entry{}, errEntrySignature
-	}
-	hdr := p[35:]
-
-	// First pass: check the header block and count what it holds.
-	nFields, nValues, hdrLen, ok := scanFields(hdr)
-	if !ok {
-		return entry{}, errEntryCorrupt
-	}
-	bodyLen, n := uvarint(hdr[hdrLen:])
-	if n <= 0 || bodyLen != uint64(len(hdr)-hdrLen-n) {
-		return entry{}, errEntryCorrupt
-	}
-	if bodyLen > 0 {
-		e.body = hdr[hdrLen+n:]
-	}
-
-	// Second pass: slice names and values out of one string.
-	if nFields > 0 {
-		s := string(hdr[:hdrLen])
-		e.fields = make([]field, nFields)
-		values := make([]string, nValues)
-		_, i := binary.Uvarint(hdr)
-		for fi := range e.fields {
-			var name string
-			name, i = readLenString(s, i)
-			count, m := binary.Uvarint(hdr[i:])
-			i += m
-			vs := values[:int(count):int(count)]
-			values = values[int(count):]
-			for vi := range vs {
-				vs[vi], i = readLenString(s, i)
-			}
-			e.fields[fi] = field{name: name, values: vs}
-		}
-	}
-	if !checkEntry(&e, now) {
-		return entry{}, errEntryInvalid
-	}
-	return e, nil
-}
-
-// checkEntry reports whether the cache could have stored e, read at now:
-// a storable status ([cachepolicy.StorableStatus]); only fields an entry
-// keeps (storedField: no hop-by-hop, framing or Proxy- field); at most
-// one Content-Length, with one value, the
-// body's length in decimal; storedAt after 1970 and at most maxEntrySkew
-// after now; lifetimes not negative.
-func checkEntry(e *entry, now time.Time) bool {
-	if !storableStatus(e.status) || e.storedAt.UnixNano() <= 0 || e.storedAt.After(now.Add(maxEntrySkew)) ||
-		e.life.Fresh < 0 || e.life.StaleWhileRevalidate < 0 || e.life.StaleIfError < 0 {
-		return false
-	}
-	lengths := 0
+	h := w.Header()
 	for i := range e.fields {
 		f := &e.fields[i]
-		if !storedField(f.name) {
-			return false
+		if notModified && (f.name == "Content-Length" || f.name == "Content-Type" || f.name == "Content-Encoding") {
+			continue
 		}
-		if strings.EqualFold(f.name, "Content-Length") {
-			lengths++
-			var buf [20]byte // no allocation: compared, never kept
-			if lengths > 1 || len(f.values) != 1 || f.values[0] != string(strconv.AppendInt(buf[:0], int64(len(e.body)), 10)) {
-				return false
-			}
+		if ranged != cachepolicy.RangeIgnored && f.name == "Content-Length" {
+			continue
+		}
+		if shared {
+			h[f.name] = slices.Clone(f.values)
+		} else {
+			h[f.name] = f.values
 		}
 	}
-	return true
+	var buf [24]byte
+	vs := make([]string, 2)
+	vs[0] = string(strconv.AppendInt(buf[:0], int64(e.life.CurrentAge(e.storedAt, now)/time.Second), 10))
+	vs[1] = cs.String()
+	h["Age"], h["Cache-Status"] = vs[0:1:1], vs[1:2:2]
+	switch {
+	case notModified:
+		w.WriteHeader(http.StatusNotModified)
+		return
+	case ranged == cachepolicy.RangePartial:
+		h["Content-Range"] = []string{part.ContentRange(int64(len(e.body)))}
+		h["Content-Length"] = []string{strconv.FormatInt(part.Length, 10)}
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = w.Write(e.body[part.Start : part.Start+part.Length])
+		return
+	case ranged == cachepolicy.RangeUnsatisfiable:
+		h["Content-Range"] = []string{"bytes */" + strconv.Itoa(len(e.body))}
+		h["Content-Length"] = []string{"0"}
+		delete(h, "Content-Type")
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		return
+	}
+	w.WriteHeader(e.status)
+	if r.Method != http.MethodHead && len(e.body) > 0 {
+		_, _ = w.Write(e.body) // a client that went away is not an error here
+	}
 }
 
-// uvarint is binary.Uvarint that refuses any but the shortest encoding
-// (n <= 0).
-func uvarint(b []byte) (uint64, int) {
-	v, n := binary.Uvarint(b)
-	if n > 1 && b[n-1] == 0 {
-		return 0, -1
-	}
-	return v, n
-}
-
-// scanFields checks the header block at the start of b and returns the
-// number of fields and values and the block's length.
-func scanFields(b []byte) (nFields, nValues, length int, ok bool) {
-	count, n := uvarint(b)
-	// Each field takes at least three bytes, so a count beyond that is a
-	// lie that must not size an allocation.
-	if n <= 0 || count > uint64(len(b)-n)/3 {
-		return 0, 0, 0, false
-	}
-	i := n
-	var prev []byte
-	for range count {
-		l, m := uvarint(b[i:])
-		if m <= 0 || l == 0 || l > uint64(len(b)-i-m) {
-			return 0, 0, 0, false
-		}
-		i += m
-		name := b[i : i+int(l)]
-		if nFields > 0 && bytes.Compare(name, prev) <= 0 { // sorted, no duplicates
-			return 0, 0, 0, false
-		}
-		prev = name
-		i += int(l)
-		vc, m := uvarint(b[i:])
-		// At least one value, and each takes a byte at least.
-		if m <= 0 || vc == 0 || vc > uint64(len(b)-i-m) {
-			return 0, 0, 0, false
-		}
-		i += m
-		for range vc {
-			l, m := uvarint(b[i:])
-			if m <= 0 || l > uint64(len(b)-i-m) {
-				return 0, 0, 0, false
-			}
-			i += m + int(l)
-		}
-		nFields++
-		nValues += int(vc)
-	}
-	return nFields, nValues, i, true
-}
-
-// readLenString reads a length-prefixed string of s at i, already checked
-// by scanFields, and returns it with the index after it.
-func readLenString(s string, i int) (string, int) {
-	var l uint64
-	var shift uint
-	for {
-		c := s[i]
-		i++
-		l |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			break
-		}
-		shift += 7
-	}
-	return s[i : i+int(l)], i + int(l)
+// conditional reports whether a request header holds a validator that
+// could turn a stored 200 into a 304.
+func conditional(h http.Header) bool {
+	return len(h["If-None-Match"]) > 0 || len(h["If-Modified-Since"]) > 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -109,7 +110,7 @@ var forgedLog = slog.New(slog.DiscardHandler)
 // nopStore finds nothing and stores nothing.
 type nopStore struct{}
 
-func (nopStore) Get(context.Context, string) ([]byte, error)              { return nil, resilience.ErrNotFound }
+func (nopStore) Get(context.Context, string) ([]byte, error)              { return nil, fs.ErrNotExist }
 func (nopStore) Set(context.Context, string, []byte, time.Duration) error { return nil }
 func (nopStore) Del(context.Context, ...string) error                     { return nil }
 

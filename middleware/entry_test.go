@@ -44,10 +44,10 @@ func testEntry() *entry {
 		storedAt: time.Unix(1700000000, 123456789),
 		life: cachepolicy.Lifetime{
 			Fresh: time.Minute, StaleWhileRevalidate: 30 * time.Second,
-			StaleIfError: 10 * time.Minute, MustRevalidate: true,
+			StaleIfError: 10 * time.Minute, MustRevalidate: true, NoCache: true, Age: 42 * time.Second,
 		},
 		status: http.StatusOK,
-		fields: fieldsOf(h, nil),
+		fields: fieldsOf(h, nil, cachepolicy.FieldFilter{}),
 		body:   []byte("hello, world\n"),
 	}
 }
@@ -100,7 +100,7 @@ func TestEntryUnstoredFields(t *testing.T) {
 	before := http.Header{"X-Request-Id": {"1"}, "X-Changed": {"old"}}
 	h["X-Request-Id"] = []string{"1"}
 	h["X-Changed"] = []string{"new"}
-	fs := fieldsOf(h, before)
+	fs := fieldsOf(h, before, cachepolicy.FieldFilter{})
 	require.Len(t, fs, 2, "fields %v", fs)
 	assert.Equal(t, "X-Changed", fs[0].name)
 	assert.Equal(t, "X-Kept", fs[1].name)
@@ -117,7 +117,8 @@ func TestEntryDecodeErrors(t *testing.T) {
 		{name: "empty", b: nil, want: errEntryForeign},
 		{name: "foreign text", b: []byte(`{"json":true}`), want: errEntryForeign},
 		{name: "magic only", b: []byte("sfc"), want: errEntryForeign},
-		{name: "other version", b: mutate(func(b []byte) []byte { b[3] = 2; return b }), want: errEntryVersion},
+		{name: "other version", b: mutate(func(b []byte) []byte { b[3] = 3; return b }), want: errEntryVersion},
+		{name: "version 1 entry", b: mutate(func(b []byte) []byte { b[3] = 1; return b }), want: errEntryVersion},
 		{name: "header cut", b: good[:10], want: errEntryCorrupt},
 		{name: "truncated", b: good[:len(good)-1], want: errEntryChecksum},
 		{name: "extra byte", b: append(bytes.Clone(good), 0), want: errEntryChecksum},
@@ -125,11 +126,13 @@ func TestEntryDecodeErrors(t *testing.T) {
 		{name: "flipped checksum bit", b: mutate(func(b []byte) []byte { b[5] ^= 1; return b }), want: errEntryChecksum},
 		{name: "resealed truncation", b: reseal(bytes.Clone(good[:len(good)-1])), want: errEntryCorrupt},
 		{name: "resealed extra byte", b: reseal(append(bytes.Clone(good), 0)), want: errEntryCorrupt},
-		{name: "resealed unknown flag", b: mutate(func(b []byte) []byte { b[40] |= 0x80; return reseal(b) }), want: errEntryCorrupt},
-		{name: "resealed signed flag, too short for a mac", b: reseal(encode(&entry{storedAt: time.Unix(1, 0), status: 200}, nil)[:44]), want: errEntryCorrupt},
-		{name: "resealed huge field count", b: mutate(func(b []byte) []byte { b[43] = 0x7f; return reseal(b) }), want: errEntryCorrupt},
-		{name: "resealed long varint", b: reseal(append(encode(&entry{storedAt: time.Unix(1, 0), status: 200}, nil)[:43], 0x80, 0x00, 0x00)), want: errEntryCorrupt},
-		{name: "resealed bad status", b: mutate(func(b []byte) []byte { b[41], b[42] = 0, 0; return reseal(b) }), want: errEntryInvalid},
+		{name: "resealed unknown flag", b: mutate(func(b []byte) []byte { b[48] |= 0x80; return reseal(b) }), want: errEntryCorrupt},
+		{name: "resealed negative age", b: mutate(func(b []byte) []byte { b[40] |= 0x80; return reseal(b) }), want: errEntryInvalid},
+		{name: "resealed age beyond MaxDelta", b: mutate(func(b []byte) []byte { b[40] = 0x7f; return reseal(b) }), want: errEntryInvalid},
+		{name: "resealed signed flag, too short for a mac", b: reseal(encode(&entry{storedAt: time.Unix(1, 0), status: 200}, nil)[:52]), want: errEntryCorrupt},
+		{name: "resealed huge field count", b: mutate(func(b []byte) []byte { b[51] = 0x7f; return reseal(b) }), want: errEntryCorrupt},
+		{name: "resealed long varint", b: reseal(append(encode(&entry{storedAt: time.Unix(1, 0), status: 200}, nil)[:51], 0x80, 0x00, 0x00)), want: errEntryCorrupt},
+		{name: "resealed bad status", b: mutate(func(b []byte) []byte { b[49], b[50] = 0, 0; return reseal(b) }), want: errEntryInvalid},
 		{name: "resealed negative fresh", b: mutate(func(b []byte) []byte { b[16] |= 0x80; return reseal(b) }), want: errEntryInvalid},
 	}
 	for _, tc := range tests {
@@ -241,7 +244,7 @@ func TestEntrySignature(t *testing.T) {
 			name: "mac cut off, flag cleared, resealed", key: entryKey, signKey: signKey, want: errEntrySignature,
 			b: func() []byte {
 				b := bytes.Clone(encode(e, signKey)[:len(encode(e, signKey))-macSize])
-				b[40] &^= flagSigned
+				b[48] &^= flagSigned
 				return reseal(b)
 			}(),
 		},
@@ -318,7 +321,7 @@ func FuzzDecodeEntry(f *testing.F) {
 			}
 			// A signed entry read without a key keeps its signature
 			// unchecked: encoded again unsigned, it is the same entry.
-			signed := b[40]&flagSigned != 0
+			signed := b[48]&flagSigned != 0
 			if signed && signKey == nil {
 				again, err := decode(encode(&e, nil), nil)
 				if err != nil || !reflect.DeepEqual(again.fields, e.fields) || !bytes.Equal(again.body, e.body) {

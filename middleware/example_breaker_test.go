@@ -81,5 +81,5 @@ func ExampleNewRetry() {
 	// Output:
 	// 200 hello after 3 attempts
 	// 503 try again
-	// {Retries:2 Exhausted:0}
+	// {Succeeded:0 Recovered:1 Retries:2 Exhausted:0}
 }

@@ -1,14 +1,10 @@
 package middleware
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +13,8 @@ import (
 
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
+
+	"github.com/steadfast-go/steadfast/cachepolicy"
 )
 
 // Defaults of RetryOptions.
@@ -39,6 +37,10 @@ var (
 // of GET, HEAD, OPTIONS, PUT and DELETE requests answered 502, 503 or 504,
 // waiting 10 ms, then 20 ms (each ±20%) between them.
 type RetryOptions struct {
+	// Name identifies the Retry in metrics ([Retry.Name]). Empty is
+	// allowed.
+	Name string
+
 	// MaxAttempts is the most times the handler runs for one request,
 	// the first attempt included. Zero means 3; 1 turns retrying off.
 	MaxAttempts int
@@ -93,6 +95,9 @@ type RetryOptions struct {
 
 // RetryStats counts what a [Retry] did since it was made.
 type RetryStats struct {
+	// Succeeded counts the requests whose first attempt succeeded;
+	// Recovered those that succeeded after a retry.
+	Succeeded, Recovered uint64
 	// Retries counts the attempts run after a failed one.
 	Retries uint64
 	// Exhausted counts the requests no attempt succeeded for, within the
@@ -122,6 +127,7 @@ type RetryStats struct {
 // A Retry is safe for concurrent use. Make it with [NewRetry]; the zero value
 // is not usable.
 type Retry struct {
+	name          string
 	maxAttempts   int
 	maxDelay      time.Duration
 	jitterFactor  float64
@@ -136,13 +142,15 @@ type Retry struct {
 	recorders recorderPool
 	retries   atomic.Uint64
 	exhausted atomic.Uint64
+	succeeded atomic.Uint64
+	recovered atomic.Uint64
 }
 
 // NewRetry returns a Retry configured by opts. The error wraps
 // [ErrInvalidOption] and names the field when an option is out of range.
 func NewRetry(opts RetryOptions) (*Retry, error) {
 	if err := opts.validate(); err != nil {
-		return nil, fmt.Errorf("new retry: %w", err)
+		return nil, err
 	}
 	// A default gives way to the other delay when only one is set.
 	initialDelay, maxDelay := opts.InitialDelay, opts.MaxDelay
@@ -155,9 +163,10 @@ func NewRetry(opts RetryOptions) (*Retry, error) {
 		maxDelay = max(defaultMaxDelay, initialDelay)
 	}
 	if initialDelay > maxDelay {
-		return nil, fmt.Errorf("new retry: InitialDelay %v is more than MaxDelay %v: %w", initialDelay, maxDelay, ErrInvalidOption)
+		return nil, invalidOption("RetryOptions.InitialDelay %v is more than MaxDelay %v", initialDelay, maxDelay)
 	}
 	rt := &Retry{
+		name:          opts.Name,
 		maxAttempts:   orDefault(opts.MaxAttempts, defaultMaxAttempts),
 		maxDelay:      maxDelay,
 		jitterFactor:  orDefault(opts.JitterFactor, defaultJitterFactor),
@@ -197,48 +206,33 @@ func NewRetry(opts RetryOptions) (*Retry, error) {
 func (o *RetryOptions) validate() error {
 	switch {
 	case o.MaxAttempts < 0:
-		return fmt.Errorf("MaxAttempts %d is negative: %w", o.MaxAttempts, ErrInvalidOption)
+		return invalidOption("RetryOptions.MaxAttempts %d is negative", o.MaxAttempts)
 	case o.InitialDelay < 0:
-		return fmt.Errorf("InitialDelay %v is negative: %w", o.InitialDelay, ErrInvalidOption)
+		return invalidOption("RetryOptions.InitialDelay %v is negative", o.InitialDelay)
 	case o.MaxDelay < 0:
-		return fmt.Errorf("MaxDelay %v is negative: %w", o.MaxDelay, ErrInvalidOption)
+		return invalidOption("RetryOptions.MaxDelay %v is negative", o.MaxDelay)
 	case o.JitterFactor < 0 || o.JitterFactor >= 1 || math.IsNaN(o.JitterFactor):
-		return fmt.Errorf("JitterFactor %v is not in [0, 1): %w", o.JitterFactor, ErrInvalidOption)
+		return invalidOption("RetryOptions.JitterFactor %v is not in [0, 1)", o.JitterFactor)
 	case o.Methods != nil && len(o.Methods) == 0:
-		return fmt.Errorf("empty Methods (nil means the default): %w", ErrInvalidOption)
+		return invalidOption("RetryOptions.Methods is empty (nil means the default)")
 	case o.Statuses != nil && len(o.Statuses) == 0:
-		return fmt.Errorf("empty Statuses (nil means the default): %w", ErrInvalidOption)
+		return invalidOption("RetryOptions.Statuses is empty (nil means the default)")
 	case o.MaxReplayBytes < 0:
-		return fmt.Errorf("MaxReplayBytes %d is negative: %w", o.MaxReplayBytes, ErrInvalidOption)
+		return invalidOption("RetryOptions.MaxReplayBytes %d is negative", o.MaxReplayBytes)
 	case o.MaxHeldBytes < 0:
-		return fmt.Errorf("MaxHeldBytes %d is negative: %w", o.MaxHeldBytes, ErrInvalidOption)
+		return invalidOption("RetryOptions.MaxHeldBytes %d is negative", o.MaxHeldBytes)
 	}
 	for _, m := range o.Methods {
-		if !isToken(m) {
-			return fmt.Errorf("method %q in Methods is not a token: %w", m, ErrInvalidOption)
+		if !cachepolicy.IsToken(m) {
+			return invalidOption("RetryOptions.Methods holds %q, not a token", m)
 		}
 	}
 	for _, s := range o.Statuses {
 		if s < 400 || s > 599 {
-			return fmt.Errorf("status %d in Statuses is not 4xx or 5xx: %w", s, ErrInvalidOption)
+			return invalidOption("RetryOptions.Statuses holds %d, not a 4xx or 5xx", s)
 		}
 	}
 	return nil
-}
-
-// isToken reports whether s is an HTTP token (RFC 9110 5.6.2), as a method is.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // Handler returns next run with retries. The method value rt.Handler is a
@@ -274,6 +268,8 @@ func (rt *Retry) Handler(next http.Handler) http.Handler {
 			// and a failure caused by the hang-up says nothing.
 			if rec.Held() {
 				_ = rec.sendHeld() // a write error means the client is gone
+			} else {
+				rt.succeeded.Add(1)
 			}
 			rec.finish()
 			rt.recorders.put(rec)
@@ -324,15 +320,6 @@ func (rt *Retry) attempt(next http.Handler, rec *recorder, r *http.Request) (pe 
 	return nil
 }
 
-// asPanicError wraps a recovered value with the current stack, which still
-// holds the frames that panicked, unless it already carries its own.
-func asPanicError(v any) *panicError {
-	if pe, ok := v.(*panicError); ok {
-		return pe
-	}
-	return &panicError{value: v, stack: debug.Stack()}
-}
-
 // retryRun is one request's state once its first attempt failed.
 type retryRun struct {
 	rt   *Retry
@@ -364,8 +351,11 @@ func (rt *Retry) retry(run *retryRun) {
 	_, _ = rt.executor.WithContext(ctx).GetWithExecution(run.execute)
 
 	rec := run.rec
-	if (run.recovered != nil || rec.Held()) && !clientGone(run.req) {
+	switch failed := run.recovered != nil || rec.Held(); {
+	case failed && !clientGone(run.req):
 		rt.exhausted.Add(1)
+	case !failed:
+		rt.recovered.Add(1)
 	}
 	switch {
 	case run.recovered != nil:
@@ -433,7 +423,10 @@ func (rt *Retry) retryScheduled(e failsafe.ExecutionScheduledEvent[*retryRun]) {
 
 // Stats returns what the Retry did so far.
 func (rt *Retry) Stats() RetryStats {
-	return RetryStats{Retries: rt.retries.Load(), Exhausted: rt.exhausted.Load()}
+	return RetryStats{
+		Succeeded: rt.succeeded.Load(), Recovered: rt.recovered.Load(),
+		Retries: rt.retries.Load(), Exhausted: rt.exhausted.Load(),
+	}
 }
 
 // retryAfter reads a Retry-After header: a number of seconds or an HTTP
@@ -454,61 +447,4 @@ func retryAfter(h http.Header) (wait time.Duration, ok bool) {
 		return max(time.Until(t), 0), true
 	}
 	return 0, false
-}
-
-// replayBody gives each attempt after the first a fresh request body.
-type replayBody struct {
-	buf      []byte // the body read ahead, if buffered
-	buffered bool
-	getBody  func() (io.ReadCloser, error) // the request's GetBody, if set
-}
-
-// replayable prepares r for retries. It returns the request for the first
-// attempt, how to get the body again, and whether the request may be
-// retried at all. A body without GetBody is read ahead, up to
-// MaxReplayBytes; a larger one goes to the handler whole, unretried.
-func (rt *Retry) replayable(r *http.Request) (*http.Request, replayBody, bool) {
-	switch {
-	case r.Body == nil || r.Body == http.NoBody:
-		return r, replayBody{}, true
-	case r.GetBody != nil:
-		return r, replayBody{getBody: r.GetBody}, true
-	case r.ContentLength > rt.maxReplay:
-		return r, replayBody{}, false
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, rt.maxReplay+1))
-	first := r.WithContext(r.Context()) // a shallow copy; r is not changed
-	if err != nil || int64(len(buf)) > rt.maxReplay {
-		// Too large, or the read failed: the handler gets what was read
-		// followed by the rest (or the same error again).
-		first.Body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
-		return first, replayBody{}, false
-	}
-	first.Body = io.NopCloser(bytes.NewReader(buf))
-	return first, replayBody{buf: buf, buffered: true}, true
-}
-
-// request returns a copy of r with a fresh body for another attempt.
-func (b replayBody) request(r *http.Request) (*http.Request, error) {
-	var body io.ReadCloser
-	switch {
-	case b.getBody != nil:
-		var err error
-		if body, err = b.getBody(); err != nil {
-			return nil, fmt.Errorf("get body: %w", err)
-		}
-	case b.buffered:
-		body = io.NopCloser(bytes.NewReader(b.buf))
-	default:
-		return r, nil
-	}
-	again := r.WithContext(r.Context())
-	again.Body = body
-	return again, nil
-}
-
-// readCloser joins a reader and the closer of the body it reads.
-type readCloser struct {
-	io.Reader
-	io.Closer
 }

@@ -3,12 +3,9 @@ package middleware
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/steadfast-go/steadfast/cachepolicy"
 )
 
 // Defaults of the background writer, used when CacheOptions leaves them zero.
@@ -44,9 +41,13 @@ const (
 
 // writeJob is one entry waiting in the queue to be written.
 type writeJob struct {
+	// key is the URL's key: where e is stored, or, when e is a variant
+	// (e.variant set), where the URL's variant index is.
 	key string
 	e   *entry
 	ttl time.Duration
+	// maxVariants caps the variants in the index, for a variant.
+	maxVariants int
 	// size is what the entry counts against the queue's byte bound.
 	size int64
 	// gen is the invalidation generation when the run that made e began.
@@ -83,9 +84,14 @@ type writer struct {
 	full   atomic.Bool // the queue was found full and not yet found free
 }
 
-func newWriter(store Store, size int, maxBytes int64, workers int, log *slog.Logger, stats *cacheCounters,
+// newWriter starts the writer of opts (QueueSize, QueueBytes and Workers,
+// zero meaning their defaults).
+func newWriter(store Store, opts CacheOptions, log *slog.Logger, stats *cacheCounters,
 	invalidated func(key string, gen uint64) bool,
 ) *writer {
+	size := orDefault(opts.QueueSize, DefaultCacheQueueSize)
+	maxBytes := orDefault(opts.QueueBytes, DefaultCacheQueueBytes)
+	workers := orDefault(opts.Workers, DefaultCacheWorkers)
 	w := &writer{
 		maxBytes:    maxBytes,
 		store:       store,
@@ -162,8 +168,14 @@ func (w *writer) write(j writeJob, buf []byte) []byte {
 	if need := encodedSize(j.e); cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
-	buf = appendEntry(buf[:0], j.e, j.key, w.signKey)
-	if err := w.store.Set(w.ctx, j.key, buf, j.ttl); err != nil {
+	var err error
+	if j.e.variant != nil {
+		buf, err = w.writeVariant(j, buf)
+	} else {
+		buf = appendEntry(buf[:0], j.e, j.key, w.signKey)
+		err = w.store.Set(w.ctx, j.key, buf, j.ttl)
+	}
+	if err != nil {
 		// Redis being down is logged by the store's own state changes;
 		// here it is only counted.
 		w.stats.storeErrors.Add(1)
@@ -204,121 +216,3 @@ func (w *writer) close() {
 	}
 	w.cancel()
 }
-
-// refresh starts the background refresh of the stale entry at key, unless
-// one is running already, MaxRefreshes are, or the cache is closed. The
-// handler runs with a copy of r made unconditional (no validators, Range
-// or Cache-Control), as a GET, with r's context values but neither its
-// cancellation nor its deadline: it has a deadline of its own,
-// refreshTimeout, and ends early only when the cache is closed. The
-// header w has before the entry is written (what middleware outside the
-// cache set) counts in the store decision, as on a miss.
-func (c *Cache) refresh(key string, w http.ResponseWriter, r *http.Request, next http.Handler, p *cachepolicy.Policy) {
-	c.refreshMu.Lock()
-	if _, running := c.refreshing[key]; running || c.closed {
-		c.refreshMu.Unlock()
-		return
-	}
-	if len(c.refreshing) >= c.maxRefresh {
-		c.refreshMu.Unlock()
-		c.stats.refreshesSkipped.Add(1)
-		return
-	}
-	c.refreshing[key] = struct{}{}
-	c.refreshWG.Add(1)
-	c.refreshMu.Unlock()
-	c.stats.refreshes.Add(1)
-
-	// The request's values, not its end or its deadline: the client has
-	// its answer. The refresh ends with Close, or after refreshTimeout.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), refreshTimeout)
-	stop := context.AfterFunc(c.ctx, cancel)
-	req := r.Clone(ctx)
-	req.Method = http.MethodGet
-	req.Body, req.ContentLength = http.NoBody, 0
-	for _, name := range refreshDropped {
-		delete(req.Header, name)
-	}
-	var before http.Header
-	if h := w.Header(); len(h) > 0 {
-		before = h.Clone()
-	}
-	go func() {
-		defer func() {
-			stop()
-			cancel()
-			c.refreshMu.Lock()
-			delete(c.refreshing, key)
-			c.refreshMu.Unlock()
-			c.refreshWG.Done()
-		}()
-		c.runRefresh(key, req, before, next, p)
-	}()
-}
-
-// refreshDropped are the request fields a refresh leaves out, so that the
-// handler answers with a whole, storable response.
-var refreshDropped = []string{
-	"Cache-Control", "If-Match", "If-Modified-Since", "If-None-Match", "If-Range",
-	"If-Unmodified-Since", "Pragma", "Range",
-}
-
-// runRefresh runs next for a refresh and queues its response if it may be
-// stored and the handler completed it: it returned, within the refresh's
-// deadline, having written the whole body it announced. before is the
-// header middleware outside the cache set on the request that started the
-// refresh. A panic is logged and goes no further: there is no client, and a
-// panic in this goroutine would end the process.
-func (c *Cache) runRefresh(key string, req *http.Request, before http.Header, next http.Handler, p *cachepolicy.Policy) {
-	sink := refreshSink{h: before.Clone()}
-	rec := c.recs.get(&sink, recorderConfig{capture: true, limit: bodyLimit(p)})
-	returned := false
-	defer func() {
-		if !returned {
-			if v := recover(); v != nil && v != http.ErrAbortHandler {
-				logPanic(c.log, req, v)
-			}
-		}
-	}()
-	// Taken before the handler runs, as for a miss: an invalidation that
-	// comes while it runs must find this response older than itself.
-	now, gen := c.now(), c.inval.generation()
-	next.ServeHTTP(rec, req)
-	returned = true
-
-	rec.finish()
-	status := rec.Status()
-	if status == 0 {
-		status = http.StatusOK
-	}
-	h := sink.Header()
-	d := cachepolicy.Storable(req, status, c.decisionHeader(h, func(i int) bool {
-		return i < len(before["Vary"]) && h["Vary"][i] == before["Vary"][i]
-	}), *p, now)
-	if d.Store && req.Context().Err() == nil && rec.Complete() && lengthMatches(status, h, len(rec.Body())) {
-		e := newEntry(now, d.Lifetime, status, h, before, rec.Body()) // the sink's header is ours
-		c.w.enqueue(writeJob{key: key, e: e, ttl: retention(e.life), gen: gen})
-	}
-	c.recs.put(rec)
-}
-
-// refreshSink is where a background refresh writes: there is no client,
-// so the recorder in front of it keeps what is to be stored and the rest
-// is dropped. It is not a wrapper, and has nothing to flush or hijack.
-type refreshSink struct {
-	h http.Header
-}
-
-// Header returns the response's header map.
-func (d *refreshSink) Header() http.Header {
-	if d.h == nil {
-		d.h = make(http.Header)
-	}
-	return d.h
-}
-
-// Write drops p.
-func (*refreshSink) Write(p []byte) (int, error) { return len(p), nil }
-
-// WriteHeader drops the status; the recorder keeps it.
-func (*refreshSink) WriteHeader(int) {}

@@ -197,14 +197,14 @@ func nodeOptions(co *redis.ClusterOptions, addr string, o Options) *redis.Option
 func newTopologyRedis(cfg Config, o Options) (*Redis, error) {
 	if len(cfg.Addrs) == 0 {
 		if cfg.Addr == "" {
-			return nil, errors.New("resilience: Config.Addrs is empty")
+			return nil, fmt.Errorf("resilience: Config.Addrs is empty: %w", ErrInvalidOption)
 		}
 		cfg.Addrs = []string{cfg.Addr}
 	}
 	switch cfg.Topology {
 	case TopologySentinel:
 		if cfg.MasterName == "" {
-			return nil, errors.New("resilience: Config.MasterName is empty (Sentinel)")
+			return nil, fmt.Errorf("resilience: Config.MasterName is empty (Sentinel): %w", ErrInvalidOption)
 		}
 		fo := failoverOptions(cfg, o)
 		fresh := func() redis.UniversalClient { return redis.NewFailoverClient(cloneFailover(fo)) }
@@ -212,6 +212,8 @@ func newTopologyRedis(cfg Config, o Options) (*Redis, error) {
 		r.cfg = cfg
 		r.fresh = fresh
 		r.probe = probeFailover(fo, o)
+		near, off := nearSetup(o, cfg.DB, cfg.Username, false)
+		r.setNear(near, off, nil)
 		r.start()
 		return r, nil
 	case TopologyCluster:
@@ -221,10 +223,12 @@ func newTopologyRedis(cfg Config, o Options) (*Redis, error) {
 		r.fresh = func() redis.UniversalClient { return redis.NewClusterClient(cloneCluster(co)) }
 		r.probe = probeCluster(co, o)
 		r.cluster = newClusterGuards(r, co)
+		near, off := nearSetup(o, 0, cfg.Username, false)
+		r.setNear(near, off, nil)
 		r.start()
 		return r, nil
 	}
-	return nil, errors.New("resilience: Config.Topology is unknown")
+	return nil, fmt.Errorf("resilience: Config.Topology is unknown: %w", ErrInvalidOption)
 }
 
 // probeCluster pings some node of the cluster with a cluster client of

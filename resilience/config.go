@@ -97,9 +97,9 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // REDIS_DB optional.
 //
 // When nothing is set it returns an error that [errors.Is] matches to
-// [ErrNotConfigured]; when only part of the host/port pair is set, the error
-// names the missing variable and also matches [ErrNotConfigured]. A
-// malformed value gives a [*ConfigError] naming the variable.
+// [ErrNotConfigured], and only then. When only part of the host/port pair
+// is set, or a value is malformed, it returns a [*ConfigError] naming the
+// variable, which does not match [ErrNotConfigured].
 func ConfigFromEnv() (Config, error) {
 	return configFrom(os.LookupEnv)
 }
@@ -124,9 +124,9 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 	case host == "" && port == "":
 		return Config{}, ErrNotConfigured
 	case host == "":
-		return Config{}, &ConfigError{Var: EnvHost, Err: fmt.Errorf("not set (%s is): %w", EnvPort, ErrNotConfigured)}
+		return Config{}, &ConfigError{Var: EnvHost, Err: fmt.Errorf("not set (%s is)", EnvPort)}
 	case port == "":
-		return Config{}, &ConfigError{Var: EnvPort, Err: fmt.Errorf("not set (%s is): %w", EnvHost, ErrNotConfigured)}
+		return Config{}, &ConfigError{Var: EnvPort, Err: fmt.Errorf("not set (%s is)", EnvHost)}
 	}
 	if strings.ContainsAny(host, "/@ ") || strings.Contains(host, "://") {
 		return Config{}, &ConfigError{Var: EnvHost, Value: redactURL(host), Err: errors.New("want a host name or IP address, not a URL (use REDIS_URL for URLs)")}

@@ -240,8 +240,8 @@ func TestConfigFromEnvNotConfigured(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := configFrom(mapLookup(tc.env))
-			if !errors.Is(err, ErrNotConfigured) {
-				t.Fatalf("err = %v, want errors.Is ErrNotConfigured", err)
+			if got, want := errors.Is(err, ErrNotConfigured), tc.wantVar == ""; got != want {
+				t.Fatalf("err = %v, errors.Is ErrNotConfigured = %v, want %v (only nothing set is not configured)", err, got, want)
 			}
 			var ce *ConfigError
 			switch {

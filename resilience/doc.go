@@ -13,6 +13,11 @@
 // when Redis answers again and closes the breaker, so callers resume
 // without a restart and without having to send traffic first.
 //
+// [Options].NearCache turns on a near cache ([NearCacheOptions]): go-redis's
+// client-side caching serves [Redis.Get] hits from process memory, kept
+// coherent by Redis's invalidation pushes, and stops serving whenever
+// those pushes may have been lost.
+//
 // [Retry] runs a background task (a worker's job) with exponential backoff,
 // logging each failure instead of crashing.
 package resilience

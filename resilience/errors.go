@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"io/fs"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/redis/go-redis/v9"
@@ -14,14 +15,31 @@ import (
 var ErrUnavailable = errors.New("redis unavailable")
 
 // ErrNotFound is returned by [Redis.Get] when the key does not exist. It is
-// not a failure: it never opens the breaker.
-var ErrNotFound = errors.New("redis: key not found")
+// not a failure: it never opens the breaker. It matches [fs.ErrNotExist]
+// as well (errors.Is), the standard library's "not found" that
+// middleware.Store names for a miss, so a store written for middleware
+// needs nothing from this package.
+var ErrNotFound error = notFoundError{}
+
+// notFoundError is the type of [ErrNotFound].
+type notFoundError struct{}
+
+func (notFoundError) Error() string { return "redis: key not found" }
+
+// Is reports whether target is [fs.ErrNotExist].
+func (notFoundError) Is(target error) bool { return target == fs.ErrNotExist }
 
 // ErrSlowTransfer is returned by [Redis.Get] when its deadline passed while
 // a value larger than [LargeValue] was on its way: Redis answered, the link
 // is too slow for the value. It is not a failure: it never opens the
 // breaker. See [Options.MinTransferRate].
 var ErrSlowTransfer = errors.New("redis: value too large to arrive within the deadline")
+
+// ErrInvalidOption is wrapped by every error a constructor or function of
+// this package returns for options or arguments it cannot use; the message
+// names the field ("resilience: Options.OpTimeout is negative (-1s):
+// invalid option").
+var ErrInvalidOption = errors.New("invalid option")
 
 // ErrClosed is returned by operations on a [Redis] after [Redis.Close].
 var ErrClosed = errors.New("redis client closed")

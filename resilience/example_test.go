@@ -76,3 +76,34 @@ func ExampleRetry() {
 	// Output:
 	// 3 <nil>
 }
+
+// The near cache needs a server that tracks keys for its clients
+// (redis-server 6 or later). miniredis does not: the near cache turns
+// itself off, says why, and every Get goes to Redis as before.
+func ExampleNearCacheOptions() {
+	mr, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+
+	rdb, err := resilience.NewRedis(resilience.Config{Addr: mr.Addr()}, resilience.Options{
+		Logger:    slog.New(slog.DiscardHandler),
+		OpTimeout: 5 * time.Second,
+		NearCache: &resilience.NearCacheOptions{}, // 32 MiB, 1 ms drain, 10 s backstop
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = rdb.Close() }()
+
+	// It decides once Redis answers.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if s := rdb.Stats().NearCache; !s.Serving && s.Reason != "waiting for Redis to confirm key tracking" {
+			break
+		}
+	}
+	s := rdb.Stats().NearCache
+	fmt.Printf("serving: %v (%s)\n", s.Serving, s.Reason)
+	// Output: serving: false (the server refused CLIENT TRACKING)
+}

@@ -151,7 +151,9 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 		c = r.client.Load().c
 	}
 	err := fn(opCtx, c)
-	r.st.record(time.Since(start), err)
+	took := time.Since(start)
+	r.st.record(took, err)
+	r.observe(op, took, err)
 	if !IsFailure(err) && !answered(err) {
 		// No failure, but no word from Redis either (the pool had no
 		// connection free, the operation's own error): the trial proves
@@ -255,6 +257,7 @@ func (g *guard) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 	now := r.opts.Now()
 	from, to := stateOf(ev.OldState), stateOf(ev.NewState)
 	g.since.Store(now.UnixNano())
+	r.trans.count(to)
 	change := StateChange{From: from, To: to, At: now, Node: g.node}
 	attrs := []any{slog.String(logKeyRedis, r.name)}
 	if g.node != "" {
@@ -264,6 +267,9 @@ func (g *guard) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 	case StateOpen:
 		g.trialAt.Store(time.Now().UnixNano())
 		change.LastError = r.st.lastErr()
+		if g.node == "" {
+			r.nearPause()
+		}
 		if from == StateClosed {
 			g.downSince.Store(now.UnixNano())
 			r.log.Warn("redis unavailable: serving without it until it answers",

@@ -134,10 +134,10 @@ type HeartbeatStats struct {
 // negative option.
 func NewHeartbeat(r *Redis, opts HeartbeatOptions) (*Heartbeat, error) {
 	if r == nil {
-		return nil, errors.New("resilience: NewHeartbeat with a nil Redis")
+		return nil, fmt.Errorf("resilience: NewHeartbeat of a nil Redis: %w", ErrInvalidOption)
 	}
 	if opts.Interval < 0 || opts.Backoff < 0 {
-		return nil, fmt.Errorf("resilience: HeartbeatOptions.Interval (%v) and Backoff (%v) must not be negative", opts.Interval, opts.Backoff)
+		return nil, fmt.Errorf("resilience: HeartbeatOptions.Interval (%v) and Backoff (%v) must not be negative: %w", opts.Interval, opts.Backoff, ErrInvalidOption)
 	}
 	h := &Heartbeat{
 		r:        r,

@@ -2,7 +2,6 @@ package resilience
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -108,6 +107,11 @@ type Options struct {
 
 	// Now tells the time for stats and events. Nil means time.Now.
 	Now func() time.Time
+
+	// NearCache, if set, serves Get hits from process memory, kept
+	// coherent by Redis's invalidation pushes (see [NearCacheOptions]).
+	// Nil means off: every Get is a round trip.
+	NearCache *NearCacheOptions
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -122,17 +126,17 @@ func (o Options) withDefaults() (Options, error) {
 		{"ProbeMaxInterval", o.ProbeMaxInterval},
 	} {
 		if c.d < 0 {
-			return o, fmt.Errorf("resilience: Options.%s is negative (%v)", c.name, c.d)
+			return o, fmt.Errorf("resilience: Options.%s is negative (%v): %w", c.name, c.d, ErrInvalidOption)
 		}
 	}
 	if o.MinTransferRate < 0 {
-		return o, fmt.Errorf("resilience: Options.MinTransferRate is negative (%d)", o.MinTransferRate)
+		return o, fmt.Errorf("resilience: Options.MinTransferRate is negative (%d): %w", o.MinTransferRate, ErrInvalidOption)
 	}
 	if o.MinTransferRate == 0 {
 		o.MinTransferRate = DefaultMinTransferRate
 	}
 	if o.MaxAttempts < 0 || o.FailureThreshold < 0 || o.PoolSize < 0 {
-		return o, errors.New("resilience: Options.MaxAttempts, FailureThreshold and PoolSize must not be negative")
+		return o, fmt.Errorf("resilience: Options.MaxAttempts, FailureThreshold and PoolSize must not be negative: %w", ErrInvalidOption)
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -157,6 +161,13 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.FailureThreshold == 0 {
 		o.FailureThreshold = DefaultFailureThreshold
+	}
+	if o.NearCache != nil {
+		n, err := o.NearCache.withDefaults()
+		if err != nil {
+			return o, err
+		}
+		o.NearCache = &n
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -15,6 +15,10 @@ import (
 func (r *Redis) start() {
 	r.wg.Add(1)
 	go r.probeLoop()
+	if r.near != nil && !r.near.unsupported.Load() {
+		r.wg.Add(1)
+		go r.nearLoop()
+	}
 }
 
 // probeLoop owns reconnect detection. It sleeps until the breaker opens,

@@ -18,10 +18,11 @@ import (
 
 // Log attribute keys used by this package.
 const (
-	logKeyRedis = "redis"
-	logKeyState = "state"
-	logKeyError = "error"
-	logKeyDown  = "down_for"
+	logKeyRedis  = "redis"
+	logKeyState  = "state"
+	logKeyError  = "error"
+	logKeyDown   = "down_for"
+	logKeyReason = "reason"
 )
 
 // Redis is a guarded Redis client: every operation has a deadline, is
@@ -65,7 +66,13 @@ type Redis struct {
 
 	readyOnce sync.Once
 	st        counters
+	trans     transitions
+	onOp      opObserver  // set by ObserveOps
 	large     largeValues // sizes of values too large for OpTimeout
+
+	// near is the near cache; nil when not asked for.
+	near      *nearCache
+	nearCheck func(ctx context.Context) error
 }
 
 type clientRef struct {
@@ -93,17 +100,29 @@ func NewRedis(cfg Config, opts Options) (*Redis, error) {
 		return newTopologyRedis(cfg, o)
 	}
 	if cfg.Addr == "" {
-		return nil, errors.New("resilience: Config.Addr is empty")
+		return nil, fmt.Errorf("resilience: Config.Addr is empty: %w", ErrInvalidOption)
 	}
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	base := clientOptions(cfg, o)
-	fresh := func() redis.UniversalClient { return redis.NewClient(cloneOptions(base)) }
+	near, off := nearSetup(o, cfg.DB, cfg.Username, true)
+	if near != nil && off == "" {
+		base.Protocol = 3
+		base.ClientSideCache = near
+	}
+	fresh := func() redis.UniversalClient {
+		co := cloneOptions(base)
+		if near != nil && near.unsupported.Load() {
+			co.ClientSideCache = nil // the server cannot track keys
+		}
+		return redis.NewClient(co)
+	}
 	r := newRedis(o, cfg.String(), true, fresh())
 	r.fresh = fresh
 	r.probe = probeWith(base, o)
+	r.setNear(near, off, trackingCheckWith(base, o))
 	r.start()
 	return r, nil
 }
@@ -118,7 +137,7 @@ func NewRedis(cfg Config, opts Options) (*Redis, error) {
 // Redis up to a second later than a fresh connection would.
 func Wrap(client redis.UniversalClient, opts Options) (*Redis, error) {
 	if client == nil {
-		return nil, errors.New("resilience: Wrap of a nil client")
+		return nil, fmt.Errorf("resilience: Wrap of a nil client: %w", ErrInvalidOption)
 	}
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -137,6 +156,8 @@ func Wrap(client redis.UniversalClient, opts Options) (*Redis, error) {
 		r.cfg = Config{Topology: TopologyCluster, Addrs: cc.Options().Addrs}
 		r.cluster = newClusterGuards(r, cc.Options())
 	}
+	near, off := nearSetup(o, 0, "", false)
+	r.setNear(near, off, nil)
 	r.start()
 	return r, nil
 }
@@ -224,6 +245,23 @@ func cloneOptions(o *redis.Options) *redis.Options {
 // probeWith pings with a client of its own, new for every probe, so that
 // no pool's dial back-off can delay noticing that Redis is back.
 func probeWith(base *redis.Options, o Options) func(ctx context.Context) error {
+	po := probeOptions(base, o)
+	return func(ctx context.Context) error {
+		c := redis.NewClient(cloneOptions(po))
+		// go-redis does not watch ctx while it waits for a reply, only its
+		// deadline: closing the client is what ends a probe of a hung
+		// Redis at once when the Redis is closed.
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+		defer func() {
+			stop()
+			_ = c.Close()
+		}()
+		return c.Ping(ctx).Err()
+	}
+}
+
+// probeOptions are the options of a client of one's own for a probe.
+func probeOptions(base *redis.Options, o Options) *redis.Options {
 	po := cloneOptions(base)
 	// Two, not one: go-redis starts a background re-dial loop (a goroutine
 	// that dials at once, then every second until the pool closes) when a
@@ -244,18 +282,7 @@ func probeWith(base *redis.Options, o Options) func(ctx context.Context) error {
 	po.PoolTimeout = o.DialTimeout
 	po.ReadTimeout = o.DialTimeout
 	po.WriteTimeout = o.DialTimeout
-	return func(ctx context.Context) error {
-		c := redis.NewClient(cloneOptions(po))
-		// go-redis does not watch ctx while it waits for a reply, only its
-		// deadline: closing the client is what ends a probe of a hung
-		// Redis at once when the Redis is closed.
-		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-		defer func() {
-			stop()
-			_ = c.Close()
-		}()
-		return c.Ping(ctx).Err()
-	}
+	return po
 }
 
 // Client returns the go-redis client in use, unguarded, for what the
@@ -276,7 +303,23 @@ func (r *Redis) State() State { return stateOf(r.cb.State()) }
 // that cannot arrive within OpTimeout gives [ErrSlowTransfer], which does
 // not count against the breaker; its size is remembered, and later Gets of
 // the key get a deadline that fits it (see [Options.MinTransferRate]).
+// With the near cache on ([Options].NearCache) a hit comes from process
+// memory, with no deadline and no breaker to pay.
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
+	if r.near != nil && r.near.serving.Load() && !r.closed.Load() {
+		// The fast path: a hit from process memory pays neither the
+		// deadline nor the breaker's executor (the gate is closed while
+		// the breaker is open).
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if v, found, ok := r.near.lookup(key); ok {
+			if !found {
+				return nil, ErrNotFound
+			}
+			return v, nil
+		}
+	}
 	g := r.guardFor(ctx, key)
 	trial, err := r.reject(g)
 	if err != nil {
@@ -284,6 +327,21 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	var val []byte
 	known := r.large.size(key)
+	if r.near != nil && r.near.serving.Load() {
+		// A plain GET: go-redis caches single commands, not pipelines,
+		// so this is what fills the near cache. The STRLEN below does not
+		// ride along: a large value that times out here counts as a
+		// failure, not ErrSlowTransfer, unless its size was noted before.
+		err := r.run(ctx, g, trial, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
+			v, err := c.Get(ctx, key).Bytes()
+			val = v
+			return err
+		})
+		if errors.Is(err, redis.Nil) {
+			return nil, ErrNotFound
+		}
+		return val, err
+	}
 	err = r.run(ctx, g, trial, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
 		// STRLEN rides along in the same round trip: if the deadline
 		// passes while a large value is arriving, Redis did answer, and
@@ -324,6 +382,9 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	trial, err := r.reject(g)
 	if err != nil {
 		return err
+	}
+	if r.near != nil {
+		defer r.near.forget(key)
 	}
 	return r.run(ctx, g, trial, "set", true, r.opTimeout(len(val)), func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Set(ctx, key, val, ttl).Err()
@@ -366,6 +427,13 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 	// A copy for the closure: capturing keys itself would make every
 	// caller allocate its arguments, even when reject answers.
 	ks := append([]string(nil), keys...)
+	if r.near != nil {
+		defer func() {
+			for _, k := range ks {
+				r.near.forget(k)
+			}
+		}()
+	}
 	return r.run(ctx, g, trial, "del", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Del(ctx, ks...).Err()
 	})
@@ -497,7 +565,9 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 		}
 		return err
 	})
-	r.st.record(time.Since(start), err)
+	took := time.Since(start)
+	r.st.record(took, err)
+	r.observe(op, took, err)
 	switch {
 	case err == nil, errors.Is(err, redis.Nil):
 		r.markSuccess()
@@ -556,6 +626,9 @@ func (r *Redis) Close() error {
 	}
 	close(r.done)
 	r.wg.Wait()
+	if r.near != nil {
+		r.near.disable(nearClosed)
+	}
 	if r.owned {
 		if err := r.client.Load().c.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 			return fmt.Errorf("redis close: %w", err)

@@ -68,7 +68,7 @@ func (e *PanicError) Unwrap() error {
 // single Redis operations, [Redis] already retries within its deadline.
 func Retry(ctx context.Context, opts RetryOptions, fn func(ctx context.Context) error) error {
 	if opts.MaxAttempts < 0 || opts.MaxElapsed < 0 || opts.Backoff < 0 || opts.MaxBackoff < 0 {
-		return errors.New("resilience: RetryOptions fields must not be negative")
+		return fmt.Errorf("resilience: RetryOptions.MaxAttempts, MaxElapsed, Backoff and MaxBackoff must not be negative: %w", ErrInvalidOption)
 	}
 	if err := ctx.Err(); err != nil {
 		return err // not even one attempt for a task whose context is over

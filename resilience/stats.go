@@ -67,10 +67,15 @@ type Stats struct {
 	// operations traffic ran while a breaker was open, to find out sooner
 	// than the prober that Redis is back.
 	Ops, Failures, Rejected, Retries, Probes, Trials uint64
+	// Opens, HalfOpens and Closes count the breaker's changes into each
+	// state; in a cluster, those of every node's breaker as well.
+	Opens, HalfOpens, Closes uint64
 	// MeanLatency and MaxLatency cover the operations counted in Ops.
 	MeanLatency, MaxLatency time.Duration
 	// Pool holds go-redis's connection pool figures.
 	Pool PoolStats
+	// NearCache describes the near cache (see [Options].NearCache).
+	NearCache NearCacheStats
 }
 
 // PoolStats are the figures of go-redis's connection pool.
@@ -97,6 +102,12 @@ func (r *Redis) Stats() Stats {
 		Retries:  r.st.retries.Load(),
 		Probes:   r.st.probes.Load(),
 		Trials:   r.st.trials.Load(),
+
+		Opens:     r.trans.opens.Load(),
+		HalfOpens: r.trans.halfOpens.Load(),
+		Closes:    r.trans.closes.Load(),
+
+		NearCache: r.nearStats(),
 	}
 	if n := r.st.lastSuccess.Load(); n != 0 {
 		s.LastSuccess = time.Unix(0, n)

@@ -2,18 +2,21 @@
 // with a Redis response cache that fails open, a handler breaker and
 // retry, workers that publish heartbeats, and a mountable /health.
 //
-//	go run ./examples/echo-server            # embedded Redis (miniredis)
-//	REDIS_URL=redis://:pw@127.0.0.1:6379/0 go run ./examples/echo-server
-//	go run ./examples/echo-server -worker    # a separate worker process
+//	make run                                 # embedded Redis (miniredis)
+//	cd examples/echo-server && go run .      # the same: a module of its own
+//	REDIS_URL=redis://:pw@127.0.0.1:6379/0 go run .
+//	go run . -worker                         # a separate worker process
 //
 // Environment: ADDR (listen address, default :8080), REDIS_URL or
 // REDISHOST + REDISPORT (+ REDISUSER, REDIS_PASSWORD, REDIS_DB), ITEM_DELAY
 // (simulated work per uncached item, default 50ms), WORKERS (in-process
 // workers, default 1), UPSTREAM_FAIL_RATE (share of /upstream calls that
 // fail, default 0.3), CELERY_CHECK (events or ping: count Celery workers on
-// the same Redis), ASYNQ_CHECK (1: count asynq servers) and HEALTH_TOKEN
+// the same Redis), ASYNQ_CHECK (1: count asynq servers), HEALTH_TOKEN
 // (callers sending "Authorization: Bearer $HEALTH_TOKEN" see /health
-// details; unset, nobody does).
+// details; unset, nobody does) and NEAR_CACHE (on: serve hits from process
+// memory, kept coherent by Redis; default off). Metrics are served to
+// Prometheus at /metrics.
 package main
 
 import (
@@ -37,6 +40,7 @@ import (
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/healthhandler/asynq"
 	"github.com/steadfast-go/steadfast/healthhandler/celery"
+	"github.com/steadfast-go/steadfast/metrics"
 	"github.com/steadfast-go/steadfast/middleware"
 	"github.com/steadfast-go/steadfast/resilience"
 )
@@ -96,7 +100,11 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		logger.Info("no REDIS_URL or REDISHOST/REDISPORT set: using an embedded Redis (miniredis)", slog.String("addr", mr.Addr()))
 	}
 
-	rdb, err := resilience.NewRedis(redisCfg, resilience.Options{Logger: logger})
+	ropts := resilience.Options{Logger: logger}
+	if s.nearCache {
+		ropts.NearCache = &resilience.NearCacheOptions{} // the documented defaults: 32 MiB, 1 ms drain
+	}
+	rdb, err := resilience.NewRedis(redisCfg, ropts)
 	if err != nil {
 		return err
 	}
@@ -131,7 +139,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	if err != nil {
 		return err
 	}
-	retry, err := middleware.NewRetry(middleware.RetryOptions{Logger: logger})
+	retry, err := middleware.NewRetry(middleware.RetryOptions{Name: "upstream", Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -153,12 +161,20 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	// Redis is a cache here, and workers are a background concern: both
 	// are non-critical, so their failure makes /health "warn" (HTTP 200)
 	// and never takes the service out of rotation.
-	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 2 * time.Second, Timeout: time.Second})); err != nil {
+	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 2 * time.Second, Timeout: time.Second})
+	if err != nil {
 		return err
 	}
-	if err := health.Add(healthhandler.Workers(rdb, healthhandler.WorkersOptions{
+	workersCheck, err := healthhandler.Workers(rdb, healthhandler.WorkersOptions{
 		Key: heartbeatKey, Min: 1, TTL: 3 * heartbeatInterval, Interval: 2 * time.Second, Timeout: time.Second,
-	})); err != nil {
+	})
+	if err != nil {
+		return err
+	}
+	if err := health.Add(redisCheck); err != nil {
+		return err
+	}
+	if err := health.Add(workersCheck); err != nil {
 		return err
 	}
 
@@ -194,6 +210,21 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 		}
 	}
 
+	// Metrics: OpenTelemetry, served to Prometheus at /metrics.
+	provider, err := newPrometheusProvider()
+	if err != nil {
+		return err
+	}
+	defer closeLogged(logger, "meter provider", provider)
+	m, err := metrics.Instrument(provider, metrics.Sources{
+		Redis: rdb, Cache: cache, Health: health,
+		Breakers: []*middleware.Breaker{breaker}, Retries: []*middleware.Retry{retry},
+	})
+	if err != nil {
+		return err
+	}
+	defer closeLogged(logger, "metrics", m)
+
 	items := newItems(s.itemDelay, rdb, logger)
 	itemPolicy := cache.Policy(cachepolicy.Policy{
 		TTL:                  60 * time.Second,
@@ -208,6 +239,7 @@ func run(ctx context.Context, logger *slog.Logger, s settings, workerOnly bool) 
 	mux.Handle("GET /upstream", breaker.Handler(retry.Handler(flakyUpstream(s.upstreamFailRate))))
 	mux.Handle("/health", health)
 	mux.Handle("/health/", health)
+	mux.Handle("GET /metrics", provider.handler)
 
 	// Compression sits outside the cache, so stored bodies stay identity-
 	// encoded; CacheOptions.OuterVary above tells the cache that its

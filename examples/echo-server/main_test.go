@@ -81,7 +81,7 @@ func cleanEnv(extra ...string) []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "REDIS_URL", "REDISHOST", "REDISPORT", "REDISUSER", "REDIS_PASSWORD", "REDIS_DB",
-			"ADDR", "ITEM_DELAY", "WORKERS", "UPSTREAM_FAIL_RATE", "CELERY_CHECK", "ASYNQ_CHECK", "HEALTH_TOKEN":
+			"ADDR", "ITEM_DELAY", "WORKERS", "UPSTREAM_FAIL_RATE", "CELERY_CHECK", "ASYNQ_CHECK", "HEALTH_TOKEN", "NEAR_CACHE":
 			continue
 		}
 		env = append(env, kv)
@@ -320,6 +320,29 @@ func TestEmbeddedRedis(t *testing.T) {
 	assert.NotContains(t, s.do(http.MethodGet, "/time", "").cacheStatus, "hit", "/time is never cached")
 }
 
+// TestNearCache: NEAR_CACHE=on serves hits from process memory against a
+// redis-server (health says so), a PUT still invalidates, and against the
+// embedded miniredis it turns itself off with one log line.
+func TestNearCache(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{Password: password})
+	s := startServer(t, "REDIS_URL="+rs.URL(), "ITEM_DELAY=1ms", "NEAR_CACHE=on")
+	until(t, 10*time.Second, "/health shows the near cache serving", func() bool {
+		return strings.Contains(s.do(http.MethodGet, "/health", "").body, `"serving":true`)
+	})
+	s.do(http.MethodGet, "/items/n", "")
+	until(t, 2*time.Second, "GET /items/n becomes a hit", func() bool {
+		return strings.Contains(s.do(http.MethodGet, "/items/n", "").cacheStatus, "; hit")
+	})
+	require.Equal(t, http.StatusOK, s.do(http.MethodPut, "/items/n", `{"name":"near"}`).status)
+	assert.Contains(t, s.do(http.MethodGet, "/items/n", "").body, `"name":"near"`, "GET after PUT")
+
+	e := startServer(t, "ITEM_DELAY=1ms", "NEAR_CACHE=on")
+	until(t, 10*time.Second, "/health says why the near cache is off", func() bool {
+		return strings.Contains(e.do(http.MethodGet, "/health", "").body, "CLIENT TRACKING")
+	})
+	assert.Equal(t, 1, strings.Count(e.out.String(), "near cache off"), "log lines saying the near cache is off")
+}
+
 func TestBadSettingsExit2(t *testing.T) {
 	tests := []struct {
 		name, env, want string
@@ -329,6 +352,7 @@ func TestBadSettingsExit2(t *testing.T) {
 		{"port without host", "REDISPORT=6379", "REDISHOST"},
 		{"bad ITEM_DELAY", "ITEM_DELAY=soon", "ITEM_DELAY"},
 		{"bad CELERY_CHECK", "CELERY_CHECK=yes", "CELERY_CHECK"},
+		{"bad NEAR_CACHE", "NEAR_CACHE=yes", "NEAR_CACHE"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,12 @@ type settings struct {
 	celeryCheck      string // "", "events" or "ping"
 	asynqCheck       bool
 	healthToken      string // HEALTH_TOKEN: the bearer token that shows /health details
+	// nearCache is NEAR_CACHE=on. Off by default: the near cache costs
+	// memory (up to 32 MiB) and a heartbeat ping every 50 ms, pays off
+	// only with real Redis (the embedded miniredis cannot track keys, so
+	// it would turn itself off anyway), and a user turns it on knowing
+	// that writes made outside Redis's view need their own invalidation.
+	nearCache bool
 }
 
 // settingError is a malformed setting: the program exits with status 2.
@@ -40,11 +46,10 @@ func loadSettings() (settings, error) {
 	s := settings{addr: get("ADDR", ":8080"), healthToken: get("HEALTH_TOKEN", "")}
 
 	cfg, err := resilience.ConfigFromEnv()
-	var ce *resilience.ConfigError
 	switch {
 	case err == nil:
 		s.redis = cfg
-	case errors.Is(err, resilience.ErrNotConfigured) && !errors.As(err, &ce):
+	case errors.Is(err, resilience.ErrNotConfigured):
 		s.embedded = true // nothing set at all
 	default:
 		return s, &settingError{msg: err.Error()} // names the variable, password as ***
@@ -69,6 +74,12 @@ func loadSettings() (settings, error) {
 		s.asynqCheck = v == "1"
 	default:
 		return s, &settingError{msg: fmt.Sprintf("ASYNQ_CHECK=%q: want 0 or 1", v)}
+	}
+	switch v := get("NEAR_CACHE", "off"); v {
+	case "on", "off":
+		s.nearCache = v == "on"
+	default:
+		return s, &settingError{msg: fmt.Sprintf("NEAR_CACHE=%q: want on or off", v)}
 	}
 	return s, nil
 }

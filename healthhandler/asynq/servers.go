@@ -90,6 +90,7 @@ func Servers(rdb *resilience.Redis, opts Options) (healthhandler.Check, error) {
 	return healthhandler.Check{
 		Name: opts.Name, Critical: opts.Critical,
 		Interval: opts.Interval, Timeout: opts.Timeout,
+		WorkersMeasurement: "servers",
 		Run: func(ctx context.Context) ([]healthhandler.Observation, error) {
 			servers, total, err := readServers(ctx, rdb)
 			return observations(servers, total, err, rdb.String(), opts.Min), nil

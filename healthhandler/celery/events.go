@@ -251,6 +251,7 @@ func (e *Events) Check() healthhandler.Check {
 	return healthhandler.Check{
 		Name: e.opts.Name, Critical: e.opts.Critical,
 		Interval: e.opts.Interval, Timeout: e.opts.Timeout,
+		WorkersMeasurement: "workers",
 		Run: func(context.Context) ([]healthhandler.Observation, error) {
 			now := e.now()
 			return celeryEventObservations(e.stats(now), e.rdb.String(), e.opts.Min, 2*e.opts.HeartbeatInterval, now), nil

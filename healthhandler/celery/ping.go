@@ -138,6 +138,7 @@ func Ping(rdb *resilience.Redis, opts PingOptions) (healthhandler.Check, error) 
 	return healthhandler.Check{
 		Name: opts.Name, Critical: opts.Critical,
 		Interval: opts.Interval, Timeout: timeout,
+		WorkersMeasurement: "workers",
 		Run: func(ctx context.Context) ([]healthhandler.Observation, error) {
 			res, err := p.ping(ctx)
 			return celeryPingObservations(res, err, rdb.String(), opts.Min), nil

@@ -95,6 +95,8 @@ type fault struct {
 	// healthBug is the open bug that keeps /health from showing this
 	// fault, if any.
 	healthBug string
+	// near turns the near cache on (resilience.Options.NearCache).
+	near bool
 }
 
 // Specific errors /health may show. A Redis that does not answer in time
@@ -107,7 +109,7 @@ var (
 
 // faults is the matrix, one fault at a time, then in quick succession.
 func faults() []fault {
-	return []fault{
+	return withNearCache([]fault{
 		{
 			name: "kill -9, restart (RDB kept)", noPosts: true,
 			inject: func(e *env) func() {
@@ -251,7 +253,28 @@ func faults() []fault {
 			inject: func(e *env) func() { e.succession(); return nil },
 			health: append(slices.Clone(downTexts), timeoutTexts...),
 		},
+	})
+}
+
+// nearFaults are the faults run a second time with the near cache on:
+// each loses the invalidation stream (or, FLUSHALL, sends one push for
+// everything), which must stop the near cache serving until Redis
+// answers again.
+var nearFaults = []string{"kill -9, restart empty", "SIGSTOP / SIGCONT", "proxy blackhole", "FLUSHALL"}
+
+// withNearCache inserts, before the last row (the quick succession), the
+// near-cache runs of nearFaults.
+func withNearCache(fs []fault) []fault {
+	var near []fault
+	for _, f := range fs {
+		if slices.Contains(nearFaults, f.name) {
+			f.name = "near cache: " + f.name
+			f.near = true
+			near = append(near, f)
+		}
 	}
+	last := len(fs) - 1
+	return append(append(fs[:last:last], near...), fs[last])
 }
 
 // removeDump deletes the server's snapshot, so that it restarts empty.

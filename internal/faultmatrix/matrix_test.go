@@ -169,7 +169,7 @@ func attemptPhase(t *testing.T, e *env, prefix string, f fault) (row, *verdict) 
 	if f.atStart {
 		clearFault = f.inject(e)
 	}
-	st := newStack(t, addr, e.password, prefix, logs.logger())
+	st := newStack(t, addr, e.password, prefix, logs.logger(), f.near)
 	e.keys = st.keys
 	if !f.atStart {
 		ready, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -181,6 +181,9 @@ func attemptPhase(t *testing.T, e *env, prefix string, f fault) (row, *verdict) 
 		}
 	}
 
+	if f.near {
+		waitNear(t, st)
+	}
 	polls := startHealthPoller(st.srv.URL + "/health")
 	var posts atomic.Bool
 	posts.Store(!f.noPosts)
@@ -212,6 +215,7 @@ func attemptPhase(t *testing.T, e *env, prefix string, f fault) (row, *verdict) 
 	end := time.Now()
 	polls.stop()
 	cs := st.cache.Stats()
+	ns := st.rdb.Stats().NearCache
 	if err := st.close(); err != nil {
 		v.fail("closing the stack: %v", err)
 	}
@@ -296,6 +300,21 @@ func attemptPhase(t *testing.T, e *env, prefix string, f fault) (row, *verdict) 
 	}
 	if ceiling := work + opTimeout + maxMargin; r.maxAdded > ceiling {
 		v.slow("the slowest request took %v more than the slowest control request; want at most work+OpTimeout+%v = %v", r.maxAdded, maxMargin, ceiling)
+	}
+
+	// The near cache served, and stopped serving when the invalidation
+	// stream was lost.
+	if f.near {
+		if ns.Hits == 0 {
+			v.fail("near cache on, yet no hit from process memory (%+v)", ns)
+		}
+		if f.health != nil && ns.Pauses == 0 {
+			v.fail("near cache never paused while Redis was cut off (%+v)", ns)
+		}
+		if f.health == nil && ns.Flushes == 0 {
+			v.fail("near cache saw no flush push (%+v)", ns)
+		}
+		r.fault += fmt.Sprintf(" [near: %d hits, %d pauses]", ns.Hits, ns.Pauses)
 	}
 
 	// Caching resumes without a restart.

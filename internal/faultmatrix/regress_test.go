@@ -165,7 +165,7 @@ func TestHealthShowsWriteFailures(t *testing.T) {
 func startStack(t *testing.T, addr, password string) *stack {
 	t.Helper()
 	logs := &logBuffer{}
-	st := newStack(t, addr, password, "reg:", logs.logger())
+	st := newStack(t, addr, password, "reg:", logs.logger(), false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := st.rdb.WaitReady(ctx); err != nil {

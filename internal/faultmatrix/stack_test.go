@@ -48,18 +48,21 @@ type stack struct {
 
 // newStack builds a stack that reaches Redis at addr with password, logs
 // into log and keeps its entries under prefix.
-func newStack(t *testing.T, addr, password, prefix string, log *slog.Logger) *stack {
+//
+// near turns the near cache on, at its defaults.
+func newStack(t *testing.T, addr, password, prefix string, log *slog.Logger, near bool) *stack {
 	t.Helper()
-	return newStackFor(t, resilience.Config{Addr: addr, Password: password}, prefix, log)
+	return newStackFor(t, resilience.Config{Addr: addr, Password: password}, prefix, log, near)
 }
 
 // newStackFor is newStack for any configuration: Sentinel, Cluster.
-func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.Logger) *stack {
+func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.Logger, near bool) *stack {
 	t.Helper()
-	rdb, err := resilience.NewRedis(cfg, resilience.Options{
-		Logger:    log,
-		OpTimeout: opTimeout,
-	})
+	opts := resilience.Options{Logger: log, OpTimeout: opTimeout}
+	if near {
+		opts.NearCache = &resilience.NearCacheOptions{}
+	}
+	rdb, err := resilience.NewRedis(cfg, opts)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}
@@ -80,7 +83,11 @@ func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.L
 		_ = rdb.Close()
 		t.Fatalf("healthhandler.New: %v", err)
 	}
-	if err := health.Add(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})); err != nil {
+	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})
+	if err == nil {
+		err = health.Add(redisCheck)
+	}
+	if err != nil {
 		_ = health.Close()
 		_ = cache.Close()
 		_ = rdb.Close()
@@ -120,4 +127,17 @@ func (s *stack) keys() []string {
 func (s *stack) close() error {
 	s.srv.Close()
 	return errors.Join(s.health.Close(), s.cache.Close(), s.rdb.Close())
+}
+
+// waitNear waits until the stack's near cache serves: it does once Redis
+// has shown it tracks keys and a heartbeat came back.
+func waitNear(t *testing.T, s *stack) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.rdb.Stats().NearCache.Serving {
+		if time.Now().After(deadline) {
+			t.Fatalf("near cache not serving before the fault: %+v", s.rdb.Stats().NearCache)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

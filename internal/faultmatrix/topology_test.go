@@ -101,7 +101,7 @@ func TestTopologySentinelFailover(t *testing.T) {
 	}
 	st := redistest.StartSentinel(t, redisproc.SentinelOptions{})
 	cfg := resilience.Config{Topology: resilience.TopologySentinel, MasterName: st.Name, Addrs: st.SentinelAddrs()}
-	s := newStackFor(t, cfg, "fm:", slog.New(slog.DiscardHandler))
+	s := newStackFor(t, cfg, "fm:", slog.New(slog.DiscardHandler), false)
 	defer func() { _ = s.close() }()
 	ctx := context.Background()
 
@@ -198,7 +198,7 @@ func TestTopologyClusterNodeFaults(t *testing.T) {
 		t.Run(fault, func(t *testing.T) {
 			c := redistest.StartCluster(t, redisproc.ClusterOptions{})
 			cfg := resilience.Config{Topology: resilience.TopologyCluster, Addrs: c.Addrs()[:2]}
-			s := newStackFor(t, cfg, "fm:", slog.New(slog.DiscardHandler))
+			s := newStackFor(t, cfg, "fm:", slog.New(slog.DiscardHandler), false)
 			defer func() { _ = s.close() }()
 			ctx := context.Background()
 

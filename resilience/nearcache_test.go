@@ -1,0 +1,452 @@
+package resilience
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/steadfast-go/steadfast/internal/faultproxy"
+	"github.com/steadfast-go/steadfast/internal/redistest"
+)
+
+// nearOpts are Options with a near cache on, with test timeouts.
+func nearOpts(o Options) Options {
+	if o.NearCache == nil {
+		o.NearCache = &NearCacheOptions{}
+	}
+	return withTestTimeouts(o)
+}
+
+// waitServing waits until the near cache's Serving is want.
+func waitServing(t *testing.T, r *Redis, want bool) NearCacheStats {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		s := r.Stats().NearCache
+		if s.Serving == want {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("near cache Serving = %v after %v, want %v (reason %q)", s.Serving, waitLimit, want, s.Reason)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// nearHas reports whether the near cache would serve key from memory.
+func nearHas(r *Redis, key string) bool {
+	_, _, ok := r.near.lookup(key)
+	return ok
+}
+
+// waitGone waits until key is no longer in the near cache.
+func waitGone(t *testing.T, r *Redis, key, why string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for nearHas(r, key) {
+		if time.Since(start) > waitLimit {
+			t.Fatalf("%s: %q still in the near cache after %v", why, key, waitLimit)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return time.Since(start)
+}
+
+// rawClient is a plain go-redis client: another process's writes.
+func rawClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// cached reads key through r twice and checks the second read was served
+// from memory: no operation reached the guard.
+func cached(t *testing.T, r *Redis, key, want string) {
+	t.Helper()
+	ctx := ctxFor(t, waitLimit)
+	for i := range 2 {
+		before := r.Stats().Ops
+		v, err := r.Get(ctx, key)
+		if err != nil || string(v) != want {
+			t.Fatalf("Get(%q) #%d = %q, %v; want %q", key, i, v, err, want)
+		}
+		if i == 1 && r.Stats().Ops != before {
+			t.Fatalf("second Get(%q) went through the guard (Ops %d -> %d): not a near hit", key, before, r.Stats().Ops)
+		}
+	}
+	if !nearHas(r, key) {
+		t.Fatalf("%q not in the near cache after two reads", key)
+	}
+}
+
+func TestNearCacheInvalidation(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	// Heartbeat an hour: no ping in between, so Ops counts reads only.
+	r := newTestRedis(t, Config{Addr: srv.Addr()}, nearOpts(Options{}))
+	waitServing(t, r, true)
+	other := rawClient(t, srv.Addr())
+	ctx := ctxFor(t, waitLimit)
+
+	cases := []struct {
+		name  string
+		write func(key string) error
+	}{
+		{"overwrite", func(k string) error { return other.Set(ctx, k, "v2", 0).Err() }},
+		{"delete", func(k string) error { return other.Del(ctx, k).Err() }},
+		{"ttl expiry", func(k string) error { return other.PExpire(ctx, k, 20*time.Millisecond).Err() }},
+		{"flushall", func(string) error { return other.FlushAll(ctx).Err() }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "near:" + strings.ReplaceAll(tc.name, " ", "-")
+			if err := other.Set(ctx, key, "v1", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			cached(t, r, key, "v1")
+			inv := r.Stats().NearCache
+			if err := tc.write(key); err != nil {
+				t.Fatal(err)
+			}
+			d := waitGone(t, r, key, tc.name)
+			t.Logf("%s reached the near cache after %v", tc.name, d)
+			got := r.Stats().NearCache
+			if got.Invalidations+got.Flushes <= inv.Invalidations+inv.Flushes {
+				t.Errorf("Invalidations %d, Flushes %d: no push counted", got.Invalidations, got.Flushes)
+			}
+			want, err := other.Get(ctx, key).Result()
+			if errors.Is(err, redis.Nil) {
+				want = "<none>"
+			}
+			v, err := r.Get(ctx, key)
+			if errors.Is(err, ErrNotFound) {
+				v = []byte("<none>")
+			}
+			if string(v) != want {
+				t.Errorf("Get(%q) after %s = %q, %v; Redis has %q", key, tc.name, v, err, want)
+			}
+		})
+	}
+}
+
+func TestNearCacheEviction(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Args: []string{"--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru"}})
+	r := newTestRedis(t, Config{Addr: srv.Addr()}, nearOpts(Options{}))
+	waitServing(t, r, true)
+	other := rawClient(t, srv.Addr())
+	ctx := ctxFor(t, waitLimit)
+	if err := other.Set(ctx, "victim", "v1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cached(t, r, "victim", "v1")
+	// Near hits do not touch the key in Redis: it is the least recently
+	// used, and goes first.
+	filler := bytes.Repeat([]byte("x"), 64<<10)
+	for i := 0; ; i++ {
+		n, err := other.Exists(ctx, "victim").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if i > 1000 {
+			t.Fatal("victim never evicted")
+		}
+		if err := other.Set(ctx, fmt.Sprintf("fill:%d", i), filler, 0).Err(); err != nil && !redis.IsOOMError(err) {
+			t.Fatal(err)
+		}
+	}
+	d := waitGone(t, r, "victim", "eviction")
+	t.Logf("eviction reached the near cache after %v", d)
+	if _, err := r.Get(ctx, "victim"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(victim) after eviction: %v, want ErrNotFound", err)
+	}
+}
+
+// TestNearCacheOwnWrite: this process's own Set and Del are seen by its
+// next Get at once, without waiting for Redis's push.
+func TestNearCacheOwnWrite(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	// A drain interval of an hour: only the local forget can explain a
+	// fresh read.
+	r := newTestRedis(t, Config{Addr: srv.Addr()}, nearOpts(Options{NearCache: &NearCacheOptions{DrainInterval: time.Hour}}))
+	waitServing(t, r, true)
+	ctx := ctxFor(t, waitLimit)
+	if err := r.Set(ctx, "k", []byte("v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	cached(t, r, "k", "v1")
+	if err := r.Set(ctx, "k", []byte("v2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Get(ctx, "k"); err != nil || string(v) != "v2" {
+		t.Fatalf("Get after own Set = %q, %v; want v2", v, err)
+	}
+	cached(t, r, "k", "v2")
+	if err := r.Del(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Get(ctx, "k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after own Del = %q, %v; want ErrNotFound", v, err)
+	}
+}
+
+// TestNearCacheNegativeHit: a missing key is cached too, and a write by
+// another client ends it.
+func TestNearCacheNegativeHit(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	r := newTestRedis(t, Config{Addr: srv.Addr()}, nearOpts(Options{}))
+	waitServing(t, r, true)
+	ctx := ctxFor(t, waitLimit)
+	for range 2 {
+		if _, err := r.Get(ctx, "absent"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get(absent) = %v, want ErrNotFound", err)
+		}
+	}
+	if !nearHas(r, "absent") {
+		t.Fatal("a miss was not cached")
+	}
+	if err := rawClient(t, srv.Addr()).Set(ctx, "absent", "now", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, r, "absent", "create")
+	if v, err := r.Get(ctx, "absent"); err != nil || string(v) != "now" {
+		t.Fatalf("Get after create = %q, %v", v, err)
+	}
+}
+
+// TestNearCacheFaults: with Redis killed, hung or behind a blackhole the
+// invalidation stream is lost, so the near cache stops serving (flushed)
+// until Redis answers, and a write made meanwhile is then seen.
+func TestNearCacheFaults(t *testing.T) {
+	cases := []struct {
+		name        string
+		fault, heal func(srv *redistest.Server, p *faultproxy.Proxy)
+		writeDuring bool // another client writes while this one is cut off
+	}{
+		{"killed", func(s *redistest.Server, _ *faultproxy.Proxy) { s.Kill() }, func(s *redistest.Server, _ *faultproxy.Proxy) { s.Restart() }, false},
+		{"sigstop", func(s *redistest.Server, _ *faultproxy.Proxy) { s.Pause() }, func(s *redistest.Server, _ *faultproxy.Proxy) { s.Resume() }, false},
+		{"blackhole", func(_ *redistest.Server, p *faultproxy.Proxy) { p.SetMode(faultproxy.Blackhole) }, func(_ *redistest.Server, p *faultproxy.Proxy) { p.SetMode(faultproxy.Pass) }, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			p, err := faultproxy.New(srv.Addr(), faultproxy.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
+			logger, logs := newLogger(slog.LevelInfo)
+			r := newTestRedis(t, Config{Addr: p.Addr()}, nearOpts(Options{
+				Logger: logger, OpTimeout: 200 * time.Millisecond,
+				ProbeInterval: 10 * time.Millisecond, ProbeMaxInterval: 20 * time.Millisecond,
+			}))
+			waitServing(t, r, true)
+			ctx := context.Background()
+			other := rawClient(t, srv.Addr())
+			if err := other.Set(ctx, "k", "v1", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			cached(t, r, "k", "v1")
+
+			tc.fault(srv, p)
+			s := waitServing(t, r, false)
+			if s.Reason == "" || s.Entries != 0 {
+				t.Errorf("paused near cache: reason %q, %d entries; want a reason and none", s.Reason, s.Entries)
+			}
+			if v, err := r.Get(ctx, "k"); err == nil {
+				t.Errorf("Get while Redis is cut off = %q, want an error (nothing served from memory)", v)
+			}
+			if tc.writeDuring {
+				if err := other.Set(ctx, "k", "v2", 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.heal(srv, p)
+			if tc.name == "killed" { // no persistence: the key went with it
+				if err := eventually(func() error { return other.Set(ctx, "k", "v1", 0).Err() }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s = waitServing(t, r, true)
+			if s.Pauses == 0 {
+				t.Errorf("Pauses = 0 after a fault")
+			}
+			want := "v1"
+			if tc.writeDuring {
+				want = "v2"
+			}
+			if err := eventually(func() error {
+				v, err := r.Get(ctx, "k")
+				if err == nil && string(v) != want {
+					t.Fatalf("Get after %s = %q, want %q: a stale read", tc.name, v, want)
+				}
+				return err
+			}); err != nil {
+				t.Fatalf("Get after heal: %v", err)
+			}
+			cached(t, r, "k", want)
+			if n := len(logs.lines("near cache paused")); n != 1 {
+				t.Errorf("%d 'near cache paused' lines, want 1:\n%s", n, logs)
+			}
+		})
+	}
+}
+
+func TestNearCacheUnsupported(t *testing.T) {
+	cases := []struct {
+		name   string
+		build  func(t *testing.T, o Options) *Redis
+		reason string
+	}{
+		{"miniredis", func(t *testing.T, o Options) *Redis {
+			m := miniredis.RunT(t)
+			return newTestRedis(t, Config{Addr: m.Addr()}, o)
+		}, "CLIENT TRACKING"},
+		{"db 1", func(t *testing.T, o Options) *Redis {
+			m := miniredis.RunT(t)
+			return newTestRedis(t, Config{Addr: m.Addr(), DB: 1}, o)
+		}, "DB 0 only"},
+		{"wrapped", func(t *testing.T, o Options) *Redis {
+			m := miniredis.RunT(t)
+			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+			t.Cleanup(func() { _ = c.Close() })
+			r, err := Wrap(c, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.Close() })
+			return r
+		}, "standalone client built by NewRedis"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			logger, logs := newLogger(slog.LevelInfo)
+			r := tc.build(t, nearOpts(Options{Logger: logger}))
+			deadline := time.Now().Add(waitLimit)
+			for !strings.Contains(r.Stats().NearCache.Reason, tc.reason) {
+				if time.Now().After(deadline) {
+					t.Fatalf("Reason = %q, want it to say %q", r.Stats().NearCache.Reason, tc.reason)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			s := r.Stats().NearCache
+			if !s.Enabled || s.Serving {
+				t.Errorf("Enabled %v Serving %v, want true false", s.Enabled, s.Serving)
+			}
+			ctx := ctxFor(t, waitLimit)
+			if err := r.Set(ctx, "k", []byte("v"), 0); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if v, err := r.Get(ctx, "k"); err != nil || string(v) != "v" {
+					t.Fatalf("Get = %q, %v", v, err)
+				}
+			}
+			if n := len(logs.lines("near cache off")); n != 1 {
+				t.Errorf("%d 'near cache off' lines, want 1:\n%s", n, logs)
+			}
+		})
+	}
+}
+
+func TestNearCacheOffByDefault(t *testing.T) {
+	m := miniredis.RunT(t)
+	r := newTestRedis(t, Config{Addr: m.Addr()}, Options{})
+	if s := r.Stats().NearCache; s != (NearCacheStats{}) {
+		t.Errorf("NearCache stats without the option = %+v, want zero", s)
+	}
+}
+
+func TestNearCacheOptionsInvalid(t *testing.T) {
+	_, err := NewRedis(Config{Addr: "127.0.0.1:1"}, Options{NearCache: &NearCacheOptions{MaxBytes: -1}})
+	if err == nil || !strings.Contains(err.Error(), "NearCache") {
+		t.Errorf("NewRedis with MaxBytes -1: %v, want an error naming NearCache", err)
+	}
+}
+
+// TestNearCacheFloor: a fetch reserved before a pause never publishes,
+// even when it completes after the near cache resumed.
+func TestNearCacheFloor(t *testing.T) {
+	n := newNearCache(NearCacheOptions{MaxBytes: 1 << 20}, "")
+	n.resume()
+	key := n.cacheKey("k")
+	token, fetch := n.Reserve(key, []string{n.prefix + "k"})
+	if !fetch || token == 0 {
+		t.Fatalf("Reserve = %d, %v", token, fetch)
+	}
+	n.pause(nearLost)
+	n.resume()
+	if n.FulfillOwned(key, token, 1, []byte("$1\r\nx\r\n")) {
+		t.Fatal("a value reserved before a pause was published after it")
+	}
+	token, _ = n.Reserve(key, []string{n.prefix + "k"})
+	if !n.FulfillOwned(key, token, 1, []byte("$1\r\nx\r\n")) {
+		t.Fatal("a value reserved after the resume was refused")
+	}
+	if v, found, ok := n.lookup("k"); !ok || !found || string(v) != "x" {
+		t.Fatalf("lookup = %q, %v, %v", v, found, ok)
+	}
+	n.pause(nearLost)
+	if _, _, ok := n.lookup("k"); ok {
+		t.Fatal("lookup served while paused")
+	}
+	if token, fetch := n.Reserve(key, nil); token != 0 || !fetch {
+		t.Fatalf("Reserve while paused = %d, %v; want 0, true (fetch uncached)", token, fetch)
+	}
+}
+
+func TestParseBulk(t *testing.T) {
+	cases := []struct {
+		raw       string
+		val       string
+		found, ok bool
+	}{
+		{"$2\r\nv1\r\n", "v1", true, true},
+		{"$0\r\n\r\n", "", true, true},
+		{"_\r\n", "", false, true},
+		{"$-1\r\n", "", false, true},
+		{"$3\r\nv1\r\n", "", false, false},
+		{"$1\r\nv1\r\n", "", false, false},
+		{"$2\r\nv1\n\n", "", false, false},
+		{"+OK\r\n", "", false, false},
+		{"$-2\r\n", "", false, false},
+		{"$99999999999999999999\r\n", "", false, false},
+		{"$", "", false, false},
+		{"", "", false, false},
+		{"_\r\nx", "", false, false},
+	}
+	for _, tc := range cases {
+		v, found, ok := parseBulk([]byte(tc.raw))
+		if string(v) != tc.val || found != tc.found || ok != tc.ok {
+			t.Errorf("parseBulk(%q) = %q, %v, %v; want %q, %v, %v", tc.raw, v, found, ok, tc.val, tc.found, tc.ok)
+		}
+	}
+}
+
+func FuzzParseBulk(f *testing.F) {
+	for _, s := range []string{"$2\r\nv1\r\n", "_\r\n", "$-1\r\n", "$0\r\n\r\n", "*1\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		v, found, ok := parseBulk(raw)
+		if !ok && (found || v != nil) {
+			t.Fatalf("parseBulk(%q) not ok but found=%v v=%q", raw, found, v)
+		}
+		if ok && found {
+			want := fmt.Sprintf("$%d\r\n%s\r\n", len(v), v)
+			if want != string(raw) {
+				t.Fatalf("parseBulk(%q) = %q, which is not what it read", raw, v)
+			}
+		}
+	})
+}
