@@ -243,3 +243,27 @@ func FuzzParseTopologyURL(f *testing.F) {
 		}
 	})
 }
+
+// TestTopologyInvalidOption: a Sentinel or Cluster Config NewRedis cannot
+// use gives an error that matches ErrInvalidOption and names the field.
+func TestTopologyInvalidOption(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		name string
+	}{
+		{Config{Topology: TopologySentinel}, "Config.Addrs"},
+		{Config{Topology: TopologySentinel, Addrs: []string{"s1:26379"}}, "Config.MasterName"},
+		{Config{Topology: TopologyCluster}, "Config.Addrs"},
+		{Config{Topology: Topology(99), Addrs: []string{"n1:7000"}}, "Config.Topology"},
+	} {
+		r, err := NewRedis(tc.cfg, Options{})
+		if err == nil {
+			_ = r.Close()
+			t.Errorf("NewRedis(%#v) = nil error, want one", tc.cfg)
+			continue
+		}
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("NewRedis(%#v) = %v, want ErrInvalidOption naming %s", tc.cfg, err, tc.name)
+		}
+	}
+}
