@@ -55,6 +55,7 @@ type flags struct {
 	work           time.Duration
 	fault          time.Duration
 	trials         int
+	topoTrials     int
 	coherence      int
 	memKeys        int
 	stampede       int
@@ -76,6 +77,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.DurationVar(&f.work, "work", 2*time.Millisecond, "the origin handler's work per request")
 	fs.DurationVar(&f.fault, "fault", 1500*time.Millisecond, "how long Redis stays killed or frozen in the outage and hang scenarios")
 	fs.IntVar(&f.trials, "trials", 5, "resume trials per configuration")
+	fs.IntVar(&f.topoTrials, "topology-trials", 4, "failovers per Sentinel and Cluster scenario (0: skip them)")
 	fs.IntVar(&f.coherence, "coherence", 1000, "coherence trials: PUT on one near-cached server, then GETs on the other")
 	fs.IntVar(&f.memKeys, "mem-keys", 100000, "distinct keys read through the near cache in the memory scenario")
 	fs.IntVar(&f.stampede, "stampede", 1000, "concurrent requests for one cold URL in the stampede scenario")
@@ -193,7 +195,13 @@ func run(ctx context.Context, f flags, bin string, out io.Writer) error {
 	if err := c.close(); err != nil {
 		return err
 	}
+
 	rep.Goroutines = goroutinesLeft(before)
+	if f.topoTrials > 0 {
+		// After the goroutine count: go-redis's failover clients can leave
+		// a resolver lookup or a sentinel listener behind for a while.
+		rep.Topology = topologyRuns(ctx, f.work, f.topoTrials, logger, progress)
+	}
 	rep.Targets, rep.Notes = judge(rep, c)
 	rep.Seconds = time.Since(began).Seconds()
 	writeMarkdown(out, rep)

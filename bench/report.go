@@ -144,6 +144,7 @@ type Report struct {
 	Outage     []OutageResult   `json:"outage"`
 	Hang       []HangResult     `json:"hang"`
 	Resume     []ResumeResult   `json:"resume"`
+	Topology   []TopologyResult `json:"topology,omitempty"`
 	Stampede   []StampedeResult `json:"stampede"`
 	Health     *HealthResult    `json:"health,omitempty"`
 	Goroutines GoroutineResult  `json:"goroutines"`
@@ -269,6 +270,7 @@ func writeMarkdown(w io.Writer, r *Report) {
 		}
 		p("\n")
 	}
+	topologyMarkdown(p, r.Topology)
 	for _, n := range r.Notes {
 		p("- %s\n", n)
 	}

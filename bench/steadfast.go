@@ -39,7 +39,13 @@ const healthInterval = time.Second
 // name is "steadfast" or, with near set (the near cache on, with its
 // defaults), "steadfast+near".
 func serveSteadfast(name string, o *origin, redisAddr string, near *resilience.NearCacheOptions, logger *slog.Logger) (*steadfastServer, error) {
-	rdb, err := resilience.NewRedis(resilience.Config{Addr: redisAddr}, resilience.Options{Logger: logger, NearCache: near})
+	return serveSteadfastFor(name, o, resilience.Config{Addr: redisAddr}, near, logger)
+}
+
+// serveSteadfastFor is serveSteadfast for any configuration: Sentinel,
+// Cluster.
+func serveSteadfastFor(name string, o *origin, cfg resilience.Config, near *resilience.NearCacheOptions, logger *slog.Logger) (*steadfastServer, error) {
+	rdb, err := resilience.NewRedis(cfg, resilience.Options{Logger: logger, NearCache: near})
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,13 @@ const redisOutput = "redis unavailable"
 //     entries, bytes, maxBytes, hits, misses, invalidations, flushes and
 //     pauses.
 //
+// For Sentinel and Cluster it also reports the topology (see
+// [resilience.Redis.DescribeTopology]): "redis:sentinels", "redis:master"
+// and "redis:replicas" (Sentinel), or "redis:nodes" and "redis:slots"
+// (Cluster). Addresses are componentIds, shown only with details. No
+// reachable sentinel, a lost quorum, a failing master or an uncovered
+// slot is "warn", or "fail" when the check is Critical.
+//
 // When Redis fails, everyone reads "redis unavailable"; callers allowed to
 // see details also read the specific error (such as "connection refused",
 // READONLY or WRONGPASS; with the breaker open, the last error that opened
@@ -71,7 +78,12 @@ func Redis(rdb *resilience.Redis, opts RedisOptions) (Check, error) {
 		st := rdb.Stats()
 		failed := st.Failures - min(seen, st.Failures)
 		seen = st.Failures
-		return redisObservations(rtt, err, st, failed, time.Now()), nil
+		obs := redisObservations(rtt, err, st, failed, time.Now())
+		if rdb.Topology() != resilience.TopologyStandalone {
+			ts, terr := rdb.DescribeTopology(ctx)
+			obs = append(obs, topologyObservations(ts, terr, opts.Critical)...)
+		}
+		return obs, nil
 	}
 	return c, nil
 }

@@ -51,6 +51,18 @@ type Config struct {
 	DB int
 	// TLS says whether to connect with TLS (rediss://).
 	TLS bool
+
+	// Topology is standalone (the zero value), Sentinel or Cluster.
+	Topology Topology
+	// Addrs are, for Sentinel, the sentinels' addresses and, for Cluster,
+	// the seed nodes' (host:port each); Addr is the first of them.
+	// Standalone ignores it.
+	Addrs []string
+	// MasterName is the name Sentinel knows the master by (Sentinel only).
+	MasterName string
+	// SentinelUsername and SentinelPassword authenticate to the sentinels
+	// (Sentinel only); Username and Password are the data nodes'.
+	SentinelUsername, SentinelPassword string
 }
 
 // ConfigError reports a malformed setting. Value is already redacted: it
@@ -76,7 +88,11 @@ func (e *ConfigError) Error() string {
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 // ConfigFromEnv reads the Redis configuration from the process environment.
-// REDIS_URL wins when set (redis://, rediss:// or unix://). Otherwise
+// REDIS_CLUSTER_URL names a Redis Cluster (see [ParseClusterURL]); REDIS_URL
+// a server (redis://, rediss:// or unix://) or, with master_name=, a
+// Sentinel deployment (see [ParseURL]); setting both is an error. For
+// Sentinel and Cluster, REDIS_PASSWORD, when set, is the data nodes'
+// password (a URL naming another one is an error). Otherwise
 // REDISHOST and REDISPORT are required, with REDISUSER, REDIS_PASSWORD and
 // REDIS_DB optional.
 //
@@ -94,16 +110,14 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 		v, _ := lookup(k)
 		return strings.TrimSpace(v)
 	}
-	if raw := get(EnvURL); raw != "" {
-		cfg, err := ParseURL(raw)
-		if err != nil {
-			var ce *ConfigError
-			if errors.As(err, &ce) {
-				ce.Var = EnvURL
-			}
-			return Config{}, err
+	if raw := get(EnvClusterURL); raw != "" {
+		if get(EnvURL) != "" {
+			return Config{}, &ConfigError{Var: EnvClusterURL, Err: fmt.Errorf("set together with %s: set one of them", EnvURL)}
 		}
-		return cfg, nil
+		return fromURL(EnvClusterURL, raw, ParseClusterURL, lookup)
+	}
+	if raw := get(EnvURL); raw != "" {
+		return fromURL(EnvURL, raw, ParseURL, lookup)
 	}
 	host, port := get(EnvHost), get(EnvPort)
 	switch {
@@ -148,16 +162,43 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 	return cfg, nil
 }
 
+// fromURL parses the URL in the variable name with parse; a Sentinel or
+// Cluster URL takes REDIS_PASSWORD as its data password.
+func fromURL(name, raw string, parse func(string) (Config, error), lookup func(string) (string, bool)) (Config, error) {
+	cfg, err := parse(raw)
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.Var = name
+		}
+		return Config{}, err
+	}
+	if cfg.Topology != TopologyStandalone {
+		return topologyFromEnv(cfg, name, lookup)
+	}
+	return cfg, nil
+}
+
 // ParseURL parses a redis://, rediss:// or unix:// URL:
 //
 //	redis://[user[:password]@]host[:port][/db]
 //	rediss://[user[:password]@]host[:port][/db]
 //	unix://[user[:password]@]/path/to/socket[?db=N]
 //
+// A URL with a master_name parameter is a Sentinel URL, in go-redis's
+// ParseFailoverURL form: the host and every addr= are sentinels, the
+// user-info (or sentinel_username= and sentinel_password=) the sentinels'
+// own credentials, and username= and password= the data nodes':
+//
+//	redis://[user:sentinelpw@]sentinel1:26379[/db]?master_name=mymaster&addr=sentinel2:26379&password=datapw
+//
 // Errors are [*ConfigError] values whose text shows the URL with its
 // password replaced by ***; ParseURL never passes on an error that could
 // echo the raw URL.
 func ParseURL(raw string) (Config, error) {
+	if hasMasterName(raw) {
+		return parseTopologyURL(raw, TopologySentinel)
+	}
 	fail := func(err error) (Config, error) {
 		return Config{}, &ConfigError{Var: "url", Value: redactURL(raw), Err: errors.New(scrub(err.Error(), raw))}
 	}
@@ -277,6 +318,9 @@ func parseDB(s string) (int, error) {
 // password is hidden too (redis://***@host:port/db): providers that give
 // URLs of the form redis://TOKEN@host put a secret there.
 func (c Config) String() string {
+	if c.Topology != TopologyStandalone {
+		return c.topologyString()
+	}
 	scheme := "redis"
 	switch {
 	case c.Network == "unix":
@@ -323,6 +367,14 @@ func (c Config) GoString() string {
 		pw = redacted
 	case user != "":
 		user = redacted // a lone user name may be a token, as in String
+	}
+	if c.Topology != TopologyStandalone {
+		spw := ""
+		if c.SentinelPassword != "" {
+			spw = redacted
+		}
+		return fmt.Sprintf("resilience.Config{Topology:%s, Addrs:%q, MasterName:%q, SentinelUsername:%q, SentinelPassword:%q, Username:%q, Password:%q, DB:%d, TLS:%t}",
+			c.Topology, c.Addrs, c.MasterName, c.SentinelUsername, spw, c.Username, pw, c.DB, c.TLS)
 	}
 	return fmt.Sprintf("resilience.Config{Network:%q, Addr:%q, Username:%q, Password:%q, DB:%d, TLS:%t}",
 		c.Network, c.Addr, user, pw, c.DB, c.TLS)

@@ -489,7 +489,8 @@ func (r *Redis) nearLoop() {
 // nearPause pauses the near cache when the breaker opens: Redis is not
 // answering, so neither are its invalidations.
 func (r *Redis) nearPause() {
-	if r.near != nil && r.near.pause(nearLost) {
+	// One that is off for good keeps the reason it is off.
+	if r.near != nil && !r.near.unsupported.Load() && r.near.pause(nearLost) {
 		r.log.Warn("near cache paused: invalidations may be lost until Redis answers", slog.String(logKeyRedis, r.name))
 	}
 }

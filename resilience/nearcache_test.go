@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -449,4 +450,41 @@ func FuzzParseBulk(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNearCacheOffOnTopology: Sentinel and Cluster clients built by
+// NewRedis report the near cache off, and say why, also once their
+// breaker has opened (nothing answers at these addresses).
+func TestNearCacheOffOnTopology(t *testing.T) {
+	for _, cfg := range []Config{
+		{Topology: TopologySentinel, Addrs: []string{deadAddr(t)}, MasterName: "m"},
+		{Topology: TopologyCluster, Addrs: []string{deadAddr(t)}},
+	} {
+		t.Run(cfg.Topology.String(), func(t *testing.T) {
+			r := newTestRedis(t, cfg, nearOpts(Options{Logger: slog.New(slog.DiscardHandler)}))
+			deadline := time.Now().Add(waitLimit)
+			for r.State() != StateOpen {
+				if time.Now().After(deadline) {
+					t.Fatalf("breaker %v, want open", r.State())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			s := r.Stats().NearCache
+			if !s.Enabled || s.Serving || !strings.Contains(s.Reason, "standalone client built by NewRedis") {
+				t.Errorf("NearCache = %+v, want enabled, not serving, off for the topology", s)
+			}
+		})
+	}
+}
+
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
 }

@@ -11,9 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
@@ -30,7 +28,14 @@ const (
 // Redis is a guarded Redis client: every operation has a deadline, is
 // retried when that is safe, and goes through a circuit breaker that
 // answers [ErrUnavailable] at once while Redis is down. A background prober
-// closes the breaker as soon as Redis answers again.
+// closes the breaker as soon as Redis answers again; meanwhile traffic
+// runs one trial operation at a time, at most every [TrialInterval], so
+// that the first request after Redis answers is a cache operation again.
+//
+// In a Redis Cluster each master node has a breaker of its own, chosen by
+// the key's hash slot: a failed node turns the guard off only for the keys
+// it serves. Operations that name no key ([Redis.Do], [Redis.Ping]'s
+// fallback) share one more breaker.
 //
 // Build one with [NewRedis] or [Wrap]; the zero value is not usable. A
 // Redis is safe for concurrent use. Close stops its goroutines.
@@ -38,22 +43,25 @@ type Redis struct {
 	opts   Options
 	log    *slog.Logger
 	name   string // redacted, for logs
+	cfg    Config // for Sentinel and Cluster: what DescribeTopology asks
 	client atomic.Pointer[clientRef]
 	// fresh builds a new client with a new pool, for the swap after an
 	// outage; nil when the client was wrapped and is not ours to replace.
-	fresh func() *redis.Client
+	fresh func() redis.UniversalClient
 	// probe pings Redis on a connection of its own.
 	probe func(ctx context.Context) error
 	owned bool
 
-	cb    circuitbreaker.CircuitBreaker[any]
-	retry failsafe.Executor[any] // breaker inside retry, for idempotent ops
-	once  failsafe.Executor[any] // breaker only
+	// guard is the breaker of the whole Redis; in a cluster, of the
+	// operations that name no key.
+	*guard
+	// cluster holds the per-node breakers; nil unless a cluster.
+	cluster *clusterGuards
 
-	wake   chan struct{} // size 1: the breaker opened, probe
 	done   chan struct{}
 	ready  chan struct{} // closed at the first success
 	closed atomic.Bool
+	bgMu   sync.Mutex // orders wg.Add of background work with Close
 	wg     sync.WaitGroup
 
 	readyOnce sync.Once
@@ -67,7 +75,12 @@ type Redis struct {
 	nearCheck func(ctx context.Context) error
 }
 
-type clientRef struct{ c redis.UniversalClient }
+type clientRef struct {
+	c redis.UniversalClient
+	// ready says a cluster client has loaded its slot map, so that the
+	// key's node can be looked up without I/O. Always true otherwise.
+	ready atomic.Bool
+}
 
 // NewRedis builds a standalone go-redis client for cfg with fail-fast
 // settings and guards it. It returns at once: it does not wait for Redis,
@@ -79,6 +92,13 @@ type clientRef struct{ c redis.UniversalClient }
 // ContextTimeoutEnabled is on so deadlines reach the socket, dials are not
 // retried inside go-redis, and pool waits are bounded by OpTimeout.
 func NewRedis(cfg Config, opts Options) (*Redis, error) {
+	if cfg.Topology != TopologyStandalone {
+		o, err := opts.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		return newTopologyRedis(cfg, o)
+	}
 	if cfg.Addr == "" {
 		return nil, fmt.Errorf("resilience: Config.Addr is empty: %w", ErrInvalidOption)
 	}
@@ -92,7 +112,7 @@ func NewRedis(cfg Config, opts Options) (*Redis, error) {
 		base.Protocol = 3
 		base.ClientSideCache = near
 	}
-	fresh := func() *redis.Client {
+	fresh := func() redis.UniversalClient {
 		co := cloneOptions(base)
 		if near != nil && near.unsupported.Load() {
 			co.ClientSideCache = nil // the server cannot track keys
@@ -132,6 +152,10 @@ func Wrap(client redis.UniversalClient, opts Options) (*Redis, error) {
 	} else {
 		r.probe = func(ctx context.Context) error { return client.Ping(ctx).Err() }
 	}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		r.cfg = Config{Topology: TopologyCluster, Addrs: cc.Options().Addrs}
+		r.cluster = newClusterGuards(r, cc.Options())
+	}
 	near, off := nearSetup(o, 0, "", false)
 	r.setNear(near, off, nil)
 	r.start()
@@ -144,29 +168,14 @@ func newRedis(o Options, name string, owned bool, c redis.UniversalClient) *Redi
 		log:   o.Logger,
 		name:  name,
 		owned: owned,
-		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		ready: make(chan struct{}),
 	}
-	r.client.Store(&clientRef{c})
-	r.st.since.Store(o.Now().UnixNano())
-	r.cb = circuitbreaker.NewBuilder[any]().
-		HandleIf(func(_ any, err error) bool { return IsFailure(err) }).
-		WithFailureThreshold(uint(o.FailureThreshold)).
-		WithSuccessThreshold(1).
-		WithDelay(o.BreakerDelay).
-		OnStateChanged(r.onStateChanged).
-		Build()
-	rp := retrypolicy.NewBuilder[any]().
-		HandleIf(func(_ any, err error) bool { return retryable(err) }).
-		WithMaxAttempts(o.MaxAttempts).
-		WithBackoff(o.RetryBackoff, o.RetryMaxBackoff).
-		WithJitterFactor(0.25).
-		ReturnLastFailure().
-		OnRetry(func(failsafe.ExecutionEvent[any]) { r.st.retries.Add(1) }).
-		Build()
-	r.retry = failsafe.With[any](rp, r.cb)
-	r.once = failsafe.With[any](r.cb)
+	ref := &clientRef{c: c}
+	_, isCluster := c.(*redis.ClusterClient)
+	ref.ready.Store(!isCluster)
+	r.client.Store(ref)
+	r.guard = r.newGuard("", nil)
 	return r
 }
 
@@ -311,7 +320,9 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 			return v, nil
 		}
 	}
-	if err := r.reject(); err != nil {
+	g := r.guardFor(ctx, key)
+	trial, err := r.reject(g)
+	if err != nil {
 		return nil, err
 	}
 	var val []byte
@@ -321,7 +332,7 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 		// so this is what fills the near cache. The STRLEN below does not
 		// ride along: a large value that times out here counts as a
 		// failure, not ErrSlowTransfer, unless its size was noted before.
-		err := r.run(ctx, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
+		err := r.run(ctx, g, trial, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
 			v, err := c.Get(ctx, key).Bytes()
 			val = v
 			return err
@@ -331,7 +342,7 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 		}
 		return val, err
 	}
-	err := r.run(ctx, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
+	err = r.run(ctx, g, trial, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
 		// STRLEN rides along in the same round trip: if the deadline
 		// passes while a large value is arriving, Redis did answer, and
 		// the timeout is the value's size, not a failure.
@@ -367,13 +378,15 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 // Set stores val at key for ttl (zero: no expiry). Setting the same value
 // twice is harmless, so Set is retried like Get.
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	if err := r.reject(); err != nil {
+	g := r.guardFor(ctx, key)
+	trial, err := r.reject(g)
+	if err != nil {
 		return err
 	}
 	if r.near != nil {
 		defer r.near.forget(key)
 	}
-	return r.run(ctx, "set", true, r.opTimeout(len(val)), func(ctx context.Context, c redis.UniversalClient) error {
+	return r.run(ctx, g, trial, "set", true, r.opTimeout(len(val)), func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Set(ctx, key, val, ttl).Err()
 	})
 }
@@ -399,8 +412,16 @@ func isTimeout(err error) bool {
 }
 
 // Del deletes keys. Deleting twice is harmless, so Del is retried like Get.
+//
+// In a cluster the keys must share a hash slot (one key, or keys with the
+// same {hash tag}); the first key chooses the node's breaker.
 func (r *Redis) Del(ctx context.Context, keys ...string) error {
-	if err := r.reject(); err != nil {
+	g := r.guard
+	if len(keys) > 0 {
+		g = r.guardFor(ctx, keys[0])
+	}
+	trial, err := r.reject(g)
+	if err != nil {
 		return err
 	}
 	// A copy for the closure: capturing keys itself would make every
@@ -413,18 +434,27 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 			}
 		}()
 	}
-	return r.run(ctx, "del", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
+	return r.run(ctx, g, trial, "del", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Del(ctx, ks...).Err()
 	})
 }
 
 // Ping measures one round trip to Redis through the guard.
+//
+// In a cluster it pings every master through its node's breaker and
+// returns the slowest round trip; it fails only when no master answered
+// (the failures of the others are counted in [Redis.Stats]).
 func (r *Redis) Ping(ctx context.Context) (time.Duration, error) {
-	if err := r.reject(); err != nil {
+	if r.cluster != nil && r.client.Load().ready.Load() {
+		return r.cluster.ping(ctx)
+	}
+	// No trial: a health check's PING is not traffic, and while the
+	// breaker is open it costs nothing.
+	if err := r.rejectOnly(r.guard); err != nil {
 		return 0, err
 	}
 	var rtt time.Duration
-	err := r.run(ctx, "ping", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
+	err := r.run(ctx, r.guard, false, "ping", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
 		start := time.Now()
 		err := c.Ping(ctx).Err()
 		rtt = time.Since(start)
@@ -448,34 +478,58 @@ func (r *Redis) DoIdempotent(ctx context.Context, fn func(ctx context.Context, c
 
 // do is the guard every operation goes through: reject, then run.
 func (r *Redis) do(ctx context.Context, op string, idempotent bool, fn func(context.Context, redis.UniversalClient) error) error {
-	if err := r.reject(); err != nil {
+	trial, err := r.reject(r.guard)
+	if err != nil {
 		return err
 	}
-	return r.run(ctx, op, idempotent, r.opts.OpTimeout, fn)
+	return r.run(ctx, r.guard, trial, op, idempotent, r.opts.OpTimeout, fn)
 }
 
-// reject answers an operation at once when the Redis is closed or the
-// breaker is open. Budget: two mutex-guarded reads and no allocation, so
-// the methods call it before they build the closure they hand to run
-// (a closure that escapes, and would cost an allocation even here).
-func (r *Redis) reject() error {
+// rejectOnly is reject without trials.
+func (r *Redis) rejectOnly(g *guard) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
-	if r.cb.IsOpen() && r.cb.RemainingDelay() > 0 {
+	if g.cb.IsOpen() && g.cb.RemainingDelay() > 0 {
 		r.st.rejected.Add(1)
 		return ErrUnavailable
 	}
 	return nil
 }
 
+// reject answers an operation at once when the Redis is closed or g's
+// breaker is open, unless the operation may run as the breaker's trial
+// (trial true; see [guard.claimTrial]). Budget: two mutex-guarded reads,
+// an atomic load and no allocation, so the methods call it before they
+// build the closure they hand to run (a closure that escapes, and would
+// cost an allocation even here).
+func (r *Redis) reject(g *guard) (trial bool, err error) {
+	if r.closed.Load() {
+		return false, ErrClosed
+	}
+	if g.cb.IsOpen() && g.cb.RemainingDelay() > 0 {
+		if g.claimTrial() {
+			return true, nil
+		}
+		r.st.rejected.Add(1)
+		return false, ErrUnavailable
+	}
+	return false, nil
+}
+
 // run executes fn under the deadline, the retry policy (when idempotent)
 // and the breaker. Budget: besides the Redis round trip, one context with
 // deadline and failsafe-go's execution (a few hundred nanoseconds, some 20
 // allocations).
-func (r *Redis) run(ctx context.Context, op string, idempotent bool, timeout time.Duration, fn func(context.Context, redis.UniversalClient) error) error {
+func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempotent bool, timeout time.Duration, fn func(context.Context, redis.UniversalClient) error) error {
 	if err := ctx.Err(); err != nil {
+		if trial {
+			g.trialing.Store(false)
+		}
 		return err
+	}
+	if trial {
+		return r.runTrial(ctx, g, op, timeout, fn)
 	}
 	// The operation runs to its own end, whatever the caller does
 	// meanwhile: the breaker then judges Redis by what Redis did, never by
@@ -497,12 +551,13 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, timeout tim
 	defer cancelExec()
 	opCtx, cancel := context.WithDeadline(execCtx, deadline)
 	defer cancel()
-	exec := r.once
+	exec := g.once
 	if idempotent {
-		exec = r.retry
+		exec = g.retry
 	}
+	ref := r.client.Load()
 	err := exec.WithContext(execCtx).Run(func() error {
-		err := fn(opCtx, r.client.Load().c)
+		err := fn(opCtx, ref.c)
 		if IsFailure(err) {
 			// Noted per attempt, before the breaker sees it, so that the
 			// event of the breaker opening carries the failure that did it.
@@ -516,6 +571,9 @@ func (r *Redis) run(ctx context.Context, op string, idempotent bool, timeout tim
 	switch {
 	case err == nil, errors.Is(err, redis.Nil):
 		r.markSuccess()
+		if !ref.ready.Load() {
+			ref.ready.Store(true) // a cluster client answered: its slot map is loaded
+		}
 		return err
 	case errors.Is(err, circuitbreaker.ErrOpen):
 		r.st.rejected.Add(1)
@@ -560,7 +618,10 @@ func (r *Redis) WaitReady(ctx context.Context) error {
 // was built by [NewRedis]. Operations after Close return [ErrClosed].
 // Close is safe to call more than once.
 func (r *Redis) Close() error {
-	if !r.closed.CompareAndSwap(false, true) {
+	r.bgMu.Lock()
+	first := r.closed.CompareAndSwap(false, true)
+	r.bgMu.Unlock()
+	if !first {
 		return nil
 	}
 	close(r.done)
@@ -574,38 +635,6 @@ func (r *Redis) Close() error {
 		}
 	}
 	return nil
-}
-
-func (r *Redis) onStateChanged(ev circuitbreaker.StateChangedEvent) {
-	now := r.opts.Now()
-	from, to := stateOf(ev.OldState), stateOf(ev.NewState)
-	r.st.since.Store(now.UnixNano())
-	r.trans.count(to)
-	change := StateChange{From: from, To: to, At: now}
-	switch to {
-	case StateOpen:
-		change.LastError = r.st.lastErr()
-		r.nearPause()
-		if from == StateClosed {
-			r.st.downSince.Store(now.UnixNano())
-			r.log.Warn("redis unavailable: serving without it until it answers",
-				slog.String(logKeyRedis, r.name), slog.String(logKeyError, change.LastError))
-		}
-		select {
-		case r.wake <- struct{}{}:
-		default:
-		}
-	case StateClosed:
-		// Down since it left closed, through any half-open trials.
-		downSince := time.Unix(0, r.st.downSince.Load())
-		r.log.Info("redis available again",
-			slog.String(logKeyRedis, r.name), slog.Duration(logKeyDown, now.Sub(downSince)))
-	case StateHalfOpen:
-		r.log.Debug("redis breaker half-open", slog.String(logKeyRedis, r.name))
-	}
-	if r.opts.OnStateChange != nil {
-		r.opts.OnStateChange(change)
-	}
 }
 
 // poolTimeout is four fifths of the operation deadline, at least 1 ms.

@@ -50,6 +50,9 @@ type StateChange struct {
 	From, To State
 	// At is when it happened.
 	At time.Time
+	// Node is, in a cluster, the host:port of the node whose breaker
+	// changed; empty for the breaker of the whole Redis.
+	Node string
 	// LastError is the redacted text of the last failure seen when the
 	// breaker opened; empty when it closed.
 	LastError string

@@ -7,13 +7,11 @@ import (
 
 // counters are updated on every operation with atomics only.
 type counters struct {
-	ops, failures, rejected, retries, probes atomic.Uint64
-	latencyNanos                             atomic.Int64
-	maxLatencyNanos                          atomic.Int64
-	since                                    atomic.Int64 // state entered, unix nanos
-	downSince                                atomic.Int64 // last left closed, unix nanos
-	lastSuccess                              atomic.Int64 // unix nanos, 0 = never
-	lastError                                atomic.Pointer[errRecord]
+	ops, failures, rejected, retries, probes, trials atomic.Uint64
+	latencyNanos                                     atomic.Int64
+	maxLatencyNanos                                  atomic.Int64
+	lastSuccess                                      atomic.Int64 // unix nanos, 0 = never
+	lastError                                        atomic.Pointer[errRecord]
 }
 
 type errRecord struct {
@@ -49,9 +47,13 @@ func (c *counters) lastErr() string {
 type Stats struct {
 	// Addr is the redacted address, as redis://user:***@host:port/db.
 	Addr string
-	// State is the breaker's state, entered at Since.
+	// State is the breaker's state, entered at Since. In a cluster it is
+	// the breaker of operations that name no key; Nodes has the others.
 	State State
 	Since time.Time
+	// Nodes holds, in a cluster, the breaker state of each master node a
+	// key led to, by host:port; nil otherwise.
+	Nodes map[string]State
 	// LastError is the last failure's text and time. Errors from this
 	// package never hold a password; host names may appear.
 	LastError   string
@@ -61,10 +63,12 @@ type Stats struct {
 	// Ops counts operations that reached the guard's executor; Failures
 	// those that failed because of Redis; Rejected those answered
 	// [ErrUnavailable] by the open breaker without a network call; Retries
-	// the extra attempts made; Probes the prober's pings.
-	Ops, Failures, Rejected, Retries, Probes uint64
+	// the extra attempts made; Probes the prober's pings; Trials the
+	// operations traffic ran while a breaker was open, to find out sooner
+	// than the prober that Redis is back.
+	Ops, Failures, Rejected, Retries, Probes, Trials uint64
 	// Opens, HalfOpens and Closes count the breaker's changes into each
-	// state.
+	// state; in a cluster, those of every node's breaker as well.
 	Opens, HalfOpens, Closes uint64
 	// MeanLatency and MaxLatency cover the operations counted in Ops.
 	MeanLatency, MaxLatency time.Duration
@@ -91,12 +95,13 @@ func (r *Redis) Stats() Stats {
 	s := Stats{
 		Addr:     r.name,
 		State:    r.State(),
-		Since:    time.Unix(0, r.st.since.Load()),
+		Since:    time.Unix(0, r.since.Load()),
 		Ops:      r.st.ops.Load(),
 		Failures: r.st.failures.Load(),
 		Rejected: r.st.rejected.Load(),
 		Retries:  r.st.retries.Load(),
 		Probes:   r.st.probes.Load(),
+		Trials:   r.st.trials.Load(),
 
 		Opens:     r.trans.opens.Load(),
 		HalfOpens: r.trans.halfOpens.Load(),
@@ -109,6 +114,9 @@ func (r *Redis) Stats() Stats {
 	}
 	if e := r.st.lastError.Load(); e != nil {
 		s.LastError, s.LastErrorAt = e.msg, e.at
+	}
+	if r.cluster != nil {
+		s.Nodes = r.cluster.nodeStates()
 	}
 	if s.Ops > 0 {
 		s.MeanLatency = time.Duration(r.st.latencyNanos.Load() / int64(s.Ops))

@@ -9,7 +9,7 @@ import (
 // TestMain checks that the suite, and everything it closes, leaves no
 // goroutine behind.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, ignoreRedistest, ignorePoolTryDial)
+	goleak.VerifyTestMain(m, append(ignoreResolver, ignoreRedistest, ignorePoolTryDial)...)
 }
 
 var (

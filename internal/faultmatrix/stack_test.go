@@ -52,11 +52,17 @@ type stack struct {
 // near turns the near cache on, at its defaults.
 func newStack(t *testing.T, addr, password, prefix string, log *slog.Logger, near bool) *stack {
 	t.Helper()
+	return newStackFor(t, resilience.Config{Addr: addr, Password: password}, prefix, log, near)
+}
+
+// newStackFor is newStack for any configuration: Sentinel, Cluster.
+func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.Logger, near bool) *stack {
+	t.Helper()
 	opts := resilience.Options{Logger: log, OpTimeout: opTimeout}
 	if near {
 		opts.NearCache = &resilience.NearCacheOptions{}
 	}
-	rdb, err := resilience.NewRedis(resilience.Config{Addr: addr, Password: password}, opts)
+	rdb, err := resilience.NewRedis(cfg, opts)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}

@@ -63,6 +63,10 @@ type Options struct {
 	// They come after the package's own and so can override them. Nil adds
 	// none.
 	Args []string
+	// Config, if set, is written to a file in the server's directory that
+	// is passed as the first argument: redis-sentinel needs one it can
+	// rewrite. Empty passes none.
+	Config string
 }
 
 // Server is one redis-server process, or its absence, on a 127.0.0.1 port
@@ -79,6 +83,7 @@ type Server struct {
 	dir  string
 	port int
 	args []string // Options.Args
+	conf string   // Options.Config's file, or ""
 
 	mu       sync.Mutex
 	password string
@@ -107,6 +112,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("redis dir: %w", err)
 	}
 	s := &Server{bin: bin, dir: dir, port: port, args: slices.Clone(opts.Args), password: opts.Password}
+	if opts.Config != "" {
+		s.conf = filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(s.conf, []byte(opts.Config), 0o600); err != nil {
+			return nil, errors.Join(fmt.Errorf("redis config: %w", err), s.Close())
+		}
+	}
 	if err := s.Restart(ctx); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
@@ -122,6 +133,9 @@ func FreePort() (int, error) {
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Dir is the server's directory, which holds its log and files.
+func (s *Server) Dir() string { return s.dir }
 
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
@@ -292,7 +306,11 @@ func reap(cmd *exec.Cmd, log *os.File, done chan<- struct{}) {
 
 // argsLocked is the command line; s.mu is held.
 func (s *Server) argsLocked() []string {
-	args := []string{
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
@@ -300,7 +318,7 @@ func (s *Server) argsLocked() []string {
 		"--appendonly", "no",
 		"--protected-mode", "no",
 		"--enable-debug-command", "yes",
-	}
+	)
 	if s.password != "" {
 		args = append(args, "--requirepass", s.password)
 	}

@@ -156,3 +156,55 @@ func (s *Server) WaitAccepting(ctx context.Context) error {
 	_, err := s.srv.WaitAccepting(ctx)
 	return err
 }
+
+// program returns the path of a Redis program, skipping (or failing, when
+// [RequireEnv] is set) the test when it is missing.
+func program(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatalf("%s not found and %s=1: %v", name, RequireEnv, err)
+		}
+		t.Skipf("%s not found (set %s=1 to fail instead): %v", name, RequireEnv, err)
+	}
+	return bin
+}
+
+// StartSentinel starts a master, a replica and three sentinels on free
+// 127.0.0.1 ports (see [redisproc.StartSentinel]); they are stopped when
+// the test ends. It skips without redis-sentinel, as [Binary] does.
+func StartSentinel(t testing.TB, opts redisproc.SentinelOptions) *redisproc.Sentinel {
+	t.Helper()
+	opts.Binary = Binary(t)
+	opts.SentinelBinary = program(t, "redis-sentinel")
+	st, err := redisproc.StartSentinel(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("start sentinel: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("close sentinel: %v", err)
+		}
+	})
+	return st
+}
+
+// StartCluster starts a Redis Cluster of redis-server processes on free
+// 127.0.0.1 ports (see [redisproc.StartCluster]); they are stopped when
+// the test ends. It skips without redis-cli, as [Binary] does.
+func StartCluster(t testing.TB, opts redisproc.ClusterOptions) *redisproc.Cluster {
+	t.Helper()
+	opts.Binary = Binary(t)
+	opts.CLI = program(t, "redis-cli")
+	c, err := redisproc.StartCluster(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("start cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	return c
+}
