@@ -74,5 +74,5 @@ bench: ## benchmarks with allocations (real redis-server ones skip without it)
 BENCHFLAGS    ?=
 
 .PHONY: bench-compare
-bench-compare: ## side by side: no cache, the thinnest Redis cache, steadfast (needs redis-server; under 60 s)
+bench-compare: ## side by side: no cache, the thinnest Redis cache, steadfast, near cache, topologies (needs redis-server, redis-sentinel; a few minutes)
 	$(GO) run ./bench $(BENCHFLAGS)
