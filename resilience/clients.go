@@ -15,20 +15,21 @@ import (
 func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
 	base := clientOptions(Config{Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLS: cfg.TLS}, o)
 	fo := &redis.FailoverOptions{
-		MasterName:            cfg.MasterName,
-		SentinelAddrs:         append([]string(nil), cfg.Addrs...),
-		SentinelUsername:      cfg.SentinelUsername,
-		SentinelPassword:      cfg.SentinelPassword,
-		Username:              cfg.Username,
-		Password:              cfg.Password,
-		DB:                    cfg.DB,
-		MaxRetries:            -1, // failsafe-go owns retries
-		DialerRetries:         1,
-		DialTimeout:           o.DialTimeout,
-		ContextTimeoutEnabled: true,
+		MasterName:       cfg.MasterName,
+		SentinelAddrs:    append([]string(nil), cfg.Addrs...),
+		SentinelUsername: cfg.SentinelUsername,
+		SentinelPassword: cfg.SentinelPassword,
+		Username:         cfg.Username,
+		Password:         cfg.Password,
+		DB:               cfg.DB,
+		// The fail-fast settings are clientOptions', in one place.
+		MaxRetries:            base.MaxRetries,
+		DialerRetries:         base.DialerRetries,
+		DialTimeout:           base.DialTimeout,
+		ContextTimeoutEnabled: base.ContextTimeoutEnabled,
 		PoolTimeout:           base.PoolTimeout,
-		PoolSize:              o.PoolSize,
-		DisableIdentity:       true,
+		PoolSize:              base.PoolSize,
+		DisableIdentity:       base.DisableIdentity,
 		Dialer:                base.Dialer,
 	}
 	if cfg.TLS {
@@ -48,16 +49,17 @@ func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
 func clusterOptions(cfg Config, o Options) *redis.ClusterOptions {
 	base := clientOptions(Config{Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, TLS: cfg.TLS}, o)
 	co := &redis.ClusterOptions{
-		Addrs:                 append([]string(nil), cfg.Addrs...),
-		Username:              cfg.Username,
-		Password:              cfg.Password,
-		MaxRetries:            -1, // failsafe-go owns retries
-		DialerRetries:         1,
-		DialTimeout:           o.DialTimeout,
-		ContextTimeoutEnabled: true,
+		Addrs:    append([]string(nil), cfg.Addrs...),
+		Username: cfg.Username,
+		Password: cfg.Password,
+		// The fail-fast settings are clientOptions', in one place.
+		MaxRetries:            base.MaxRetries,
+		DialerRetries:         base.DialerRetries,
+		DialTimeout:           base.DialTimeout,
+		ContextTimeoutEnabled: base.ContextTimeoutEnabled,
 		PoolTimeout:           base.PoolTimeout,
-		PoolSize:              o.PoolSize,
-		DisableIdentity:       true,
+		PoolSize:              base.PoolSize,
+		DisableIdentity:       base.DisableIdentity,
 		Dialer:                base.Dialer,
 		// go-redis reloads the slot map in the background, without a
 		// deadline, asking one node after the other: a paused node must
