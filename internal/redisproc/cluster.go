@@ -121,12 +121,7 @@ func (c *Cluster) Addrs() []string {
 
 // Node returns the server at addr, or nil.
 func (c *Cluster) Node(addr string) *Server {
-	for _, s := range c.Nodes {
-		if s.Addr() == addr {
-			return s
-		}
-	}
-	return nil
+	return serverAt(c.Nodes, addr)
 }
 
 // WaitOK waits until every running node reports cluster_state:ok and
@@ -291,4 +286,14 @@ func Slot(key string) int {
 		}
 	}
 	return int(crc) % 16384
+}
+
+// serverAt returns the server of servers listening on addr, or nil.
+func serverAt(servers []*Server, addr string) *Server {
+	for _, s := range servers {
+		if s.Addr() == addr {
+			return s
+		}
+	}
+	return nil
 }

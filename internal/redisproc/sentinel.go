@@ -174,12 +174,7 @@ func (st *Sentinel) MasterAddr(ctx context.Context) (string, error) {
 
 // Node returns the data server at addr, or nil.
 func (st *Sentinel) Node(addr string) *Server {
-	for _, s := range st.Data {
-		if s.Addr() == addr {
-			return s
-		}
-	}
-	return nil
+	return serverAt(st.Data, addr)
 }
 
 // Failover asks a sentinel for a failover (SENTINEL FAILOVER).
