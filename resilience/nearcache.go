@@ -75,8 +75,19 @@ type NearCacheOptions struct {
 }
 
 func (n NearCacheOptions) withDefaults() (NearCacheOptions, error) {
-	if n.MaxBytes < 0 || n.MaxEntries < 0 || n.MaxStaleness < 0 || n.DrainInterval < 0 || n.Heartbeat < 0 {
-		return n, errors.New("resilience: Options.NearCache fields must not be negative")
+	for _, f := range []struct {
+		name     string
+		negative bool
+	}{
+		{"MaxBytes", n.MaxBytes < 0},
+		{"MaxEntries", n.MaxEntries < 0},
+		{"MaxStaleness", n.MaxStaleness < 0},
+		{"DrainInterval", n.DrainInterval < 0},
+		{"Heartbeat", n.Heartbeat < 0},
+	} {
+		if f.negative {
+			return n, fmt.Errorf("resilience: Options.NearCache.%s is negative: %w", f.name, ErrInvalidOption)
+		}
 	}
 	if n.MaxBytes == 0 {
 		n.MaxBytes = DefaultNearCacheMaxBytes
