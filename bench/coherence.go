@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
@@ -29,10 +29,10 @@ const coherenceBound = 10 * time.Millisecond
 // version after it would be seen.
 const coherenceWatch = coherenceBound + 5*time.Millisecond
 
-// CoherenceResult is the coherence scenario: two servers, each with its
-// own Redis client and near cache, on one Redis, over one origin (as two
-// replicas over one database). A PUT on A changes the origin's version
-// and invalidates the GET; then B is read in a loop.
+// CoherenceResult is the coherence scenario: two replica processes (see
+// runReplica), each with its own Redis client and near cache, on one
+// Redis that also holds their data. A PUT on A changes the data and
+// invalidates the GET; then B is read in a loop.
 type CoherenceResult struct {
 	Trials int `json:"trials"`
 	// P50ms, P99ms, MaxMs: from the end of the PUT on A to the start of
@@ -60,25 +60,6 @@ type CoherenceResult struct {
 	DeleteFailed int `json:"delete_failed"`
 }
 
-// versioned is the coherence scenario's origin: GET shows a version per
-// id, PUT makes a new one.
-type versioned struct {
-	mu  sync.Mutex
-	ver map[string]int
-}
-
-func (v *versioned) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	v.mu.Lock()
-	if r.Method == http.MethodPut {
-		v.ver[id]++
-	}
-	n := v.ver[id]
-	v.mu.Unlock()
-	w.Header().Set("Cache-Control", "public, max-age=60")
-	_, _ = fmt.Fprintf(w, "%s v%d\n", id, n)
-}
-
 // nearServer is one replica of the coherence scenario.
 type nearServer struct {
 	rdb   *resilience.Redis
@@ -86,6 +67,9 @@ type nearServer struct {
 	srv   *server
 }
 
+// newNearServer serves o behind a near-cached steadfast at /v/{id}, GET
+// and PUT (a PUT invalidates the GET), and the counters at
+// replicaStatsPath.
 func newNearServer(name, addr string, o http.Handler, logger *slog.Logger) (*nearServer, error) {
 	rdb, err := resilience.NewRedis(resilience.Config{Addr: addr}, resilience.Options{Logger: logger, NearCache: &resilience.NearCacheOptions{}})
 	if err != nil {
@@ -99,6 +83,9 @@ func newNearServer(name, addr string, o http.Handler, logger *slog.Logger) (*nea
 	mux := http.NewServeMux()
 	mux.Handle("GET /v/{id}", wrap(o))
 	mux.Handle("PUT /v/{id}", wrap(o))
+	mux.HandleFunc("GET "+replicaStatsPath, func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(replicaStats{NearHits: rdb.Stats().NearCache.Hits, StoreErrors: cache.Stats().StoreErrors})
+	})
 	s, err := serve(name, mux)
 	if err != nil {
 		return nil, errors.Join(err, cache.Close(), rdb.Close())
@@ -110,19 +97,18 @@ func newNearServer(name, addr string, o http.Handler, logger *slog.Logger) (*nea
 	return &nearServer{rdb: rdb, cache: cache, srv: s}, nil
 }
 
-func coherence(ctx context.Context, addr string, trials int, logger *slog.Logger) (CoherenceResult, error) {
+func coherence(ctx context.Context, addr string, trials int) (CoherenceResult, error) {
 	res := CoherenceResult{Trials: trials, BoundMs: ms(coherenceBound)}
-	o := &versioned{ver: map[string]int{}}
-	a, err := newNearServer("coherence-a", addr, o, logger)
+	a, err := startReplica(ctx, addr)
 	if err != nil {
 		return res, err
 	}
-	defer func() { _ = a.srv.close() }()
-	b, err := newNearServer("coherence-b", addr, o, logger)
+	defer func() { _ = a.close() }()
+	b, err := startReplica(ctx, addr)
 	if err != nil {
 		return res, err
 	}
-	defer func() { _ = b.srv.close() }()
+	defer func() { _ = b.close() }()
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
@@ -150,8 +136,26 @@ func coherence(ctx context.Context, addr string, trials int, logger *slog.Logger
 		n, _ := strconv.Atoi(v)
 		return n
 	}
+	// primed makes path a hit on B, and returns the version B holds.
+	primed := func(path string) (int, error) {
+		// The first GET misses and stores in the background: a few
+		// milliseconds.
+		for start := time.Now(); time.Since(start) < 2*time.Second; {
+			body, cs, err := call(http.MethodGet, b.url+path)
+			if err != nil {
+				return 0, err
+			}
+			if strings.Contains(cs, "; hit") {
+				return version(body), nil
+			}
+		}
+		return 0, fmt.Errorf("coherence: %s not a hit on B within 2 s", path)
+	}
 
-	hits0 := b.rdb.Stats().NearCache.Hits
+	bs0, err := b.stats(ctx, client)
+	if err != nil {
+		return res, err
+	}
 	lat := make([]time.Duration, 0, trials)
 	// Trials whose delete failed are left out and made up for, up to
 	// twice as many attempts again.
@@ -159,75 +163,56 @@ func coherence(ctx context.Context, addr string, trials int, logger *slog.Logger
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		id := strconv.Itoa(i % 64)
-		path := "/v/" + id
-		// B holds the current version, as a hit (so in its near cache).
-		var cur int
-		primed := false
-		// The first GET misses and stores in the background: a few
-		// milliseconds.
-		for pstart := time.Now(); time.Since(pstart) < 2*time.Second; {
-			body, cs, err := call(http.MethodGet, b.srv.url+path)
-			if err != nil {
-				return res, err
-			}
-			if strings.Contains(cs, "; hit") {
-				cur, primed = version(body), true
-				break
-			}
+		path := "/v/" + strconv.Itoa(i%64)
+		cur, err := primed(path)
+		if err != nil {
+			return res, err
 		}
-		if !primed {
-			return res, fmt.Errorf("coherence: %s not a hit on B within 2 s", path)
+		as0, err := a.stats(ctx, client)
+		if err != nil {
+			return res, err
 		}
-		failed0 := a.cache.Stats().StoreErrors
-		if _, _, err := call(http.MethodPut, a.srv.url+path); err != nil {
+		if _, _, err := call(http.MethodPut, a.url+path); err != nil {
 			return res, err
 		}
 		t0 := time.Now()
-		if a.cache.Stats().StoreErrors != failed0 {
+		tr := trial{seen: -1}
+		for first := true; ; first = false {
+			start := time.Since(t0)
+			if tr.seen >= 0 && start > coherenceWatch {
+				break
+			}
+			if start > time.Second {
+				tr.never, tr.seen = true, start
+				break
+			}
+			body, _, err := call(http.MethodGet, b.url+path)
+			tr.reads++
+			if err != nil {
+				tr.errors++
+				continue
+			}
+			tr.observe(version(body) != cur, first, start)
+		}
+		as1, err := a.stats(ctx, client)
+		if err != nil {
+			return res, err
+		}
+		if as1.StoreErrors != as0.StoreErrors {
 			// A's delete of the entry failed (its deadline passed on a
 			// loaded machine): Redis still holds the old response, for B
 			// and everyone, near cache or not. Not a near-cache trial.
 			res.DeleteFailed++
 			continue
 		}
-		seen := time.Duration(-1)
-		for first := true; ; first = false {
-			start := time.Since(t0)
-			if seen >= 0 && start > coherenceWatch {
-				break
-			}
-			if start > time.Second {
-				res.Never++
-				seen = start
-				break
-			}
-			body, _, err := call(http.MethodGet, b.srv.url+path)
-			res.Reads++
-			if err != nil {
-				res.Errors++
-				continue
-			}
-			switch v := version(body); {
-			case v != cur:
-				if seen < 0 {
-					seen = start
-					if first {
-						seen = 0
-					}
-				}
-			default:
-				if first {
-					res.NextStale++
-				}
-				if start > coherenceBound {
-					res.StaleAfterBound++
-				}
-			}
-		}
-		lat = append(lat, seen)
+		res.add(tr)
+		lat = append(lat, tr.seen)
 	}
-	res.NearHits = b.rdb.Stats().NearCache.Hits - hits0
+	bs1, err := b.stats(ctx, client)
+	if err != nil {
+		return res, err
+	}
+	res.NearHits = bs1.NearHits - bs0.NearHits
 	if len(lat) == 0 {
 		return res, errors.New("coherence: no trial completed")
 	}
@@ -235,6 +220,45 @@ func coherence(ctx context.Context, addr string, trials int, logger *slog.Logger
 	slices.Sort(lat)
 	res.P50ms, res.P99ms, res.MaxMs = ms(quantile(lat, 0.50)), ms(quantile(lat, 0.99)), ms(lat[len(lat)-1])
 	return res, nil
+}
+
+// trial is what B showed after one PUT on A.
+type trial struct {
+	seen                       time.Duration // when B first showed the new version; -1: not yet
+	reads, errors              int
+	nextStale, staleAfterBound int
+	never                      bool
+}
+
+// observe records a GET on B that started at start after the PUT, first
+// whether it was the first, fresh whether it showed the new version.
+func (t *trial) observe(fresh, first bool, start time.Duration) {
+	if fresh {
+		if t.seen < 0 {
+			t.seen = start
+			if first {
+				t.seen = 0
+			}
+		}
+		return
+	}
+	if first {
+		t.nextStale++
+	}
+	if start > coherenceBound {
+		t.staleAfterBound++
+	}
+}
+
+// add counts a kept trial.
+func (r *CoherenceResult) add(t trial) {
+	r.Reads += t.reads
+	r.Errors += t.errors
+	r.NextStale += t.nextStale
+	r.StaleAfterBound += t.staleAfterBound
+	if t.never {
+		r.Never++
+	}
 }
 
 // quantile of sorted values, nearest rank.

@@ -66,6 +66,7 @@ type flags struct {
 	cpuProfile     string
 	memProfile     string
 	verbose        bool
+	nearReplica    string
 }
 
 func parseFlags(args []string) (flags, error) {
@@ -88,6 +89,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write CPU profiles of each configuration's first hit run to FILE.origin, FILE.floor, FILE.steadfast")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write allocation profiles before (FILE.base) and after steadfast's first hit run (FILE); compare with go tool pprof -base FILE.base")
 	fs.BoolVar(&f.verbose, "v", false, "show the library's log lines (state changes) on stderr")
+	fs.StringVar(&f.nearReplica, "near-replica", "", "internal: serve as one replica of the coherence scenario over the Redis at `ADDR`")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -106,6 +108,13 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+	if f.nearReplica != "" {
+		if err := runReplica(f.nearReplica, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench replica:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	bin := f.redisServer
 	if bin == "" {
@@ -331,8 +340,8 @@ func faultRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Rep
 		}
 		rep.Resume = append(rep.Resume, r)
 	}
-	progress("coherence: two near-cached servers on one Redis, %d trials", f.coherence)
-	co, err := coherence(ctx, c.nearRedis.addr(), f.coherence, c.logger)
+	progress("coherence: two near-cached replica processes on one Redis, %d trials", f.coherence)
+	co, err := coherence(ctx, c.nearRedis.addr(), f.coherence)
 	if err != nil {
 		return err
 	}
