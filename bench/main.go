@@ -238,8 +238,11 @@ func hitRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Repor
 	rep.Settings.HarnessAllocs = base.allocsPerReq()
 
 	runs := map[string][]loadStats{}
+	// static runs in the rounds too, as the ceiling: what the load
+	// generator and net/http allow with no cache work at all.
+	all := append(slices.Clone(c.targets), c.static)
 	for round := range f.rounds {
-		order := c.targets
+		order := all
 		if round%2 == 1 {
 			order = reversed(order)
 		}
@@ -272,12 +275,13 @@ func hitRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Repor
 			runs[t.name] = append(runs[t.name], s)
 		}
 	}
-	for _, t := range c.targets {
+	for _, t := range all {
 		rep.Hit = append(rep.Hit, hitResult(t.name, merge(runs[t.name]), rep.Settings.HarnessAllocs))
 	}
 	c.originHit = merge(runs["origin"])
 	rep.Paired = pairRounds(runs["steadfast"], runs["floor"])
 	rep.PairedNear = pairRounds(runs[nearName], runs["floor"])
+	rep.PairedStatic = pairRounds(runs["static"], runs["floor"])
 	return nil
 }
 

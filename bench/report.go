@@ -133,24 +133,27 @@ type Target struct {
 
 // Report is everything the program measured; it is written as JSON.
 type Report struct {
-	Command    string           `json:"command"`
-	Machine    Machine          `json:"machine"`
-	Settings   Settings         `json:"settings"`
-	Hit        []HitResult      `json:"hit"`
-	Paired     *Paired          `json:"paired,omitempty"`
-	PairedNear *Paired          `json:"paired_near,omitempty"`
-	Coherence  *CoherenceResult `json:"coherence,omitempty"`
-	NearMemory *NearMemResult   `json:"near_memory,omitempty"`
-	Outage     []OutageResult   `json:"outage"`
-	Hang       []HangResult     `json:"hang"`
-	Resume     []ResumeResult   `json:"resume"`
-	Topology   []TopologyResult `json:"topology,omitempty"`
-	Stampede   []StampedeResult `json:"stampede"`
-	Health     *HealthResult    `json:"health,omitempty"`
-	Goroutines GoroutineResult  `json:"goroutines"`
-	Targets    []Target         `json:"targets"`
-	Notes      []string         `json:"notes,omitempty"`
-	Seconds    float64          `json:"seconds"`
+	Command    string      `json:"command"`
+	Machine    Machine     `json:"machine"`
+	Settings   Settings    `json:"settings"`
+	Hit        []HitResult `json:"hit"`
+	Paired     *Paired     `json:"paired,omitempty"`
+	PairedNear *Paired     `json:"paired_near,omitempty"`
+	// PairedStatic compares static, the ceiling (a prebuilt body, no
+	// cache), with floor.
+	PairedStatic *Paired          `json:"paired_static,omitempty"`
+	Coherence    *CoherenceResult `json:"coherence,omitempty"`
+	NearMemory   *NearMemResult   `json:"near_memory,omitempty"`
+	Outage       []OutageResult   `json:"outage"`
+	Hang         []HangResult     `json:"hang"`
+	Resume       []ResumeResult   `json:"resume"`
+	Topology     []TopologyResult `json:"topology,omitempty"`
+	Stampede     []StampedeResult `json:"stampede"`
+	Health       *HealthResult    `json:"health,omitempty"`
+	Goroutines   GoroutineResult  `json:"goroutines"`
+	Targets      []Target         `json:"targets"`
+	Notes        []string         `json:"notes,omitempty"`
+	Seconds      float64          `json:"seconds"`
 }
 
 // GoroutineResult compares the goroutine count before the configurations

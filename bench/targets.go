@@ -34,6 +34,10 @@ func judge(r *Report, c *configs) ([]Target, []string) {
 		add("`steadfast+near` hit throughput ≥ 2.0 × `floor`", pr.MedianThroughput >= 2.0,
 			"median of per-round ratios %.2f × (rounds %v; whole runs %.0f vs %.0f req/s = %.2f ×)",
 			pr.MedianThroughput, roundAll(pr.ThroughputRatios, 100), nr.Throughput, fl.Throughput, nr.Throughput/fl.Throughput)
+		if ps := r.PairedStatic; ps != nil && ps.MedianThroughput > 0 {
+			notes = append(notes, fmt.Sprintf("hit runs: the ceiling, `static` (a prebuilt body written with no cache work at all, in the same rounds), made %.2f × `floor` (median of per-round ratios %v); `steadfast+near` reached %.0f%% of it. No cache served from memory can pass that ratio in this harness, where the load generator and net/http share the machine's cores with the servers",
+				ps.MedianThroughput, roundAll(ps.ThroughputRatios, 100), 100*pr.MedianThroughput/ps.MedianThroughput))
+		}
 	}
 	if c := r.Coherence; c != nil {
 		add(fmt.Sprintf("coherence: B sees A's PUT within %s, p99 (≥ 1,000 trials)", fmtMs(c.BoundMs)), c.P99ms <= c.BoundMs && c.Trials >= 1000 && c.Errors == 0 && c.Never == 0,
