@@ -1,7 +1,6 @@
 package middleware
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -19,6 +18,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // statusHandler answers the status held in status and counts its calls.
@@ -46,30 +47,6 @@ func serve(h http.Handler, method string) *httptest.ResponseRecorder {
 	return rr
 }
 
-// logLines is a slog.Logger writing text lines to a buffer.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logLines) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
-
-func (l *logLines) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.buf.String()
-	if s == "" {
-		return nil
-	}
-	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
-}
-
 // changeLog collects state changes.
 type changeLog struct {
 	mu      sync.Mutex
@@ -90,7 +67,7 @@ func (c *changeLog) get() []string {
 
 func TestBreakerLifecycle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var logs logLines
+		var logs testlog.Buffer
 		var changes changeLog
 		var b *Breaker
 		b, err := NewBreaker(BreakerOptions{
@@ -105,7 +82,7 @@ func TestBreakerLifecycle(t *testing.T) {
 					t.Errorf("Stats() in OnStateChange(%+v) = %+v, want the new state since the change", c, s)
 				}
 			},
-			Logger: logs.logger(),
+			Logger: logs.Text(slog.LevelInfo),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -159,7 +136,7 @@ func TestBreakerLifecycle(t *testing.T) {
 		if got := changes.get(); !slices.Equal(got, want) {
 			t.Errorf("state changes %v, want %v", got, want)
 		}
-		lines := logs.lines()
+		lines := logs.Lines()
 		if len(lines) != len(want) {
 			t.Fatalf("log lines %q, want one per state change", lines)
 		}
@@ -345,8 +322,8 @@ func TestBreakerPanics(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs logLines
-			b, err := NewBreaker(BreakerOptions{FailureThreshold: 1, RecoverPanics: tc.recoverPanics, Logger: logs.logger()})
+			var logs testlog.Buffer
+			b, err := NewBreaker(BreakerOptions{FailureThreshold: 1, RecoverPanics: tc.recoverPanics, Logger: logs.Text(slog.LevelInfo)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -369,7 +346,7 @@ func TestBreakerPanics(t *testing.T) {
 				t.Errorf("state after a panic = %v, want open: a panic is a failure", s.State)
 			}
 			var panicLines []string
-			for _, line := range logs.lines() {
+			for _, line := range logs.Lines() {
 				if strings.Contains(line, "panic") {
 					panicLines = append(panicLines, line)
 				}

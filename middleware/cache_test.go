@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 	"github.com/steadfast-go/steadfast/middleware"
 	"github.com/steadfast-go/steadfast/resilience"
 )
@@ -331,8 +333,8 @@ func TestCacheResponseWriterInterfaces(t *testing.T) {
 }
 
 func TestCacheInvalidPolicy(t *testing.T) {
-	logs := &lines{}
-	e := newEnv(t, middleware.CacheOptions{Logger: logs.logger()})
+	var logs testlog.Buffer
+	e := newEnv(t, middleware.CacheOptions{Logger: logs.Text(slog.LevelInfo)})
 	o := &origin{}
 	h := e.cache.Policy(cachepolicy.Policy{TTL: -time.Second})(o)
 	for range 2 {

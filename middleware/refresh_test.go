@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 	"github.com/steadfast-go/steadfast/middleware"
 )
 
@@ -55,8 +57,8 @@ func TestCacheStaleWhileRevalidate(t *testing.T) {
 }
 
 func TestCacheRefreshPanicIsContained(t *testing.T) {
-	logs := &lines{}
-	e := newEnv(t, middleware.CacheOptions{Logger: logs.logger()})
+	var logs testlog.Buffer
+	e := newEnv(t, middleware.CacheOptions{Logger: logs.Text(slog.LevelInfo)})
 	var runs atomic.Int64
 	h := e.cache.Policy(cachepolicy.Policy{TTL: 10 * time.Second, StaleWhileRevalidate: 30 * time.Second})(
 		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // flakyHandler fails its first failures attempts with status, each with a
@@ -298,8 +300,8 @@ func TestRetryPanics(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var logs logLines
-				rt := newRetry(t, RetryOptions{RecoverPanics: tc.recoverPanics, Logger: logs.logger()})
+				var logs testlog.Buffer
+				rt := newRetry(t, RetryOptions{RecoverPanics: tc.recoverPanics, Logger: logs.Text(slog.LevelInfo)})
 				var calls atomic.Int64
 				h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 					if calls.Add(1) > int64(tc.failures) {
@@ -344,7 +346,7 @@ func TestRetryPanics(t *testing.T) {
 				if pe, ok := got.(*panicError); ok && !strings.Contains(pe.Error(), "goroutine") {
 					t.Errorf("passed-on panic %q lacks the original stack", pe.Error())
 				}
-				lines := logs.lines()
+				lines := logs.Lines()
 				if len(lines) != tc.wantLogLines {
 					t.Fatalf("log lines %q, want %d", lines, tc.wantLogLines)
 				}

@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -13,11 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 	"github.com/steadfast-go/steadfast/middleware"
 )
 
 func TestCacheWriteQueueFull(t *testing.T) {
-	logs := &lines{}
+	var logs testlog.Buffer
 	setting := make(chan string, 10)
 	unblock := make(chan struct{})
 	var stored atomic.Int64
@@ -27,7 +29,7 @@ func TestCacheWriteQueueFull(t *testing.T) {
 		stored.Add(1)
 		return nil
 	}}
-	cache, err := middleware.NewCache(store, middleware.CacheOptions{QueueSize: 1, Workers: 1, Logger: logs.logger()})
+	cache, err := middleware.NewCache(store, middleware.CacheOptions{QueueSize: 1, Workers: 1, Logger: logs.Text(slog.LevelInfo)})
 	require.NoError(t, err)
 	h := cache.Policy(cachepolicy.Policy{TTL: time.Minute})(&origin{})
 
