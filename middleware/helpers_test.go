@@ -139,7 +139,7 @@ func (e *env) waitStored(n int) {
 		select {
 		case <-e.store.sets:
 		case <-deadline:
-			e.t.Fatalf("timed out waiting for the cache to store an entry; stats %+v", e.cache.Stats())
+			require.Failf(e.t, "timed out", "waiting for the cache to store an entry; stats %+v", e.cache.Stats())
 		}
 	}
 }
@@ -204,7 +204,7 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	case v := <-ch:
 		return v
 	case <-time.After(30 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
+		require.Failf(t, "timed out", "waiting for %s", what)
 		panic("unreachable")
 	}
 }

@@ -3,6 +3,8 @@ package middleware
 import (
 	"net/http"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func TestRecorderPoolReuse(t *testing.T) {
@@ -16,15 +18,11 @@ func TestRecorderPoolReuse(t *testing.T) {
 
 	spy2 := newSpy()
 	rec = pool.get(spy2, recorderConfig{})
-	if rec.Status() != 0 || rec.Held() || rec.Committed() || len(rec.Body()) != 0 || rec.Overflowed() || rec.Written() != 0 {
-		t.Errorf("recycled recorder carries state: Status %d Held %t Committed %t Body %q",
-			rec.Status(), rec.Held(), rec.Committed(), rec.Body())
-	}
-	if got := rec.Header(); got.Get("X-Old") != "" {
-		t.Errorf("recycled recorder header = %v, want the new client's", got)
-	}
+	assert.False(t, rec.Status() != 0 || rec.Held() || rec.Committed() || len(rec.Body()) != 0 || rec.Overflowed() || rec.Written() != 0,
+		"recycled recorder carries state: Status %d Held %t Committed %t Body %q Overflowed %t Written %d",
+		rec.Status(), rec.Held(), rec.Committed(), rec.Body(), rec.Overflowed(), rec.Written())
+	assert.Empty(t, rec.Header().Get("X-Old"), "recycled recorder header = %v, want the new client's", rec.Header())
 	_, _ = rec.Write([]byte("new"))
-	if spy2.body.String() != "new" || spy.body.Len() != 0 {
-		t.Errorf("bodies: new client %q, old client %q; want %q, empty", spy2.body.String(), spy.body.String(), "new")
-	}
+	assert.Equal(t, "new", spy2.body.String(), "new client's body")
+	assert.Empty(t, spy.body.String(), "old client's body")
 }

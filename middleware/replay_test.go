@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func TestRetryReplaysBody(t *testing.T) {
@@ -75,21 +77,15 @@ func TestRetryReplaysBody(t *testing.T) {
 				h := &flakyHandler{failures: 1, status: http.StatusServiceUnavailable}
 				rr := httptest.NewRecorder()
 				rt.Handler(h).ServeHTTP(rr, tc.request())
-				if got := h.calls.Load(); got != int64(tc.wantCalls) {
-					t.Errorf("attempts = %d, want %d", got, tc.wantCalls)
-				}
+				assert.EqualValues(t, tc.wantCalls, h.calls.Load(), "attempts")
 				for i, b := range h.bodies {
-					if b != payload {
-						t.Errorf("attempt %d read body %q, want %q", i+1, b, payload)
-					}
+					assert.Equal(t, payload, b, "attempt %d read body", i+1)
 				}
 				wantStatus := http.StatusOK
 				if tc.wantCalls == 1 {
 					wantStatus = http.StatusServiceUnavailable
 				}
-				if rr.Code != wantStatus {
-					t.Errorf("client status %d, want %d", rr.Code, wantStatus)
-				}
+				assert.Equal(t, wantStatus, rr.Code, "client status")
 			})
 		})
 	}
