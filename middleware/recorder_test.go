@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // spyWriter is an http.ResponseWriter that records what reaches it,
@@ -473,9 +475,7 @@ func TestRecorderHijackOnServer(t *testing.T) {
 			_ = brw.Flush()
 		})
 	resp, err := srv.Client().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if string(body) != "hijacked" {
@@ -529,9 +529,7 @@ func TestRecorderReadFromAndDeadlineOnServer(t *testing.T) {
 		_, _ = w.(io.ReaderFrom).ReadFrom(strings.NewReader(big))
 	})
 	resp, err := srv.Client().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if string(body) != big {
@@ -560,9 +558,7 @@ func TestRecorderEarlyHintsOnServer(t *testing.T) {
 	}
 	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, srv.URL, nil)
 	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if !slices.Equal(hints, []int{103}) || hintLink == "" {
