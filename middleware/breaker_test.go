@@ -397,9 +397,7 @@ func BenchmarkBreaker(b *testing.B) {
 	})
 	b.Run("closed", func(b *testing.B) {
 		br, err := NewBreaker(BreakerOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
 		runBench(b, br.Handler(http.HandlerFunc(benchHandler)))
 	})
 }

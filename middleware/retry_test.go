@@ -447,18 +447,14 @@ func BenchmarkRetry(b *testing.B) {
 	})
 	b.Run("first-attempt-ok", func(b *testing.B) {
 		rt, err := NewRetry(RetryOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
 		runBench(b, rt.Handler(http.HandlerFunc(benchHandler)))
 	})
 	// Not in the budget: the cost of one retry through failsafe's executor,
 	// with a wait of about a nanosecond.
 	b.Run("retried-once", func(b *testing.B) {
 		rt, err := NewRetry(RetryOptions{InitialDelay: time.Nanosecond, MaxDelay: time.Nanosecond})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
 		fail := false
 		runBench(b, rt.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if fail = !fail; fail {
