@@ -290,7 +290,9 @@ func TestCacheResponseWriterInterfaces(t *testing.T) {
 	})))
 	mux.Handle("GET /readfrom", e.cache.Policy(p)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		rf, ok := w.(io.ReaderFrom)
-		require.True(t, ok, "io.ReaderFrom lost")
+		if !assert.True(t, ok, "io.ReaderFrom lost") { // the server's goroutine: no require
+			return
+		}
 		_, err := rf.ReadFrom(strings.NewReader("copied body"))
 		assert.NoError(t, err)
 	})))
