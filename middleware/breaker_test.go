@@ -18,9 +18,10 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/steadfast-go/steadfast/internal/testlog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // statusHandler answers the status held in status and counts its calls.

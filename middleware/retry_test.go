@@ -15,9 +15,10 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/steadfast-go/steadfast/internal/testlog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // flakyHandler fails its first failures attempts with status, each with a
