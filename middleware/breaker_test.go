@@ -1,9 +1,7 @@
 package middleware
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -19,6 +17,11 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // statusHandler answers the status held in status and counts its calls.
@@ -37,37 +40,6 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	h.calls.Add(1)
 	w.WriteHeader(int(h.status.Load()))
 	_, _ = io.WriteString(w, "from handler")
-}
-
-// serve runs one request through h and returns what the client got.
-func serve(h http.Handler, method string) *httptest.ResponseRecorder {
-	rr := httptest.NewRecorder()
-	h.ServeHTTP(rr, httptest.NewRequest(method, "/upstream", nil))
-	return rr
-}
-
-// logLines is a slog.Logger writing text lines to a buffer.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logLines) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
-
-func (l *logLines) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.buf.String()
-	if s == "" {
-		return nil
-	}
-	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 }
 
 // changeLog collects state changes.
@@ -90,7 +62,7 @@ func (c *changeLog) get() []string {
 
 func TestBreakerLifecycle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var logs logLines
+		var logs testlog.Buffer
 		var changes changeLog
 		var b *Breaker
 		b, err := NewBreaker(BreakerOptions{
@@ -101,79 +73,56 @@ func TestBreakerLifecycle(t *testing.T) {
 			OnStateChange: func(c BreakerStateChange) {
 				changes.record(c)
 				// The callback may read the breaker: no lock is held.
-				if s := b.Stats(); s.State != c.To || !s.Since.Equal(c.At) {
-					t.Errorf("Stats() in OnStateChange(%+v) = %+v, want the new state since the change", c, s)
-				}
+				s := b.Stats()
+				assert.True(t, s.State == c.To && s.Since.Equal(c.At),
+					"Stats() in OnStateChange(%+v) = %+v, want the new state since the change", c, s)
 			},
-			Logger: logs.logger(),
+			Logger: logs.Text(slog.LevelInfo),
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		h := newStatusHandler(http.StatusBadGateway)
 		guarded := b.Handler(h)
 
 		for i := range 3 {
-			if rr := serve(guarded, http.MethodGet); rr.Code != http.StatusBadGateway {
-				t.Fatalf("request %d: status %d, want the handler's 502", i, rr.Code)
-			}
+			rr := serve(guarded, http.MethodGet)
+			require.Equal(t, http.StatusBadGateway, rr.Code, "request %d: want the handler's 502", i)
 		}
 		openedAt := time.Now()
-		if s := b.Stats(); s.State != BreakerOpen || !s.Since.Equal(openedAt) || s.Failures != 3 {
-			t.Fatalf("after 3 failures Stats() = %+v, want open since %v with 3 failures", s, openedAt)
-		}
+		s := b.Stats()
+		require.True(t, s.State == BreakerOpen && s.Since.Equal(openedAt) && s.Failures == 3,
+			"after 3 failures Stats() = %+v, want open since %v with 3 failures", s, openedAt)
 
 		// Open: turned away without calling the handler.
 		rr := serve(guarded, http.MethodGet)
-		if rr.Code != http.StatusServiceUnavailable || rr.Header().Get("Retry-After") != "10" ||
-			!strings.Contains(rr.Body.String(), "circuit breaker open") {
-			t.Errorf("open breaker answered %d, Retry-After %q, body %q; want 503, 10, a short text",
-				rr.Code, rr.Header().Get("Retry-After"), rr.Body.String())
-		}
+		assert.Equal(t, http.StatusServiceUnavailable, rr.Code, "open breaker's status")
+		assert.Equal(t, "10", rr.Header().Get("Retry-After"), "open breaker's Retry-After")
+		assert.Contains(t, rr.Body.String(), "circuit breaker open", "open breaker's body")
 		time.Sleep(6 * time.Second)
-		if rr := serve(guarded, http.MethodGet); rr.Header().Get("Retry-After") != "4" {
-			t.Errorf("6s later Retry-After = %q, want 4", rr.Header().Get("Retry-After"))
-		}
-		if got := h.calls.Load(); got != 3 {
-			t.Errorf("handler calls while open = %d, want 3 (none while open)", got)
-		}
-		if got := b.Stats().Rejected; got != 2 {
-			t.Errorf("Stats().Rejected = %d, want 2", got)
-		}
+		assert.Equal(t, "4", serve(guarded, http.MethodGet).Header().Get("Retry-After"), "6s later Retry-After")
+		assert.EqualValues(t, 3, h.calls.Load(), "handler calls while open (none while open)")
+		assert.EqualValues(t, 2, b.Stats().Rejected, "Stats().Rejected")
 
 		// After the delay: half-open, trials go through, 2 successes close.
 		time.Sleep(4 * time.Second)
 		h.status.Store(http.StatusOK)
-		if rr := serve(guarded, http.MethodGet); rr.Code != http.StatusOK {
-			t.Fatalf("first trial status %d, want 200", rr.Code)
-		}
-		if s := b.Stats(); s.State != BreakerHalfOpen || s.Successes != 1 {
-			t.Errorf("after one trial Stats() = %+v, want half-open with 1 success", s)
-		}
+		require.Equal(t, http.StatusOK, serve(guarded, http.MethodGet).Code, "first trial status")
+		s = b.Stats()
+		assert.True(t, s.State == BreakerHalfOpen && s.Successes == 1, "after one trial Stats() = %+v, want half-open with 1 success", s)
 		serve(guarded, http.MethodGet)
-		if s := b.Stats(); s.State != BreakerClosed || !s.Since.Equal(time.Now()) {
-			t.Errorf("after two trials Stats() = %+v, want closed since now", s)
-		}
+		s = b.Stats()
+		assert.True(t, s.State == BreakerClosed && s.Since.Equal(time.Now()), "after two trials Stats() = %+v, want closed since now", s)
 
 		want := []string{"closed>open", "open>half-open", "half-open>closed"}
-		if got := changes.get(); !slices.Equal(got, want) {
-			t.Errorf("state changes %v, want %v", got, want)
-		}
-		lines := logs.lines()
-		if len(lines) != len(want) {
-			t.Fatalf("log lines %q, want one per state change", lines)
-		}
+		assert.Equal(t, want, changes.get(), "state changes")
+		lines := logs.Lines()
+		require.Len(t, lines, len(want), "log lines %q, want one per state change", lines)
 		for i, line := range lines {
 			from, to, _ := strings.Cut(want[i], ">")
 			for _, attr := range []string{LogKeyBreaker + "=upstream", LogKeyFrom + "=" + from, LogKeyTo + "=" + to} {
-				if !strings.Contains(line, attr) {
-					t.Errorf("log line %q lacks %s", line, attr)
-				}
+				assert.Contains(t, line, attr, "log line lacks %s", attr)
 			}
 		}
-		if !strings.Contains(lines[0], "level=WARN") {
-			t.Errorf("opening logged as %q, want level WARN", lines[0])
-		}
+		assert.Contains(t, lines[0], "level=WARN", "opening logged at level WARN")
 	})
 }
 
@@ -184,26 +133,17 @@ func TestBreakerHalfOpenReopensOnFailure(t *testing.T) {
 			FailureThreshold: 1, Delay: time.Second, OnStateChange: changes.record,
 			Logger: slog.New(slog.DiscardHandler),
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		h := newStatusHandler(http.StatusInternalServerError)
 		guarded := b.Handler(h)
 		serve(guarded, http.MethodGet)
 		time.Sleep(time.Second)
-		if rr := serve(guarded, http.MethodGet); rr.Code != http.StatusInternalServerError {
-			t.Fatalf("trial status %d, want the handler's 500", rr.Code)
-		}
-		if rr := serve(guarded, http.MethodGet); rr.Code != http.StatusServiceUnavailable {
-			t.Errorf("after a failed trial status %d, want 503 from the open breaker", rr.Code)
-		}
+		require.Equal(t, http.StatusInternalServerError, serve(guarded, http.MethodGet).Code, "trial status: want the handler's 500")
+		assert.Equal(t, http.StatusServiceUnavailable, serve(guarded, http.MethodGet).Code,
+			"after a failed trial: want 503 from the open breaker")
 		want := []string{"closed>open", "open>half-open", "half-open>open"}
-		if got := changes.get(); !slices.Equal(got, want) {
-			t.Errorf("state changes %v, want %v", got, want)
-		}
-		if got := h.calls.Load(); got != 2 {
-			t.Errorf("handler calls = %d, want 2", got)
-		}
+		assert.Equal(t, want, changes.get(), "state changes")
+		assert.EqualValues(t, 2, h.calls.Load(), "handler calls")
 	})
 }
 
@@ -213,9 +153,7 @@ func TestBreakerHalfOpenTrialLimit(t *testing.T) {
 			FailureThreshold: 1, Delay: time.Second, SuccessThreshold: 1, HalfOpenRequests: 2,
 			Logger: slog.New(slog.DiscardHandler),
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		release := make(chan struct{})
 		var calls atomic.Int64
 		guarded := b.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -233,17 +171,11 @@ func TestBreakerHalfOpenTrialLimit(t *testing.T) {
 			wg.Go(func() { serve(guarded, http.MethodGet) })
 		}
 		synctest.Wait() // both trials are inside the handler
-		if rr := serve(guarded, http.MethodGet); rr.Code != http.StatusServiceUnavailable {
-			t.Errorf("third request while 2 trials run: status %d, want 503", rr.Code)
-		}
-		if got := calls.Load(); got != 3 {
-			t.Errorf("handler calls = %d, want 1 + 2 trials", got)
-		}
+		assert.Equal(t, http.StatusServiceUnavailable, serve(guarded, http.MethodGet).Code, "third request while 2 trials run")
+		assert.EqualValues(t, 3, calls.Load(), "handler calls: want 1 + 2 trials")
 		close(release)
 		wg.Wait()
-		if s := b.Stats(); s.State != BreakerClosed {
-			t.Errorf("after successful trials state %v, want closed", s.State)
-		}
+		assert.Equal(t, BreakerClosed, b.Stats().State, "state after successful trials")
 	})
 }
 
@@ -257,34 +189,26 @@ func TestBreakerIsFailureAndFallback(t *testing.T) {
 		}),
 		Logger: slog.New(slog.DiscardHandler),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	h := newStatusHandler(http.StatusInternalServerError)
 	guarded := b.Handler(h)
 	for range 3 {
 		serve(guarded, http.MethodGet)
 	}
-	if s := b.Stats(); s.State != BreakerClosed || s.Failures != 0 {
-		t.Fatalf("after 500s that are not failures Stats() = %+v, want closed, 0 failures", s)
-	}
+	s := b.Stats()
+	require.True(t, s.State == BreakerClosed && s.Failures == 0, "after 500s that are not failures Stats() = %+v, want closed, 0 failures", s)
 	h.status.Store(http.StatusTooManyRequests)
 	serve(guarded, http.MethodGet)
 	serve(guarded, http.MethodGet)
 	rr := serve(guarded, http.MethodGet)
-	if rr.Code != http.StatusOK || rr.Body.String() != "fallback" {
-		t.Errorf("open breaker answered %d %q, want the fallback's 200 %q", rr.Code, rr.Body.String(), "fallback")
-	}
-	if got := h.calls.Load(); got != 5 {
-		t.Errorf("handler calls = %d, want 5", got)
-	}
+	assert.Equal(t, http.StatusOK, rr.Code, "open breaker: want the fallback's status")
+	assert.Equal(t, "fallback", rr.Body.String(), "open breaker: want the fallback's body")
+	assert.EqualValues(t, 5, h.calls.Load(), "handler calls")
 }
 
 func TestBreakerStatsCounts(t *testing.T) {
 	b, err := NewBreaker(BreakerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	h := newStatusHandler(http.StatusServiceUnavailable)
 	guarded := b.Handler(h)
 	serve(guarded, http.MethodGet)
@@ -296,9 +220,8 @@ func TestBreakerStatsCounts(t *testing.T) {
 		httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 
 	s := b.Stats()
-	if s.State != BreakerClosed || s.Executions != 4 || s.Failures != 2 || s.Successes != 2 || s.Rejected != 0 {
-		t.Errorf("Stats() = %+v, want closed, 4 executions, 2 failures, 2 successes", s)
-	}
+	assert.True(t, s.State == BreakerClosed && s.Executions == 4 && s.Failures == 2 && s.Successes == 2 && s.Rejected == 0,
+		"Stats() = %+v, want closed, 4 executions, 2 failures, 2 successes", s)
 }
 
 func TestBreakerPanics(t *testing.T) {
@@ -345,43 +268,33 @@ func TestBreakerPanics(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs logLines
-			b, err := NewBreaker(BreakerOptions{FailureThreshold: 1, RecoverPanics: tc.recoverPanics, Logger: logs.logger()})
-			if err != nil {
-				t.Fatal(err)
-			}
+			var logs testlog.Buffer
+			b, err := NewBreaker(BreakerOptions{FailureThreshold: 1, RecoverPanics: tc.recoverPanics, Logger: logs.Text(slog.LevelInfo)})
+			require.NoError(t, err)
 			rr := httptest.NewRecorder()
 			got := func() (v any) {
 				defer func() { v = recover() }()
 				b.Handler(tc.handler).ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/p", nil))
 				return nil
 			}()
-			if got != tc.wantPanic {
-				t.Errorf("panic reaching the caller = %v, want %v", got, tc.wantPanic)
+			assert.True(t, got == tc.wantPanic, "panic reaching the caller = %v, want %v", got, tc.wantPanic)
+			if tc.wantStatus != 0 {
+				assert.Equal(t, tc.wantStatus, rr.Code, "status")
 			}
-			if tc.wantStatus != 0 && rr.Code != tc.wantStatus {
-				t.Errorf("status = %d, want %d", rr.Code, tc.wantStatus)
+			if tc.wantStatus == http.StatusInternalServerError {
+				assert.Empty(t, rr.Header().Get("Content-Length"), "500 kept the handler's Content-Length")
 			}
-			if tc.wantStatus == http.StatusInternalServerError && rr.Header().Get("Content-Length") != "" {
-				t.Errorf("500 kept the handler's Content-Length %q", rr.Header().Get("Content-Length"))
-			}
-			if s := b.Stats(); s.State != BreakerOpen {
-				t.Errorf("state after a panic = %v, want open: a panic is a failure", s.State)
-			}
+			assert.Equal(t, BreakerOpen, b.Stats().State, "state after a panic: a panic is a failure")
 			var panicLines []string
-			for _, line := range logs.lines() {
+			for _, line := range logs.Lines() {
 				if strings.Contains(line, "panic") {
 					panicLines = append(panicLines, line)
 				}
 			}
-			if len(panicLines) != tc.wantLogLines {
-				t.Fatalf("panic log lines %q, want %d", panicLines, tc.wantLogLines)
-			}
+			require.Len(t, panicLines, tc.wantLogLines, "panic log lines %q", panicLines)
 			for _, line := range panicLines {
-				if !strings.Contains(line, LogKeyPanic+"=boom") || !strings.Contains(line, LogKeyStack+"=") ||
-					!strings.Contains(line, LogKeyPath+"=/p") {
-					t.Errorf("panic log line %q lacks the value, stack or path", line)
-				}
+				assert.True(t, strings.Contains(line, LogKeyPanic+"=boom") && strings.Contains(line, LogKeyStack+"=") &&
+					strings.Contains(line, LogKeyPath+"=/p"), "panic log line %q lacks the value, stack or path", line)
 			}
 		})
 	}
@@ -390,9 +303,7 @@ func TestBreakerPanics(t *testing.T) {
 func TestBreakerReleasesPermitOnGoexit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b, err := NewBreaker(BreakerOptions{FailureThreshold: 1, Delay: time.Second, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		fail := newStatusHandler(http.StatusInternalServerError)
 		serve(b.Handler(fail), http.MethodGet)
 		time.Sleep(time.Second)
@@ -406,9 +317,7 @@ func TestBreakerReleasesPermitOnGoexit(t *testing.T) {
 		<-done
 		// The trial ended, as a failure: the breaker is open again rather
 		// than stuck half-open with its only permit taken.
-		if s := b.Stats(); s.State != BreakerOpen {
-			t.Errorf("state after a trial that called Goexit = %v, want open", s.State)
-		}
+		assert.Equal(t, BreakerOpen, b.Stats().State, "state after a trial that called Goexit")
 	})
 }
 
@@ -430,14 +339,12 @@ func TestNewBreakerOptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := NewBreaker(tc.opts)
 			if tc.wantField == "" {
-				if err != nil || b == nil {
-					t.Fatalf("NewBreaker(%+v) = %v, %v; want a breaker", tc.opts, b, err)
-				}
+				require.NoError(t, err, "NewBreaker(%+v): want a breaker", tc.opts)
+				require.NotNil(t, b, "NewBreaker(%+v): want a breaker", tc.opts)
 				return
 			}
-			if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tc.wantField) {
-				t.Errorf("NewBreaker(%+v) error = %v, want ErrInvalidOption naming %s", tc.opts, err, tc.wantField)
-			}
+			assert.ErrorIs(t, err, ErrInvalidOption, "NewBreaker(%+v)", tc.opts)
+			assert.ErrorContains(t, err, tc.wantField, "NewBreaker(%+v): want the error naming the field", tc.opts)
 		})
 	}
 }
@@ -446,35 +353,7 @@ func TestBreakerStateString(t *testing.T) {
 	for s, want := range map[BreakerState]string{
 		BreakerClosed: "closed", BreakerOpen: "open", BreakerHalfOpen: "half-open", BreakerState(7): "BreakerState(7)",
 	} {
-		if got := s.String(); got != want {
-			t.Errorf("BreakerState(%d).String() = %q, want %q", int(s), got, want)
-		}
-	}
-}
-
-// discardWriter is the cheapest ResponseWriter, for benchmarks.
-type discardWriter struct{ h http.Header }
-
-func (d *discardWriter) Header() http.Header         { return d.h }
-func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
-func (d *discardWriter) WriteHeader(int)             {}
-
-// benchHandler is the handler benchmarks wrap: a header, a status, a body.
-var benchBody = []byte(`{"ok":true}`)
-
-func benchHandler(w http.ResponseWriter, _ *http.Request) {
-	w.Header()["Content-Type"] = []string{"application/json"}
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(benchBody)
-}
-
-// runBench serves req with h b.N times.
-func runBench(b *testing.B, h http.Handler) {
-	w := &discardWriter{h: make(http.Header)}
-	req := httptest.NewRequest(http.MethodGet, "/upstream", nil)
-	b.ReportAllocs()
-	for b.Loop() {
-		h.ServeHTTP(w, req)
+		assert.Equal(t, want, s.String(), "BreakerState(%d).String()", int(s))
 	}
 }
 
@@ -486,9 +365,7 @@ func BenchmarkBreaker(b *testing.B) {
 	})
 	b.Run("closed", func(b *testing.B) {
 		br, err := NewBreaker(BreakerOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
 		runBench(b, br.Handler(http.HandlerFunc(benchHandler)))
 	})
 }
@@ -510,16 +387,12 @@ func TestBreakerIgnoresClientsThatHangUp(t *testing.T) {
 	}))
 	defer upstream.Close()
 	target, err := url.Parse(upstream.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ErrorLog = log.New(io.Discard, "", 0)
 
 	b, err := NewBreaker(BreakerOptions{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	finished := make(chan int, 1)
 	guarded := b.Handler(proxy)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -538,31 +411,24 @@ func TestBreakerIgnoresClientsThatHangUp(t *testing.T) {
 			cancel()
 		}()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, front.URL+"/?slow=1", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
-			t.Fatalf("client %d: got %s, want its own cancellation", i, resp.Status)
+			require.Failf(t, "request not cancelled", "client %d: got %s, want its own cancellation", i, resp.Status)
 		}
 		select {
 		case <-finished:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("client %d: the proxy did not return after the hang-up", i)
+			require.Failf(t, "timed out", "client %d: the proxy did not return after the hang-up", i)
 		}
 	}
-	if s := b.Stats(); s.State != BreakerClosed || s.Failures != 0 {
-		t.Errorf("after 5 hang-ups Stats() = %+v, want closed with no failure", s)
-	}
+	s := b.Stats()
+	assert.True(t, s.State == BreakerClosed && s.Failures == 0, "after 5 hang-ups Stats() = %+v, want closed with no failure", s)
 	resp, err := client.Get(front.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Retry-After") != "" {
-		t.Errorf("next client got %s (Retry-After %q), want 200 from the healthy upstream",
-			resp.Status, resp.Header.Get("Retry-After"))
-	}
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "next client: want 200 from the healthy upstream")
+	assert.Empty(t, resp.Header.Get("Retry-After"), "next client: want 200 from the healthy upstream")
 }
 
 // TestBreakerHalfOpenTrialClientLeaves: a trial whose client hangs up says
@@ -571,9 +437,7 @@ func TestBreakerIgnoresClientsThatHangUp(t *testing.T) {
 func TestBreakerHalfOpenTrialClientLeaves(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b, err := NewBreaker(BreakerOptions{FailureThreshold: 1, Delay: time.Second, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		h := newStatusHandler(http.StatusInternalServerError)
 		guarded := b.Handler(h)
 		serve(guarded, http.MethodGet)
@@ -585,15 +449,11 @@ func TestBreakerHalfOpenTrialClientLeaves(t *testing.T) {
 			w.WriteHeader(http.StatusBadGateway)
 		}))
 		hangUp.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
-		if s := b.Stats(); s.State != BreakerHalfOpen || s.Failures != 0 || s.Successes != 0 {
-			t.Fatalf("after a trial whose client left Stats() = %+v, want half-open, nothing counted", s)
-		}
+		s := b.Stats()
+		require.True(t, s.State == BreakerHalfOpen && s.Failures == 0 && s.Successes == 0,
+			"after a trial whose client left Stats() = %+v, want half-open, nothing counted", s)
 		h.status.Store(http.StatusOK)
-		if rr := serve(guarded, http.MethodGet); rr.Code != http.StatusOK {
-			t.Fatalf("next request got %d, want the handler's 200 as a trial", rr.Code)
-		}
-		if s := b.Stats(); s.State != BreakerClosed {
-			t.Errorf("after a successful trial state %v, want closed", s.State)
-		}
+		require.Equal(t, http.StatusOK, serve(guarded, http.MethodGet).Code, "next request: want the handler's 200 as a trial")
+		assert.Equal(t, BreakerClosed, b.Stats().State, "state after a successful trial")
 	})
 }

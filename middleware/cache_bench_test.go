@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
 	"github.com/steadfast-go/steadfast/internal/redistest"
@@ -49,9 +50,7 @@ func benchRedis(b *testing.B, srv *redistest.Server) *resilience.Redis {
 	b.Helper()
 	rdb, err := resilience.NewRedis(resilience.Config{Addr: srv.Addr()},
 		resilience.Options{Logger: quiet, OpTimeout: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	b.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -59,9 +58,7 @@ func benchRedis(b *testing.B, srv *redistest.Server) *resilience.Redis {
 func benchCache(b *testing.B, store middleware.Store) *middleware.Cache {
 	b.Helper()
 	cache, err := middleware.NewCache(store, middleware.CacheOptions{Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	b.Cleanup(func() { _ = cache.Close() })
 	return cache
 }
@@ -82,14 +79,10 @@ func BenchmarkCacheHit(b *testing.B) {
 	rdb := benchRedis(b, srv)
 	prime := benchCache(b, rdb)
 	prime.Policy(policy)(http.HandlerFunc(benchOrigin)).ServeHTTP(&benchWriter{h: http.Header{}}, req)
-	if err := prime.Close(); err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, prime.Close())
 	key := cachepolicy.Key(middleware.DefaultCacheKeyPrefix, req, policy)
 	val, err := rdb.Get(ctx, key)
-	if err != nil {
-		b.Fatalf("entry not stored: %v", err)
-	}
+	require.NoError(b, err, "entry not stored")
 
 	b.Run("raw", func(b *testing.B) {
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DisableIdentity: true})
@@ -99,8 +92,8 @@ func BenchmarkCacheHit(b *testing.B) {
 		for b.Loop() {
 			w.reset()
 			v, err := c.Get(ctx, key).Bytes()
-			if err != nil {
-				b.Fatal(err)
+			if err != nil { // checked first: require costs time on every iteration
+				require.NoError(b, err)
 			}
 			w.h["Content-Type"] = []string{"application/json"}
 			w.WriteHeader(http.StatusOK)
@@ -113,8 +106,8 @@ func BenchmarkCacheHit(b *testing.B) {
 		for b.Loop() {
 			w.reset()
 			v, err := rdb.Get(ctx, key)
-			if err != nil {
-				b.Fatal(err)
+			if err != nil { // checked first: require costs time on every iteration
+				require.NoError(b, err)
 			}
 			w.h["Content-Type"] = []string{"application/json"}
 			w.WriteHeader(http.StatusOK)
@@ -129,7 +122,7 @@ func BenchmarkCacheHit(b *testing.B) {
 			w.reset()
 			h.ServeHTTP(w, req)
 			if cs := w.h.Get("Cache-Status"); !strings.HasPrefix(cs, "steadfast; hit") || w.n != len(benchBody) {
-				b.Fatalf("not a hit: %q, %d bytes", cs, w.n)
+				require.Failf(b, "not a hit", "Cache-Status %q, %d bytes", cs, w.n)
 			}
 		}
 	})
@@ -142,7 +135,7 @@ func BenchmarkCacheHit(b *testing.B) {
 			w.reset()
 			h.ServeHTTP(w, req)
 			if cs := w.h.Get("Cache-Status"); !strings.HasPrefix(cs, "steadfast; hit") || w.n != len(benchBody) {
-				b.Fatalf("not a hit: %q, %d bytes", cs, w.n)
+				require.Failf(b, "not a hit", "Cache-Status %q, %d bytes", cs, w.n)
 			}
 		}
 	})
@@ -151,13 +144,11 @@ func BenchmarkCacheHit(b *testing.B) {
 	b.Run("near", func(b *testing.B) {
 		nrdb, err := resilience.NewRedis(resilience.Config{Addr: srv.Addr()},
 			resilience.Options{Logger: quiet, OpTimeout: time.Second, NearCache: &resilience.NearCacheOptions{}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
 		defer func() { _ = nrdb.Close() }()
 		for deadline := time.Now().Add(10 * time.Second); !nrdb.Stats().NearCache.Serving; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
-				b.Fatalf("near cache not serving: %+v", nrdb.Stats().NearCache)
+				require.Failf(b, "timed out", "near cache not serving: %+v", nrdb.Stats().NearCache)
 			}
 		}
 		h := benchCache(b, nrdb).Policy(policy)(http.HandlerFunc(benchOrigin))
@@ -169,7 +160,7 @@ func BenchmarkCacheHit(b *testing.B) {
 			w.reset()
 			h.ServeHTTP(w, req)
 			if cs := w.h.Get("Cache-Status"); !strings.HasPrefix(cs, "steadfast; hit") || w.n != len(benchBody) {
-				b.Fatalf("not a hit: %q, %d bytes", cs, w.n)
+				require.Failf(b, "not a hit", "Cache-Status %q, %d bytes", cs, w.n)
 			}
 		}
 		b.ReportMetric(float64(nrdb.Stats().Ops-ops)/float64(b.N), "redis-ops/op")
@@ -230,7 +221,7 @@ func BenchmarkCacheMiss(b *testing.B) {
 			w.reset()
 			r := newReq(i)
 			if _, err := rdb.Get(ctx, cachepolicy.Key("bench-miss:", r, policy)); err == nil {
-				b.Fatal("hit")
+				require.Fail(b, "hit")
 			}
 			benchOrigin(w, r)
 		}

@@ -70,7 +70,7 @@ func (f *faultEnv) waitState(state resilience.State) {
 				return
 			}
 		case <-deadline:
-			f.t.Fatalf("breaker did not become %v; state %v", state, f.rdb.State())
+			require.Failf(f.t, "timed out", "breaker did not become %v; state %v", state, f.rdb.State())
 		}
 	}
 }
@@ -121,7 +121,7 @@ func TestCacheFaultRedisKilled(t *testing.T) {
 	f.assertNoNetwork()
 	select {
 	case key := <-f.store.sets:
-		t.Fatalf("the cache tried to store %s while Redis was down", key)
+		require.Failf(t, "stored while Redis was down", "the cache tried to store %s while Redis was down", key)
 	default:
 	}
 	assert.Positive(t, f.cache.Stats().Bypasses)

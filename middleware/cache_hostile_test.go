@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,71 +29,6 @@ import (
 // Hostile clients, deadlines and outer middleware against a real
 // redis-server: what is stored is what the handler completed, or nothing,
 // and no client holds back another.
-
-// newRealEnv is newEnv on a redis-server started for the test.
-func newRealEnv(t *testing.T, opts middleware.CacheOptions) *env {
-	t.Helper()
-	srv := redistest.Start(t, redistest.Options{})
-	rdb, err := resilience.NewRedis(resilience.Config{Addr: srv.Addr()}, resilience.Options{
-		Logger: quiet, OpTimeout: 10 * time.Second, DialTimeout: 10 * time.Second, PoolSize: 16,
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = rdb.Close() })
-	e := &env{t: t, rdb: rdb, clock: newClock()}
-	e.store = &signalStore{Store: rdb, sets: make(chan string, 4096)}
-	if opts.Now == nil {
-		opts.Now = e.clock.Now
-	}
-	if opts.Logger == nil {
-		opts.Logger = quiet
-	}
-	e.cache, err = middleware.NewCache(e.store, opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = e.cache.Close() })
-	return e
-}
-
-// drained closes the cache, so that every entry it queued is written (or
-// dropped), and returns how many it stored. The cache still serves.
-func (e *env) drained() uint64 {
-	e.t.Helper()
-	require.NoError(e.t, e.cache.Close())
-	return e.cache.Stats().Stored
-}
-
-// stored reports whether Redis holds an entry for a GET of target, an
-// absolute URL when the request went to a real server (the host is part of
-// the key).
-func (e *env) stored(target string, p cachepolicy.Policy) bool {
-	e.t.Helper()
-	_, err := e.rdb.Get(context.Background(), key(target, p))
-	if errors.Is(err, resilience.ErrNotFound) {
-		return false
-	}
-	require.NoError(e.t, err)
-	return true
-}
-
-// returned wraps h so that each return of h.ServeHTTP is signalled.
-func returned(h http.Handler) (http.Handler, chan struct{}) {
-	done := make(chan struct{}, 16)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() { done <- struct{}{} }()
-		h.ServeHTTP(w, r)
-	}), done
-}
-
-// recv waits for a value on ch, at most 10 seconds.
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(30 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
 
 func TestCacheCutShortNeverStored(t *testing.T) {
 	p := cachepolicy.Policy{TTL: time.Hour}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -269,9 +268,8 @@ func TestEntryDecodeAllocs(t *testing.T) {
 	slices.SortFunc(e.fields, func(a, b field) int { return strings.Compare(a.name, b.name) })
 	b := encode(e, nil)
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := decode(b, nil); err != nil {
-			t.Fatal(err)
-		}
+		_, err := decode(b, nil)
+		require.NoError(t, err)
 	})
 	assert.LessOrEqual(t, allocs, 3.0, "decodeEntry allocations")
 }
@@ -298,12 +296,9 @@ func FuzzDecodeEntry(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if !cachepolicy.StorableStatus(e.status) {
-				t.Fatalf("accepted status %d", e.status)
-			}
-			if e.storedAt.UnixNano() <= 0 || e.storedAt.After(entryNow.Add(maxEntrySkew)) {
-				t.Fatalf("accepted storedAt %v", e.storedAt)
-			}
+			require.True(t, cachepolicy.StorableStatus(e.status), "accepted status %d", e.status)
+			require.False(t, e.storedAt.UnixNano() <= 0 || e.storedAt.After(entryNow.Add(maxEntrySkew)),
+				"accepted storedAt %v", e.storedAt)
 			lengths := 0
 			for _, f := range e.fields {
 				name := http.CanonicalHeaderKey(f.name)
@@ -311,12 +306,11 @@ func FuzzDecodeEntry(f *testing.F) {
 				case name == "Connection", name == "Transfer-Encoding", name == "Keep-Alive", name == "Te",
 					name == "Upgrade", name == "Trailer", strings.HasPrefix(name, "Proxy-"),
 					strings.ContainsAny(f.name, " \t\r\n:\x00"):
-					t.Fatalf("accepted field %q", f.name)
+					require.Failf(t, "accepted a field that is never stored", "accepted field %q", f.name)
 				case name == "Content-Length":
 					lengths++
-					if lengths > 1 || len(f.values) != 1 || f.values[0] != strconv.Itoa(len(e.body)) {
-						t.Fatalf("accepted Content-Length %q for a body of %d bytes", f.values, len(e.body))
-					}
+					require.False(t, lengths > 1 || len(f.values) != 1 || f.values[0] != strconv.Itoa(len(e.body)),
+						"accepted Content-Length %q for a body of %d bytes", f.values, len(e.body))
 				}
 			}
 			// A signed entry read without a key keeps its signature
@@ -324,14 +318,12 @@ func FuzzDecodeEntry(f *testing.F) {
 			signed := b[48]&flagSigned != 0
 			if signed && signKey == nil {
 				again, err := decode(encode(&e, nil), nil)
-				if err != nil || !reflect.DeepEqual(again.fields, e.fields) || !bytes.Equal(again.body, e.body) {
-					t.Fatalf("re-encoded entry differs: %v", err)
-				}
+				require.NoError(t, err, "re-encoded entry differs")
+				require.Equal(t, e.fields, again.fields, "re-encoded entry differs")
+				require.Equal(t, e.body, again.body, "re-encoded entry differs")
 				return
 			}
-			if again := encode(&e, signKey); !bytes.Equal(again, b) {
-				t.Fatalf("encode of the decoded entry differs:\n got % x\nwant % x", again, b)
-			}
+			require.Equal(t, b, encode(&e, signKey), "encode of the decoded entry differs")
 		}
 		check(b, nil)
 		check(b, signKey)

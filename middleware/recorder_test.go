@@ -3,7 +3,6 @@ package middleware
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // spyWriter is an http.ResponseWriter that records what reaches it,
@@ -89,29 +91,19 @@ func TestRecorderPassThrough(t *testing.T) {
 	rec := pool.get(spy, recorderConfig{})
 
 	rec.Header().Set("X-A", "1")
-	if spy.header.Get("X-A") != "1" {
-		t.Errorf("pass-through Header() is not the client's map: client has %v", spy.header)
-	}
+	assert.Equal(t, "1", spy.header.Get("X-A"), "pass-through Header() is not the client's map: client has %v", spy.header)
 	rec.WriteHeader(http.StatusCreated)
 	rec.WriteHeader(http.StatusInternalServerError) // ignored
-	if _, err := rec.Write([]byte("hi")); err != nil {
-		t.Fatal(err)
-	}
+	_, err := rec.Write([]byte("hi"))
+	require.NoError(t, err)
 	rec.finish()
 
-	if got, want := spy.statuses, []int{http.StatusCreated}; !slices.Equal(got, want) {
-		t.Errorf("client got statuses %v, want %v", got, want)
-	}
-	if got := spy.body.String(); got != "hi" {
-		t.Errorf("client body = %q, want %q", got, "hi")
-	}
-	if rec.Status() != http.StatusCreated || !rec.Committed() || rec.Held() || rec.Written() != 2 {
-		t.Errorf("Status, Committed, Held, Written = %d, %t, %t, %d; want 201, true, false, 2",
-			rec.Status(), rec.Committed(), rec.Held(), rec.Written())
-	}
-	if len(rec.Body()) != 0 {
-		t.Errorf("Body() = %q without capture, want empty", rec.Body())
-	}
+	assert.Equal(t, []int{http.StatusCreated}, spy.statuses, "client statuses")
+	assert.Equal(t, "hi", spy.body.String(), "client body")
+	assert.True(t, rec.Status() == http.StatusCreated && rec.Committed() && !rec.Held() && rec.Written() == 2,
+		"Status, Committed, Held, Written = %d, %t, %t, %d; want 201, true, false, 2",
+		rec.Status(), rec.Committed(), rec.Held(), rec.Written())
+	assert.Empty(t, rec.Body(), "Body() without capture")
 }
 
 func TestRecorderStatus(t *testing.T) {
@@ -154,12 +146,9 @@ func TestRecorderStatus(t *testing.T) {
 				}
 				rec := pool.get(spy, cfg)
 				tc.write(rec)
-				if rec.Status() != tc.wantStatus || rec.Committed() != tc.wantCommit {
-					t.Errorf("Status, Committed = %d, %t; want %d, %t", rec.Status(), rec.Committed(), tc.wantStatus, tc.wantCommit)
-				}
-				if got := spy.finalStatus(); got != tc.wantStatus {
-					t.Errorf("client's final status = %d, want %d", got, tc.wantStatus)
-				}
+				assert.Equal(t, tc.wantStatus, rec.Status(), "Status")
+				assert.Equal(t, tc.wantCommit, rec.Committed(), "Committed")
+				assert.Equal(t, tc.wantStatus, spy.finalStatus(), "client's final status")
 			})
 		}
 	}
@@ -171,50 +160,28 @@ func TestRecorderHoldKeepsFailedResponseBack(t *testing.T) {
 	spy.header.Set("X-Outer", "set before the handler")
 	rec := pool.get(spy, recorderConfig{hold: holdStatus(http.StatusServiceUnavailable)})
 
-	if got := rec.Header().Get("X-Outer"); got != "set before the handler" {
-		t.Errorf("handler sees X-Outer %q, want the client's value", got)
-	}
+	assert.Equal(t, "set before the handler", rec.Header().Get("X-Outer"), "handler sees X-Outer: want the client's value")
 	rec.Header().Set("X-Failed", "1")
 	rec.Header().Add("X-Outer", "added by the handler")
 	rec.WriteHeader(http.StatusServiceUnavailable)
-	if _, err := io.WriteString(rec, "partial "); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rec.ReadFrom(strings.NewReader("body")); err != nil {
-		t.Fatal(err)
-	}
+	_, err := io.WriteString(rec, "partial ")
+	require.NoError(t, err)
+	_, err = rec.ReadFrom(strings.NewReader("body"))
+	require.NoError(t, err)
 
-	if !rec.Held() || rec.Committed() {
-		t.Fatalf("Held, Committed = %t, %t; want true, false", rec.Held(), rec.Committed())
-	}
-	if len(spy.statuses) != 0 || spy.body.Len() != 0 || spy.readFroms != 0 || spy.writeStrings != 0 {
-		t.Errorf("held response reached the client: statuses %v, body %q", spy.statuses, spy.body.String())
-	}
-	if got := spy.header; len(got) != 1 || len(got["X-Outer"]) != 1 {
-		t.Errorf("held headers leaked into the client's map: %v", got)
-	}
-	if got := string(rec.Body()); got != "partial body" {
-		t.Errorf("held Body() = %q, want %q", got, "partial body")
-	}
-	if got := rec.ResponseHeader().Get("X-Failed"); got != "1" {
-		t.Errorf("ResponseHeader() X-Failed = %q, want 1", got)
-	}
+	require.True(t, rec.Held() && !rec.Committed(), "Held, Committed = %t, %t; want true, false", rec.Held(), rec.Committed())
+	assert.False(t, len(spy.statuses) != 0 || spy.body.Len() != 0 || spy.readFroms != 0 || spy.writeStrings != 0,
+		"held response reached the client: statuses %v, body %q", spy.statuses, spy.body.String())
+	assert.True(t, len(spy.header) == 1 && len(spy.header["X-Outer"]) == 1, "held headers leaked into the client's map: %v", spy.header)
+	assert.Equal(t, "partial body", string(rec.Body()), "held Body()")
+	assert.Equal(t, "1", rec.ResponseHeader().Get("X-Failed"), "ResponseHeader() X-Failed")
 
-	if err := rec.sendHeld(); err != nil {
-		t.Fatal(err)
-	}
-	if !rec.Committed() || rec.Held() {
-		t.Errorf("after sendHeld Held, Committed = %t, %t; want false, true", rec.Held(), rec.Committed())
-	}
-	if got := spy.statuses; !slices.Equal(got, []int{503}) {
-		t.Errorf("client statuses = %v, want [503]", got)
-	}
-	if got := spy.sentHeaders[0]; got.Get("X-Failed") != "1" || len(got["X-Outer"]) != 2 {
-		t.Errorf("client headers = %v, want X-Failed and both X-Outer values", got)
-	}
-	if got := spy.body.String(); got != "partial body" {
-		t.Errorf("client body = %q, want %q", got, "partial body")
-	}
+	require.NoError(t, rec.sendHeld())
+	assert.True(t, rec.Committed() && !rec.Held(), "after sendHeld Held, Committed = %t, %t; want false, true", rec.Held(), rec.Committed())
+	assert.Equal(t, []int{503}, spy.statuses, "client statuses")
+	got := spy.sentHeaders[0]
+	assert.True(t, got.Get("X-Failed") == "1" && len(got["X-Outer"]) == 2, "client headers = %v, want X-Failed and both X-Outer values", got)
+	assert.Equal(t, "partial body", spy.body.String(), "client body")
 }
 
 func TestRecorderResetDropsAttempt(t *testing.T) {
@@ -230,27 +197,20 @@ func TestRecorderResetDropsAttempt(t *testing.T) {
 	_, _ = rec.Write([]byte("attempt 1 failed"))
 
 	rec.reset(spy, cfg)
-	if rec.Status() != 0 || rec.Held() || len(rec.Body()) != 0 || rec.Written() != 0 {
-		t.Fatalf("after reset Status %d Held %t Body %q Written %d; want a fresh recorder",
-			rec.Status(), rec.Held(), rec.Body(), rec.Written())
-	}
-	if got := rec.Header(); got.Get("X-Attempt") != "" || got.Get("X-Outer") != "1" {
-		t.Errorf("after reset the handler sees %v, want only the client's X-Outer", got)
-	}
+	require.False(t, rec.Status() != 0 || rec.Held() || len(rec.Body()) != 0 || rec.Written() != 0,
+		"after reset Status %d Held %t Body %q Written %d; want a fresh recorder",
+		rec.Status(), rec.Held(), rec.Body(), rec.Written())
+	got := rec.Header()
+	assert.True(t, got.Get("X-Attempt") == "" && got.Get("X-Outer") == "1", "after reset the handler sees %v, want only the client's X-Outer", got)
 	rec.Header().Set("X-Attempt", "2")
 	rec.Header().Del("X-Outer")
 	_, _ = rec.Write([]byte("attempt 2 ok"))
 	rec.finish()
 
-	if got := spy.statuses; !slices.Equal(got, []int{200}) {
-		t.Errorf("client statuses = %v, want [200]", got)
-	}
-	if got := spy.body.String(); got != "attempt 2 ok" {
-		t.Errorf("client body = %q, want only the second attempt", got)
-	}
-	if got := spy.header; got.Get("X-Attempt") != "2" || got.Get("X-Outer") != "" {
-		t.Errorf("client header = %v, want X-Attempt 2 and X-Outer deleted by the handler", got)
-	}
+	assert.Equal(t, []int{200}, spy.statuses, "client statuses")
+	assert.Equal(t, "attempt 2 ok", spy.body.String(), "client body: want only the second attempt")
+	assert.True(t, spy.header.Get("X-Attempt") == "2" && spy.header.Get("X-Outer") == "",
+		"client header = %v, want X-Attempt 2 and X-Outer deleted by the handler", spy.header)
 }
 
 func TestRecorderHeldResponseCommits(t *testing.T) {
@@ -298,19 +258,12 @@ func TestRecorderHeldResponseCommits(t *testing.T) {
 			rec.WriteHeader(http.StatusServiceUnavailable)
 			tc.write(rec)
 
-			if rec.Held() || !rec.Committed() || rec.Overflowed() != tc.wantOverflow {
-				t.Errorf("Held, Committed, Overflowed = %t, %t, %t; want false, true, %t",
-					rec.Held(), rec.Committed(), rec.Overflowed(), tc.wantOverflow)
-			}
-			if got := spy.statuses; !slices.Equal(got, []int{503}) {
-				t.Errorf("client statuses = %v, want [503]", got)
-			}
-			if got := spy.body.String(); got != tc.wantBody {
-				t.Errorf("client body = %q, want %q", got, tc.wantBody)
-			}
-			if spy.flushes != tc.wantFlushes {
-				t.Errorf("client flushes = %d, want %d", spy.flushes, tc.wantFlushes)
-			}
+			assert.True(t, !rec.Held() && rec.Committed() && rec.Overflowed() == tc.wantOverflow,
+				"Held, Committed, Overflowed = %t, %t, %t; want false, true, %t",
+				rec.Held(), rec.Committed(), rec.Overflowed(), tc.wantOverflow)
+			assert.Equal(t, []int{503}, spy.statuses, "client statuses")
+			assert.Equal(t, tc.wantBody, spy.body.String(), "client body")
+			assert.Equal(t, tc.wantFlushes, spy.flushes, "client flushes")
 		})
 	}
 }
@@ -323,23 +276,15 @@ func TestRecorderCapture(t *testing.T) {
 	for _, s := range []string{"abc", "de"} {
 		_, _ = rec.Write([]byte(s))
 	}
-	if got := string(rec.Body()); got != "abcde" || rec.Overflowed() {
-		t.Errorf("Body, Overflowed = %q, %t; want %q, false", got, rec.Overflowed(), "abcde")
-	}
+	assert.Equal(t, "abcde", string(rec.Body()), "Body")
+	assert.False(t, rec.Overflowed(), "Overflowed() within the limit")
 	_, _ = io.WriteString(rec, "f")
 	_, _ = rec.ReadFrom(strings.NewReader("gh"))
-	if !rec.Overflowed() {
-		t.Error("Overflowed() = false past the limit")
-	}
-	if got := spy.body.String(); got != "abcdefgh" {
-		t.Errorf("client body = %q, want all of it: streaming goes on past the limit", got)
-	}
-	if spy.readFroms != 0 || spy.writeStrings != 0 {
-		t.Errorf("capture bypassed: client ReadFrom %d, WriteString %d calls, want 0", spy.readFroms, spy.writeStrings)
-	}
-	if rec.Written() != 8 {
-		t.Errorf("Written() = %d, want 8", rec.Written())
-	}
+	assert.True(t, rec.Overflowed(), "Overflowed() = false past the limit")
+	assert.Equal(t, "abcdefgh", spy.body.String(), "client body: want all of it: streaming goes on past the limit")
+	assert.True(t, spy.readFroms == 0 && spy.writeStrings == 0,
+		"capture bypassed: client ReadFrom %d, WriteString %d calls, want 0", spy.readFroms, spy.writeStrings)
+	assert.EqualValues(t, 8, rec.Written(), "Written()")
 }
 
 func TestRecorderCaptureWithHold(t *testing.T) {
@@ -350,18 +295,10 @@ func TestRecorderCaptureWithHold(t *testing.T) {
 	_, _ = rec.Write([]byte("fresh"))
 	rec.finish()
 
-	if rec.Held() || rec.Status() != 200 {
-		t.Fatalf("Held, Status = %t, %d; want false, 200", rec.Held(), rec.Status())
-	}
-	if got := string(rec.Body()); got != "fresh" {
-		t.Errorf("captured Body() = %q, want %q", got, "fresh")
-	}
-	if got := rec.ResponseHeader().Get("Content-Type"); got != "text/plain" {
-		t.Errorf("ResponseHeader() Content-Type = %q, want text/plain", got)
-	}
-	if got := spy.body.String(); got != "fresh" {
-		t.Errorf("client body = %q, want %q", got, "fresh")
-	}
+	require.True(t, !rec.Held() && rec.Status() == 200, "Held, Status = %t, %d; want false, 200", rec.Held(), rec.Status())
+	assert.Equal(t, "fresh", string(rec.Body()), "captured Body()")
+	assert.Equal(t, "text/plain", rec.ResponseHeader().Get("Content-Type"), "ResponseHeader() Content-Type")
+	assert.Equal(t, "fresh", spy.body.String(), "client body")
 }
 
 func TestRecorderDelegates(t *testing.T) {
@@ -371,15 +308,11 @@ func TestRecorderDelegates(t *testing.T) {
 
 	_, _ = io.WriteString(rec, "a")
 	_, _ = rec.ReadFrom(strings.NewReader("bc"))
-	if spy.writeStrings != 1 || spy.readFroms != 1 {
-		t.Errorf("client WriteString, ReadFrom calls = %d, %d; want 1, 1", spy.writeStrings, spy.readFroms)
-	}
-	if got := spy.body.String(); got != "abc" || rec.Written() != 3 {
-		t.Errorf("client body %q, Written %d; want %q, 3", got, rec.Written(), "abc")
-	}
-	if rec.Unwrap() != http.ResponseWriter(spy) {
-		t.Error("Unwrap() is not the client's writer")
-	}
+	assert.Equal(t, 1, spy.writeStrings, "client WriteString calls")
+	assert.Equal(t, 1, spy.readFroms, "client ReadFrom calls")
+	assert.Equal(t, "abc", spy.body.String(), "client body")
+	assert.EqualValues(t, 3, rec.Written(), "Written")
+	assert.True(t, rec.Unwrap() == http.ResponseWriter(spy), "Unwrap() is not the client's writer")
 }
 
 func TestRecorderWithoutOptionalInterfaces(t *testing.T) {
@@ -387,18 +320,13 @@ func TestRecorderWithoutOptionalInterfaces(t *testing.T) {
 	w := plainWriter{httptest.NewRecorder()}
 	rec := pool.get(w, recorderConfig{})
 
-	if err := rec.FlushError(); !errors.Is(err, http.ErrNotSupported) {
-		t.Errorf("FlushError() = %v, want http.ErrNotSupported", err)
-	}
-	if _, _, err := rec.Hijack(); !errors.Is(err, http.ErrNotSupported) {
-		t.Errorf("Hijack() error = %v, want http.ErrNotSupported", err)
-	}
-	if rec.Hijacked() {
-		t.Error("Hijacked() after a failed hijack")
-	}
-	if n, err := rec.ReadFrom(strings.NewReader("xyz")); n != 3 || err != nil {
-		t.Errorf("ReadFrom = %d, %v; want 3, nil", n, err)
-	}
+	assert.ErrorIs(t, rec.FlushError(), http.ErrNotSupported, "FlushError()")
+	_, _, err := rec.Hijack()
+	assert.ErrorIs(t, err, http.ErrNotSupported, "Hijack() error")
+	assert.False(t, rec.Hijacked(), "Hijacked() after a failed hijack")
+	n, err := rec.ReadFrom(strings.NewReader("xyz"))
+	assert.NoError(t, err, "ReadFrom")
+	assert.EqualValues(t, 3, n, "ReadFrom")
 }
 
 func TestRecorderFinishHandsOverHeaders(t *testing.T) {
@@ -408,12 +336,8 @@ func TestRecorderFinishHandsOverHeaders(t *testing.T) {
 	rec.Header().Set("X-Only-Header", "1")
 	rec.finish()
 
-	if got := spy.header.Get("X-Only-Header"); got != "1" {
-		t.Errorf("client header X-Only-Header = %q after finish, want 1", got)
-	}
-	if len(spy.statuses) != 0 || rec.Status() != 0 {
-		t.Errorf("finish wrote a status: client %v, Status %d; want none", spy.statuses, rec.Status())
-	}
+	assert.Equal(t, "1", spy.header.Get("X-Only-Header"), "client header X-Only-Header after finish")
+	assert.True(t, len(spy.statuses) == 0 && rec.Status() == 0, "finish wrote a status: client %v, Status %d; want none", spy.statuses, rec.Status())
 }
 
 func TestRecorderInformationalInHoldMode(t *testing.T) {
@@ -424,46 +348,12 @@ func TestRecorderInformationalInHoldMode(t *testing.T) {
 
 	rec.Header().Set("Link", "</a.css>; rel=preload")
 	rec.WriteHeader(http.StatusEarlyHints)
-	if got := spy.statuses; !slices.Equal(got, []int{103}) {
-		t.Fatalf("client statuses = %v, want [103]", got)
-	}
-	if got := spy.sentHeaders[0].Get("Link"); got == "" {
-		t.Error("103 went out without the handler's Link header")
-	}
-	if got := spy.header; got.Get("Link") != "" || got.Get("X-Outer") != "1" {
-		t.Errorf("client map after the 103 = %v, want it restored", got)
-	}
-	if rec.Committed() || rec.Status() != 0 {
-		t.Errorf("after 103 Committed, Status = %t, %d; want false, 0", rec.Committed(), rec.Status())
-	}
+	require.Equal(t, []int{103}, spy.statuses, "client statuses")
+	assert.NotEmpty(t, spy.sentHeaders[0].Get("Link"), "103 went out without the handler's Link header")
+	assert.True(t, spy.header.Get("Link") == "" && spy.header.Get("X-Outer") == "1", "client map after the 103 = %v, want it restored", spy.header)
+	assert.True(t, !rec.Committed() && rec.Status() == 0, "after 103 Committed, Status = %t, %d; want false, 0", rec.Committed(), rec.Status())
 	rec.WriteHeader(http.StatusServiceUnavailable)
-	if !rec.Held() {
-		t.Error("final 503 after a 103 not held")
-	}
-}
-
-func TestRecorderPoolReuse(t *testing.T) {
-	var pool recorderPool
-	spy := newSpy()
-	rec := pool.get(spy, recorderConfig{hold: holdStatus(http.StatusServiceUnavailable), capture: true})
-	rec.Header().Set("X-Old", "1")
-	rec.WriteHeader(http.StatusServiceUnavailable)
-	_, _ = rec.Write([]byte("old"))
-	pool.put(rec)
-
-	spy2 := newSpy()
-	rec = pool.get(spy2, recorderConfig{})
-	if rec.Status() != 0 || rec.Held() || rec.Committed() || len(rec.Body()) != 0 || rec.Overflowed() || rec.Written() != 0 {
-		t.Errorf("recycled recorder carries state: Status %d Held %t Committed %t Body %q",
-			rec.Status(), rec.Held(), rec.Committed(), rec.Body())
-	}
-	if got := rec.Header(); got.Get("X-Old") != "" {
-		t.Errorf("recycled recorder header = %v, want the new client's", got)
-	}
-	_, _ = rec.Write([]byte("new"))
-	if spy2.body.String() != "new" || spy.body.Len() != 0 {
-		t.Errorf("bodies: new client %q, old client %q; want %q, empty", spy2.body.String(), spy.body.String(), "new")
-	}
+	assert.True(t, rec.Held(), "final 503 after a 103 not held")
 }
 
 // serveWith runs handler behind a real server, with its ResponseWriter
@@ -488,8 +378,7 @@ func TestRecorderHijackOnServer(t *testing.T) {
 		func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("X-Lost", "1")
 			conn, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				t.Errorf("Hijack: %v", err)
+			if !assert.NoError(t, err, "Hijack") {
 				return
 			}
 			defer conn.Close()
@@ -497,18 +386,12 @@ func TestRecorderHijackOnServer(t *testing.T) {
 			_ = brw.Flush()
 		})
 	resp, err := srv.Client().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if string(body) != "hijacked" {
-		t.Errorf("body = %q, want %q", body, "hijacked")
-	}
+	assert.Equal(t, "hijacked", string(body), "body")
 	rec := <-recs
-	if !rec.Hijacked() || !rec.Committed() {
-		t.Errorf("Hijacked, Committed = %t, %t; want true, true", rec.Hijacked(), rec.Committed())
-	}
+	assert.True(t, rec.Hijacked() && rec.Committed(), "Hijacked, Committed = %t, %t; want true, true", rec.Hijacked(), rec.Committed())
 }
 
 func TestRecorderFlushOnServer(t *testing.T) {
@@ -516,54 +399,40 @@ func TestRecorderFlushOnServer(t *testing.T) {
 	srv, recs := serveWith(t, recorderConfig{hold: holdStatus(http.StatusServiceUnavailable)},
 		func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = io.WriteString(w, "first\n")
-			if err := http.NewResponseController(w).Flush(); err != nil {
-				t.Errorf("Flush: %v", err)
-			}
+			assert.NoError(t, http.NewResponseController(w).Flush(), "Flush")
 			<-proceed // the client has read the first line
 			_, _ = io.WriteString(w, "second\n")
 		})
 	resp, err := srv.Client().Get(srv.URL)
 	if err != nil {
 		close(proceed)
-		t.Fatal(err)
+		require.NoError(t, err)
 	}
 	defer resp.Body.Close()
 	br := bufio.NewReader(resp.Body)
 	line, err := br.ReadString('\n')
 	close(proceed)
-	if err != nil || line != "first\n" {
-		t.Fatalf("first line = %q, %v; want it flushed before the handler went on", line, err)
-	}
+	require.NoError(t, err, "first line: want it flushed before the handler went on")
+	require.Equal(t, "first\n", line, "first line: want it flushed before the handler went on")
 	rest, _ := io.ReadAll(br)
-	if string(rest) != "second\n" {
-		t.Errorf("rest = %q, want %q", rest, "second\n")
-	}
-	if rec := <-recs; rec.Written() != 13 {
-		t.Errorf("Written() = %d, want 13", rec.Written())
-	}
+	assert.Equal(t, "second\n", string(rest), "rest")
+	assert.EqualValues(t, 13, (<-recs).Written(), "Written()")
 }
 
 func TestRecorderReadFromAndDeadlineOnServer(t *testing.T) {
 	big := strings.Repeat("0123456789", 10000)
 	srv, recs := serveWith(t, recorderConfig{}, func(w http.ResponseWriter, _ *http.Request) {
 		// Reaches the connection through Unwrap.
-		if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute)); err != nil {
-			t.Errorf("SetWriteDeadline: %v", err)
-		}
+		assert.NoError(t, http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute)), "SetWriteDeadline")
 		_, _ = w.(io.ReaderFrom).ReadFrom(strings.NewReader(big))
 	})
 	resp, err := srv.Client().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if string(body) != big {
-		t.Errorf("body is %d bytes, want %d", len(body), len(big))
-	}
-	if rec := <-recs; rec.Written() != int64(len(big)) || rec.Status() != 200 {
-		t.Errorf("Written, Status = %d, %d; want %d, 200", rec.Written(), rec.Status(), len(big))
-	}
+	assert.True(t, string(body) == big, "body is %d bytes, want %d", len(body), len(big))
+	rec := <-recs
+	assert.True(t, rec.Written() == int64(len(big)) && rec.Status() == 200, "Written, Status = %d, %d; want %d, 200", rec.Written(), rec.Status(), len(big))
 }
 
 func TestRecorderEarlyHintsOnServer(t *testing.T) {
@@ -584,18 +453,11 @@ func TestRecorderEarlyHintsOnServer(t *testing.T) {
 	}
 	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, srv.URL, nil)
 	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !slices.Equal(hints, []int{103}) || hintLink == "" {
-		t.Errorf("1xx responses %v with Link %q; want one 103 with the Link", hints, hintLink)
-	}
-	if resp.StatusCode != 200 || string(body) != "final" {
-		t.Errorf("final response %d %q, want 200 %q", resp.StatusCode, body, "final")
-	}
-	if rec := <-recs; rec.Status() != 200 {
-		t.Errorf("Status() = %d, want 200", rec.Status())
-	}
+	assert.True(t, slices.Equal(hints, []int{103}) && hintLink != "", "1xx responses %v with Link %q; want one 103 with the Link", hints, hintLink)
+	assert.Equal(t, 200, resp.StatusCode, "final response status")
+	assert.Equal(t, "final", string(body), "final response body")
+	assert.Equal(t, 200, (<-recs).Status(), "Status()")
 }

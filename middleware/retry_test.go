@@ -14,6 +14,11 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // flakyHandler fails its first failures attempts with status, each with a
@@ -49,9 +54,7 @@ func newRetry(t *testing.T, opts RetryOptions) *Retry {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	rt, err := NewRetry(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return rt
 }
 
@@ -63,22 +66,16 @@ func TestRetryUntilSuccess(t *testing.T) {
 		rr := serve(rt.Handler(h), http.MethodGet)
 		elapsed := time.Since(start)
 
-		if rr.Code != http.StatusOK || rr.Body.String() != "ok" {
-			t.Errorf("client got %d %q, want 200 %q and nothing of the failed attempts", rr.Code, rr.Body.String(), "ok")
-		}
-		if got := rr.Header(); got.Get("X-Failed") != "" || len(got["X-Attempt"]) != 1 || got.Get("X-Attempt") != "3" {
-			t.Errorf("client headers %v, want X-Attempt 3 only", got)
-		}
-		if got := h.calls.Load(); got != 3 {
-			t.Errorf("attempts = %d, want 3", got)
-		}
+		assert.Equal(t, http.StatusOK, rr.Code, "client status: want nothing of the failed attempts")
+		assert.Equal(t, "ok", rr.Body.String(), "client body: want nothing of the failed attempts")
+		got := rr.Header()
+		assert.Empty(t, got.Get("X-Failed"), "client headers %v, want X-Attempt 3 only", got)
+		assert.Equal(t, []string{"3"}, got["X-Attempt"], "client headers %v, want X-Attempt 3 only", got)
+		assert.EqualValues(t, 3, h.calls.Load(), "attempts")
 		// Waits of 100 ms and 200 ms, each ±20%, on synctest's clock.
-		if elapsed < 240*time.Millisecond || elapsed > 360*time.Millisecond {
-			t.Errorf("retrying took %v, want 300ms ±20%%", elapsed)
-		}
-		if s := rt.Stats(); s.Retries != 2 || s.Exhausted != 0 {
-			t.Errorf("Stats() = %+v, want 2 retries, 0 exhausted", s)
-		}
+		assert.True(t, elapsed >= 240*time.Millisecond && elapsed <= 360*time.Millisecond, "retrying took %v, want 300ms ±20%%", elapsed)
+		s := rt.Stats()
+		assert.True(t, s.Retries == 2 && s.Exhausted == 0, "Stats() = %+v, want 2 retries, 0 exhausted", s)
 	})
 }
 
@@ -88,18 +85,12 @@ func TestRetryStopsAtMaxAttempts(t *testing.T) {
 		h := &flakyHandler{failures: 100, status: http.StatusBadGateway}
 		rr := serve(rt.Handler(h), http.MethodGet)
 
-		if got := h.calls.Load(); got != 4 {
-			t.Errorf("attempts = %d, want 4", got)
-		}
-		if rr.Code != http.StatusBadGateway || rr.Body.String() != "attempt 4 failed" {
-			t.Errorf("client got %d %q, want the last attempt's 502 %q", rr.Code, rr.Body.String(), "attempt 4 failed")
-		}
-		if got := rr.Header()["X-Attempt"]; len(got) != 1 || got[0] != "4" {
-			t.Errorf("client X-Attempt = %v, want [4]", got)
-		}
-		if s := rt.Stats(); s.Retries != 3 || s.Exhausted != 1 {
-			t.Errorf("Stats() = %+v, want 3 retries, 1 exhausted", s)
-		}
+		assert.EqualValues(t, 4, h.calls.Load(), "attempts")
+		assert.Equal(t, http.StatusBadGateway, rr.Code, "client status: want the last attempt's")
+		assert.Equal(t, "attempt 4 failed", rr.Body.String(), "client body: want the last attempt's")
+		assert.Equal(t, []string{"4"}, rr.Header()["X-Attempt"], "client X-Attempt")
+		s := rt.Stats()
+		assert.True(t, s.Retries == 3 && s.Exhausted == 1, "Stats() = %+v, want 3 retries, 1 exhausted", s)
 	})
 }
 
@@ -132,16 +123,12 @@ func TestRetryMethodsAndStatuses(t *testing.T) {
 				rt := newRetry(t, tc.opts)
 				h := &flakyHandler{failures: 1, status: tc.status}
 				rr := serve(rt.Handler(h), tc.method)
-				if got := h.calls.Load(); got != tc.wantCalls {
-					t.Errorf("%s answered %d: attempts = %d, want %d", tc.method, tc.status, got, tc.wantCalls)
-				}
+				assert.EqualValues(t, tc.wantCalls, h.calls.Load(), "%s answered %d: attempts", tc.method, tc.status)
 				wantStatus := http.StatusOK
 				if tc.wantCalls == 1 {
 					wantStatus = tc.status
 				}
-				if rr.Code != wantStatus {
-					t.Errorf("client status %d, want %d", rr.Code, wantStatus)
-				}
+				assert.Equal(t, wantStatus, rr.Code, "client status")
 			})
 		})
 	}
@@ -192,12 +179,9 @@ func TestRetryNotAfterCommit(t *testing.T) {
 					calls.Add(1)
 					tc.handler(w, r)
 				})), http.MethodGet)
-				if calls.Load() != 1 {
-					t.Errorf("attempts = %d, want 1", calls.Load())
-				}
-				if rr.Code != http.StatusServiceUnavailable || rr.Body.String() != tc.wantBody {
-					t.Errorf("client got %d %q, want 503 %q", rr.Code, rr.Body.String(), tc.wantBody)
-				}
+				assert.EqualValues(t, 1, calls.Load(), "attempts")
+				assert.Equal(t, http.StatusServiceUnavailable, rr.Code, "client status")
+				assert.Equal(t, tc.wantBody, rr.Body.String(), "client body")
 			})
 		})
 	}
@@ -216,15 +200,10 @@ func TestRetryHonoursDeadline(t *testing.T) {
 
 		// Attempt 1 at 0, a wait of 48-72 ms, attempt 2; the next wait
 		// (96-144 ms) would end past the deadline, so retrying stops at once.
-		if got := h.calls.Load(); got != 2 {
-			t.Errorf("attempts = %d, want 2", got)
-		}
-		if elapsed >= 100*time.Millisecond {
-			t.Errorf("answered after %v, at or past the 100ms deadline", elapsed)
-		}
-		if rr.Code != http.StatusServiceUnavailable || rr.Body.String() != "attempt 2 failed" {
-			t.Errorf("client got %d %q, want the last failed response", rr.Code, rr.Body.String())
-		}
+		assert.EqualValues(t, 2, h.calls.Load(), "attempts")
+		assert.Less(t, elapsed, 100*time.Millisecond, "answered at or past the 100ms deadline")
+		assert.Equal(t, http.StatusServiceUnavailable, rr.Code, "client status: want the last failed response")
+		assert.Equal(t, "attempt 2 failed", rr.Body.String(), "client body: want the last failed response")
 	})
 }
 
@@ -238,15 +217,9 @@ func TestRetryStopsWhenClientGoesAway(t *testing.T) {
 		rr := httptest.NewRecorder()
 		rt.Handler(h).ServeHTTP(rr, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
 
-		if got := h.calls.Load(); got != 1 {
-			t.Errorf("attempts = %d, want 1", got)
-		}
-		if elapsed := time.Since(start); elapsed != 10*time.Millisecond {
-			t.Errorf("answered after %v, want at the cancellation (10ms)", elapsed)
-		}
-		if rr.Code != http.StatusServiceUnavailable {
-			t.Errorf("client status %d, want the held 503", rr.Code)
-		}
+		assert.EqualValues(t, 1, h.calls.Load(), "attempts")
+		assert.Equal(t, 10*time.Millisecond, time.Since(start), "answered after, want at the cancellation")
+		assert.Equal(t, http.StatusServiceUnavailable, rr.Code, "client status: want the held 503")
 	})
 }
 
@@ -265,99 +238,11 @@ func TestRetryAfterSetsMinimumWait(t *testing.T) {
 		start := time.Now()
 		rr := serve(rt.Handler(h), http.MethodGet)
 		elapsed := time.Since(start)
-		if rr.Body.String() != "ok" || calls.Load() != 2 {
-			t.Fatalf("client got %q after %d attempts, want %q after 2", rr.Body.String(), calls.Load(), "ok")
-		}
+		require.Equal(t, "ok", rr.Body.String(), "client body after %d attempts", calls.Load())
+		require.EqualValues(t, 2, calls.Load(), "attempts")
 		// 1s stretched to 2s, then ±50%: between 1s and 3s.
-		if elapsed < time.Second || elapsed > 3*time.Second {
-			t.Errorf("waited %v, want at least the Retry-After of 1s (and at most 3s)", elapsed)
-		}
+		assert.True(t, elapsed >= time.Second && elapsed <= 3*time.Second, "waited %v, want at least the Retry-After of 1s (and at most 3s)", elapsed)
 	})
-}
-
-func TestRetryReplaysBody(t *testing.T) {
-	const payload = "payload"
-	tests := []struct {
-		name      string
-		opts      RetryOptions
-		request   func() *http.Request
-		wantCalls int
-	}{
-		{
-			name:      "buffered",
-			request:   func() *http.Request { return httptest.NewRequest(http.MethodPut, "/", strings.NewReader(payload)) },
-			wantCalls: 2,
-		},
-		{
-			name: "unknown length, buffered",
-			request: func() *http.Request {
-				r := httptest.NewRequest(http.MethodPut, "/", io.MultiReader(strings.NewReader(payload)))
-				r.ContentLength = -1
-				return r
-			},
-			wantCalls: 2,
-		},
-		{
-			name:      "known length over MaxReplayBytes",
-			opts:      RetryOptions{MaxReplayBytes: 4},
-			request:   func() *http.Request { return httptest.NewRequest(http.MethodPut, "/", strings.NewReader(payload)) },
-			wantCalls: 1,
-		},
-		{
-			name: "unknown length over MaxReplayBytes",
-			opts: RetryOptions{MaxReplayBytes: 4},
-			request: func() *http.Request {
-				r := httptest.NewRequest(http.MethodPut, "/", io.MultiReader(strings.NewReader(payload)))
-				r.ContentLength = -1
-				return r
-			},
-			wantCalls: 1,
-		},
-		{
-			name: "GetBody, over MaxReplayBytes",
-			opts: RetryOptions{MaxReplayBytes: 4},
-			request: func() *http.Request {
-				r := httptest.NewRequest(http.MethodPut, "/", strings.NewReader(payload))
-				r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(payload)), nil }
-				return r
-			},
-			wantCalls: 2,
-		},
-		{
-			name: "GetBody fails",
-			request: func() *http.Request {
-				r := httptest.NewRequest(http.MethodPut, "/", strings.NewReader(payload))
-				r.GetBody = func() (io.ReadCloser, error) { return nil, errors.New("gone") }
-				return r
-			},
-			wantCalls: 1,
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				rt := newRetry(t, tc.opts)
-				h := &flakyHandler{failures: 1, status: http.StatusServiceUnavailable}
-				rr := httptest.NewRecorder()
-				rt.Handler(h).ServeHTTP(rr, tc.request())
-				if got := h.calls.Load(); got != int64(tc.wantCalls) {
-					t.Errorf("attempts = %d, want %d", got, tc.wantCalls)
-				}
-				for i, b := range h.bodies {
-					if b != payload {
-						t.Errorf("attempt %d read body %q, want %q", i+1, b, payload)
-					}
-				}
-				wantStatus := http.StatusOK
-				if tc.wantCalls == 1 {
-					wantStatus = http.StatusServiceUnavailable
-				}
-				if rr.Code != wantStatus {
-					t.Errorf("client status %d, want %d", rr.Code, wantStatus)
-				}
-			})
-		})
-	}
 }
 
 func TestRetryPanics(t *testing.T) {
@@ -383,8 +268,8 @@ func TestRetryPanics(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var logs logLines
-				rt := newRetry(t, RetryOptions{RecoverPanics: tc.recoverPanics, Logger: logs.logger()})
+				var logs testlog.Buffer
+				rt := newRetry(t, RetryOptions{RecoverPanics: tc.recoverPanics, Logger: logs.Text(slog.LevelInfo)})
 				var calls atomic.Int64
 				h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 					if calls.Add(1) > int64(tc.failures) {
@@ -407,36 +292,24 @@ func TestRetryPanics(t *testing.T) {
 					return nil
 				}()
 
-				if calls.Load() != tc.wantCalls {
-					t.Errorf("attempts = %d, want %d", calls.Load(), tc.wantCalls)
-				}
+				assert.EqualValues(t, tc.wantCalls, calls.Load(), "attempts")
 				if tc.wantStatus == 0 {
 					err, _ := got.(error)
-					if got != tc.wantPanicIs && !errors.Is(err, tc.wantPanicIs.(error)) {
-						t.Errorf("panic reaching the caller = %v, want %v", got, tc.wantPanicIs)
-					}
+					assert.True(t, got == tc.wantPanicIs || errors.Is(err, tc.wantPanicIs.(error)),
+						"panic reaching the caller = %v, want %v", got, tc.wantPanicIs)
 				} else {
-					if got != nil {
-						t.Errorf("panic reaching the caller = %v, want none", got)
-					}
-					if rr.Code != tc.wantStatus {
-						t.Errorf("client status %d, want %d", rr.Code, tc.wantStatus)
-					}
-					if rr.Header().Get("X-Failed") != "" {
-						t.Errorf("a panicking attempt's header reached the client: %v", rr.Header())
-					}
+					assert.Nil(t, got, "panic reaching the caller")
+					assert.Equal(t, tc.wantStatus, rr.Code, "client status")
+					assert.Empty(t, rr.Header().Get("X-Failed"), "a panicking attempt's header reached the client: %v", rr.Header())
 				}
-				if pe, ok := got.(*panicError); ok && !strings.Contains(pe.Error(), "goroutine") {
-					t.Errorf("passed-on panic %q lacks the original stack", pe.Error())
+				if pe, ok := got.(*panicError); ok {
+					assert.Contains(t, pe.Error(), "goroutine", "passed-on panic lacks the original stack")
 				}
-				lines := logs.lines()
-				if len(lines) != tc.wantLogLines {
-					t.Fatalf("log lines %q, want %d", lines, tc.wantLogLines)
-				}
+				lines := logs.Lines()
+				require.Len(t, lines, tc.wantLogLines, "log lines %q", lines)
 				for _, line := range lines {
-					if !strings.Contains(line, LogKeyPanic+"=boom") || !strings.Contains(line, LogKeyStack+"=") {
-						t.Errorf("panic log line %q lacks the value or stack", line)
-					}
+					assert.True(t, strings.Contains(line, LogKeyPanic+"=boom") && strings.Contains(line, LogKeyStack+"="),
+						"panic log line %q lacks the value or stack", line)
 				}
 			})
 		})
@@ -448,9 +321,7 @@ func TestRetryComposesWithBreaker(t *testing.T) {
 	t.Run("breaker outside", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			b, err := NewBreaker(BreakerOptions{FailureThreshold: 2, Logger: quiet})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			rt := newRetry(t, RetryOptions{})
 			h := &flakyHandler{failures: 100, status: http.StatusServiceUnavailable}
 			guarded := b.Handler(rt.Handler(h))
@@ -459,31 +330,23 @@ func TestRetryComposesWithBreaker(t *testing.T) {
 			}
 			// Two requests of three attempts each, one outcome each; the
 			// third request finds the breaker open.
-			if got := h.calls.Load(); got != 6 {
-				t.Errorf("attempts = %d, want 6", got)
-			}
-			if s := b.Stats(); s.State != BreakerOpen || s.Rejected != 1 {
-				t.Errorf("breaker Stats() = %+v, want open with 1 rejected", s)
-			}
+			assert.EqualValues(t, 6, h.calls.Load(), "attempts")
+			s := b.Stats()
+			assert.True(t, s.State == BreakerOpen && s.Rejected == 1, "breaker Stats() = %+v, want open with 1 rejected", s)
 		})
 	})
 	t.Run("retry outside", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			b, err := NewBreaker(BreakerOptions{FailureThreshold: 2, Logger: quiet})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			rt := newRetry(t, RetryOptions{})
 			h := &flakyHandler{failures: 100, status: http.StatusServiceUnavailable}
 			rr := serve(rt.Handler(b.Handler(h)), http.MethodGet)
 			// Each attempt counts; the third meets the open breaker, whose
 			// Retry-After (10s) is beyond MaxDelay: its 503 is sent.
-			if got := h.calls.Load(); got != 2 {
-				t.Errorf("attempts reaching the handler = %d, want 2", got)
-			}
-			if rr.Code != http.StatusServiceUnavailable || !strings.Contains(rr.Body.String(), "circuit breaker open") {
-				t.Errorf("client got %d %q, want the open breaker's 503", rr.Code, rr.Body.String())
-			}
+			assert.EqualValues(t, 2, h.calls.Load(), "attempts reaching the handler")
+			assert.Equal(t, http.StatusServiceUnavailable, rr.Code, "client status: want the open breaker's 503")
+			assert.Contains(t, rr.Body.String(), "circuit breaker open", "client body: want the open breaker's")
 		})
 	})
 }
@@ -518,14 +381,12 @@ func TestNewRetryOptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rt, err := NewRetry(tc.opts)
 			if tc.wantField == "" {
-				if err != nil || rt == nil {
-					t.Fatalf("NewRetry(%+v) = %v, %v; want a Retry", tc.opts, rt, err)
-				}
+				require.NoError(t, err, "NewRetry(%+v): want a Retry", tc.opts)
+				require.NotNil(t, rt, "NewRetry(%+v): want a Retry", tc.opts)
 				return
 			}
-			if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tc.wantField) {
-				t.Errorf("NewRetry(%+v) error = %v, want ErrInvalidOption naming %s", tc.opts, err, tc.wantField)
-			}
+			assert.ErrorIs(t, err, ErrInvalidOption, "NewRetry(%+v)", tc.opts)
+			assert.ErrorContains(t, err, tc.wantField, "NewRetry(%+v): want the error naming the field", tc.opts)
 		})
 	}
 }
@@ -557,15 +418,12 @@ func TestRetryAfterHeader(t *testing.T) {
 				h.Set("Retry-After", tc.value)
 			}
 			got, ok := retryAfter(h)
-			if ok != tc.wantOK {
-				t.Fatalf("retryAfter(%q) ok = %t, want %t", tc.value, ok, tc.wantOK)
-			}
+			require.Equal(t, tc.wantOK, ok, "retryAfter(%q) ok", tc.value)
 			if tc.approx {
-				if d := tc.want - got; d < 0 || d > 2*time.Second {
-					t.Errorf("retryAfter(%q) = %v, want about %v", tc.value, got, tc.want)
-				}
-			} else if got != tc.want {
-				t.Errorf("retryAfter(%q) = %v, want %v", tc.value, got, tc.want)
+				d := tc.want - got
+				assert.True(t, d >= 0 && d <= 2*time.Second, "retryAfter(%q) = %v, want about %v", tc.value, got, tc.want)
+			} else {
+				assert.Equal(t, tc.want, got, "retryAfter(%q)", tc.value)
 			}
 		})
 	}
@@ -577,9 +435,7 @@ func FuzzRetryAfter(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		wait, ok := retryAfter(http.Header{"Retry-After": {s}})
-		if wait < 0 || (!ok && wait != 0) {
-			t.Errorf("retryAfter(%q) = %v, %t; want a wait of 0 or more, 0 when not ok", s, wait, ok)
-		}
+		assert.False(t, wait < 0 || (!ok && wait != 0), "retryAfter(%q) = %v, %t; want a wait of 0 or more, 0 when not ok", s, wait, ok)
 	})
 }
 
@@ -592,18 +448,14 @@ func BenchmarkRetry(b *testing.B) {
 	})
 	b.Run("first-attempt-ok", func(b *testing.B) {
 		rt, err := NewRetry(RetryOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
 		runBench(b, rt.Handler(http.HandlerFunc(benchHandler)))
 	})
 	// Not in the budget: the cost of one retry through failsafe's executor,
 	// with a wait of about a nanosecond.
 	b.Run("retried-once", func(b *testing.B) {
 		rt, err := NewRetry(RetryOptions{InitialDelay: time.Nanosecond, MaxDelay: time.Nanosecond})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
 		fail := false
 		runBench(b, rt.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if fail = !fail; fail {
@@ -630,11 +482,8 @@ func TestRetryNotForAClientThatLeft(t *testing.T) {
 		})
 		rr := httptest.NewRecorder()
 		rt.Handler(h).ServeHTTP(rr, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
-		if got := calls.Load(); got != 1 {
-			t.Errorf("attempts for a client that left = %d, want 1", got)
-		}
-		if s := rt.Stats(); s.Retries != 0 || s.Exhausted != 0 {
-			t.Errorf("Stats() = %+v, want no retry and nothing exhausted", s)
-		}
+		assert.EqualValues(t, 1, calls.Load(), "attempts for a client that left")
+		s := rt.Stats()
+		assert.True(t, s.Retries == 0 && s.Exhausted == 0, "Stats() = %+v, want no retry and nothing exhausted", s)
 	})
 }

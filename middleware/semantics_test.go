@@ -130,7 +130,7 @@ func (e *proxyEnv) stored(n int) {
 		select {
 		case <-e.store.sets:
 		case <-time.After(10 * time.Second):
-			e.t.Fatalf("timed out waiting for a write; stats %+v", e.cache.Stats())
+			require.Failf(e.t, "timed out", "waiting for a write; stats %+v", e.cache.Stats())
 		}
 	}
 }

@@ -78,8 +78,8 @@ func FuzzDecodeIndex(f *testing.F) {
 			return
 		}
 		again, err := decodeIndex(appendIndex(nil, &ix))
-		if err != nil || len(again.names) != len(ix.names) || len(again.variants) != len(ix.variants) {
-			t.Fatalf("decoded index %+v does not round-trip: %+v, %v", ix, again, err)
-		}
+		require.NoError(t, err, "decoded index %+v does not round-trip", ix)
+		require.Len(t, again.names, len(ix.names), "decoded index %+v does not round-trip: %+v", ix, again)
+		require.Len(t, again.variants, len(ix.variants), "decoded index %+v does not round-trip: %+v", ix, again)
 	})
 }
