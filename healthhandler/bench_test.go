@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/steadfast-go/steadfast/healthhandler"
 )
 
@@ -24,18 +26,12 @@ var _ http.ResponseWriter = (*discardWriter)(nil)
 // microsecond.
 func BenchmarkServeHTTP(b *testing.B) {
 	h, err := healthhandler.New(healthhandler.Options{Logger: discard(), ShowDetails: showDetails})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	defer h.Close()
 	for _, c := range goldenChecks("warn") {
-		if err := h.Add(c); err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, h.Add(c), "Add(%q)", c.Name)
 	}
-	if err := h.WaitChecked(b.Context()); err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, h.WaitChecked(b.Context()))
 	for _, path := range []string{"/health", "/health/ready", "/health/live"} {
 		b.Run(path, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, path, nil)

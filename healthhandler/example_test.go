@@ -3,6 +3,7 @@ package healthhandler_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -109,7 +110,7 @@ func ExampleCheck() {
 
 	show(srv.URL + "/health")
 	_ = health.Add(healthhandler.Check{Name: "db", Critical: true, Run: func(ctx context.Context) ([]healthhandler.Observation, error) {
-		return nil, fmt.Errorf("dial tcp db.internal:5432: connection refused")
+		return nil, errors.New("dial tcp db.internal:5432: connection refused")
 	}})
 	_ = health.WaitChecked(context.Background())
 	show(srv.URL + "/health")

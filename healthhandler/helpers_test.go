@@ -1,7 +1,7 @@
 package healthhandler_test
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/steadfast-go/steadfast/healthhandler"
+	"github.com/steadfast-go/steadfast/resilience"
 )
 
 // t0 is the reports' clock in tests that compare bytes.
@@ -29,6 +33,81 @@ const detailsHeader = "X-Test-Details"
 
 func showDetails(r *http.Request) bool { return r.Header.Get(detailsHeader) == "yes" }
 
+// newHandler builds a Handler closed when the test ends.
+func newHandler(t *testing.T, opts healthhandler.Options) *healthhandler.Handler {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = discard()
+	}
+	h, err := healthhandler.New(opts)
+	require.NoError(t, err, "New")
+	t.Cleanup(func() { _ = h.Close() })
+	return h
+}
+
+func mustAdd(t *testing.T, h *healthhandler.Handler, c healthhandler.Check) {
+	t.Helper()
+	require.NoError(t, h.Add(c), "Add(%q)", c.Name)
+}
+
+// mustCheck returns a function that returns a check constructor's Check,
+// failing t when the constructor returned an error.
+func mustCheck(t testing.TB) func(healthhandler.Check, error) healthhandler.Check {
+	return func(c healthhandler.Check, err error) healthhandler.Check {
+		t.Helper()
+		require.NoError(t, err, "check constructor")
+		return c
+	}
+}
+
+// second returns its second argument: the error of a check constructor.
+func second(_ healthhandler.Check, err error) error { return err }
+
+func waitChecked(t *testing.T, h *healthhandler.Handler) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, h.WaitChecked(ctx), "WaitChecked")
+}
+
+// fixed returns a Run giving the same result every time.
+func fixed(obs []healthhandler.Observation, err error) func(context.Context) ([]healthhandler.Observation, error) {
+	return func(context.Context) ([]healthhandler.Observation, error) { return obs, err }
+}
+
+// newRedis guards a client of cfg; it is closed when the test ends. Its
+// deadlines are generous (unless opts sets them) so that a loaded machine
+// does not turn a slow answer into a failure.
+func newRedis(t *testing.T, cfg resilience.Config, opts resilience.Options) *resilience.Redis {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = discard()
+	}
+	if opts.OpTimeout == 0 {
+		opts.OpTimeout = time.Second
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	r, err := resilience.NewRedis(cfg, opts)
+	require.NoError(t, err, "NewRedis")
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// settle closes what a synctest bubble started and lets go-redis's
+// background redials end: after failed dials go-redis starts a goroutine
+// that sleeps a second before it notices its pool is closed, and a bubble
+// whose main goroutine has returned lets no time pass. Close errors (a
+// heartbeat that cannot remove itself from a Redis that is down) are
+// expected here and tested elsewhere.
+func settle(closers ...io.Closer) {
+	for _, c := range closers {
+		_ = c.Close()
+	}
+	time.Sleep(2 * time.Second)
+}
+
 // response is one answer of the handler.
 type response struct {
 	code   int
@@ -37,7 +116,8 @@ type response struct {
 }
 
 // get serves one request straight through h (no network) and checks the
-// headers and, when there is a body, the draft's structure.
+// headers and, when there is a body, the draft's structure. It only
+// asserts, so it may run on any goroutine.
 func get(t *testing.T, h http.Handler, method, path string, details bool) response {
 	t.Helper()
 	req := httptest.NewRequest(method, path, nil)
@@ -47,13 +127,9 @@ func get(t *testing.T, h http.Handler, method, path string, details bool) respon
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	res := response{code: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
-	if got := res.header.Get("Cache-Control"); got != "no-store" {
-		t.Errorf("%s %s: Cache-Control %q, want no-store", method, path, got)
-	}
+	assert.Equal(t, "no-store", res.header.Get("Cache-Control"), "%s %s: Cache-Control", method, path)
 	if method == http.MethodGet && res.code != http.StatusMethodNotAllowed {
-		if got := res.header.Get("Content-Type"); got != healthhandler.MediaType {
-			t.Errorf("%s %s: Content-Type %q, want %q", method, path, got, healthhandler.MediaType)
-		}
+		assert.Equal(t, healthhandler.MediaType, res.header.Get("Content-Type"), "%s %s: Content-Type", method, path)
 		checkDraftShape(t, res.body, details)
 	}
 	return res
@@ -62,9 +138,7 @@ func get(t *testing.T, h http.Handler, method, path string, details bool) respon
 func decode(t *testing.T, body []byte) healthhandler.Report {
 	t.Helper()
 	var r healthhandler.Report
-	if err := json.Unmarshal(body, &r); err != nil {
-		t.Fatalf("decode report: %v\n%s", err, body)
-	}
+	require.NoError(t, json.Unmarshal(body, &r), "decode report:\n%s", body)
 	return r
 }
 
@@ -79,24 +153,22 @@ var (
 // Check Response Format for HTTP APIs": known fields only, a status of
 // pass, warn or fail, checks keyed component:measurement, each an array of
 // objects with a status and an RFC 3339 time. Only a detailed view may
-// carry output on a pass (the draft says it SHOULD be left out).
+// carry output on a pass (the draft says it SHOULD be left out). It only
+// asserts, so it may run on any goroutine.
 func checkDraftShape(t *testing.T, body []byte, details bool) {
 	t.Helper()
 	var top map[string]any
-	if err := json.Unmarshal(body, &top); err != nil {
-		t.Fatalf("body is not a JSON object: %v\n%s", err, body)
+	if !assert.NoError(t, json.Unmarshal(body, &top), "body is not a JSON object:\n%s", body) {
+		return
 	}
 	for k := range top {
-		if !slices.Contains(draftTop, k) {
-			t.Errorf("top-level field %q is not in the draft", k)
-		}
+		assert.Contains(t, draftTop, k, "top-level field %q is not in the draft", k)
 	}
 	checkStatus(t, "top-level", top["status"])
 	for _, k := range []string{"version", "releaseId", "output", "serviceId", "description"} {
 		if v, ok := top[k]; ok {
-			if s, isString := v.(string); !isString || s == "" {
-				t.Errorf("%s = %#v, want a non-empty string or no field", k, v)
-			}
+			s, isString := v.(string)
+			assert.True(t, isString && s != "", "%s = %#v, want a non-empty string or no field", k, v)
 		}
 	}
 	checks, ok := top["checks"]
@@ -104,49 +176,38 @@ func checkDraftShape(t *testing.T, body []byte, details bool) {
 		return
 	}
 	obj, ok := checks.(map[string]any)
-	if !ok {
-		t.Fatalf("checks = %T, want an object", checks)
+	if !assert.True(t, ok, "checks = %T, want an object", checks) {
+		return
 	}
 	for key, v := range obj {
-		if !draftKey.MatchString(key) {
-			t.Errorf("check key %q is not component:measurement", key)
-		}
+		assert.Regexp(t, draftKey, key, "check key %q is not component:measurement", key)
 		arr, ok := v.([]any)
-		if !ok || len(arr) == 0 {
-			t.Errorf("checks[%q] = %T %v, want a non-empty array", key, v, v)
+		if !assert.True(t, ok && len(arr) > 0, "checks[%q] = %T %v, want a non-empty array", key, v, v) {
 			continue
 		}
 		for i, e := range arr {
 			item, ok := e.(map[string]any)
-			if !ok {
-				t.Errorf("checks[%q][%d] = %T, want an object", key, i, e)
+			if !assert.True(t, ok, "checks[%q][%d] = %T, want an object", key, i, e) {
 				continue
 			}
 			where := fmt.Sprintf("checks[%q][%d]", key, i)
 			for f := range item {
-				if !slices.Contains(draftCheck, f) {
-					t.Errorf("%s: field %q is not in the draft", where, f)
-				}
+				assert.Contains(t, draftCheck, f, "%s: field %q is not in the draft", where, f)
 			}
 			checkStatus(t, where, item["status"])
 			ts, _ := item["time"].(string)
-			if _, err := time.Parse(time.RFC3339, ts); err != nil {
-				t.Errorf("%s: time %q is not RFC 3339: %v", where, ts, err)
-			}
-			if ct, ok := item["componentType"]; ok && !slices.Contains([]any{"component", "datastore", "system"}, ct) {
-				t.Errorf("%s: componentType %v, want component, datastore or system", where, ct)
+			_, err := time.Parse(time.RFC3339, ts)
+			assert.NoError(t, err, "%s: time %q is not RFC 3339", where, ts)
+			if ct, ok := item["componentType"]; ok {
+				assert.Contains(t, []any{"component", "datastore", "system"}, ct, "%s: componentType %v, want component, datastore or system", where, ct)
 			}
 			for _, f := range []string{"componentId", "observedUnit", "output"} {
 				if v, ok := item[f]; ok {
-					if _, isString := v.(string); !isString {
-						t.Errorf("%s: %s = %T, want a string", where, f, v)
-					}
+					assert.IsType(t, "", v, "%s: %s = %T, want a string", where, f, v)
 				}
 			}
-			if item["status"] == "pass" {
-				if _, ok := item["output"]; ok && !details {
-					t.Errorf("%s: output on a pass (the draft says omit it): %v", where, item["output"])
-				}
+			if item["status"] == "pass" && !details {
+				assert.NotContains(t, item, "output", "%s: output on a pass (the draft says omit it): %v", where, item["output"])
 			}
 		}
 	}
@@ -154,9 +215,7 @@ func checkDraftShape(t *testing.T, body []byte, details bool) {
 
 func checkStatus(t *testing.T, where string, v any) {
 	t.Helper()
-	if !slices.Contains([]any{"pass", "warn", "fail"}, v) {
-		t.Errorf("%s status = %#v, want pass, warn or fail", where, v)
-	}
+	assert.Contains(t, []any{"pass", "warn", "fail"}, v, "%s status = %#v, want pass, warn or fail", where, v)
 }
 
 // changes records OnChange events and lets a test wait for one.
@@ -200,29 +259,7 @@ func (c *changes) wait(t *testing.T, from int, limit time.Duration, match func(h
 		select {
 		case <-c.notify:
 		case <-deadline.C:
-			t.Fatalf("no matching change within %v; changes: %+v", limit, all)
+			require.Failf(t, "no matching change", "none within %v; changes: %+v", limit, all)
 		}
 	}
 }
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
-
-var _ io.Writer = (*syncBuffer)(nil)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/resilience"
@@ -39,22 +41,15 @@ func TestCheckStatsWorkers(t *testing.T) {
 	mustAdd(t, h, two)
 	mustAdd(t, h, unknown)
 	mustAdd(t, h, plain)
-	if err := h.WaitChecked(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, h.WaitChecked(ctx))
 	got := map[string]healthhandler.CheckStats{}
 	for _, cs := range h.Stats().Checks {
 		got[cs.Name] = cs
 	}
-	if cs := got["pool"]; !cs.CountsWorkers || cs.Workers != 3 {
-		t.Errorf("pool: Workers %d, CountsWorkers %v; want 3, true", cs.Workers, cs.CountsWorkers)
-	}
-	if cs := got["lost"]; cs.CountsWorkers {
-		t.Errorf("lost: a run without a count reports %d workers", cs.Workers)
-	}
-	if cs := got["plain"]; cs.CountsWorkers {
-		t.Errorf("plain: a check without WorkersMeasurement reports %d workers", cs.Workers)
-	}
+	assert.True(t, got["pool"].CountsWorkers, "pool: CountsWorkers")
+	assert.Equal(t, 3, got["pool"].Workers, "pool: Workers")
+	assert.False(t, got["lost"].CountsWorkers, "lost: a run without a count reports %d workers", got["lost"].Workers)
+	assert.False(t, got["plain"].CountsWorkers, "plain: a check without WorkersMeasurement reports %d workers", got["plain"].Workers)
 }
 
 // TestWorkersCheckStats: the heartbeat check counts its live workers into
@@ -67,9 +62,9 @@ func TestWorkersCheckStats(t *testing.T) {
 		h := newHandler(t, healthhandler.Options{})
 		mustAdd(t, h, mustCheck(t)(healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey, Interval: 5 * time.Second})))
 		synctest.Wait()
-		if cs := h.Stats().Checks[0]; !cs.CountsWorkers || cs.Workers != 1 {
-			t.Errorf("one worker beating: Workers %d, CountsWorkers %v; want 1, true", cs.Workers, cs.CountsWorkers)
-		}
+		cs := h.Stats().Checks[0]
+		assert.True(t, cs.CountsWorkers, "one worker beating: CountsWorkers")
+		assert.Equal(t, 1, cs.Workers, "one worker beating: Workers")
 		settle(h, hb)
 	})
 }

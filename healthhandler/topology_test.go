@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/internal/redisproc"
 	"github.com/steadfast-go/steadfast/internal/redistest"
@@ -26,7 +29,7 @@ func waitReport(t *testing.T, h http.Handler, limit time.Duration, ok func(healt
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("report never as wanted: %+v", rep)
+	require.Failf(t, "report never as wanted", "within %v: %+v", limit, rep)
 	return rep
 }
 
@@ -35,9 +38,7 @@ func noAddresses(t *testing.T, h http.Handler, addrs []string) {
 	t.Helper()
 	body := string(get(t, h, http.MethodGet, "/health", false).body)
 	for _, a := range addrs {
-		if strings.Contains(body, a) {
-			t.Errorf("public report names %s: %s", a, body)
-		}
+		assert.NotContains(t, body, a, "public report names an address")
 	}
 }
 
@@ -53,14 +54,13 @@ func TestRedisCheckSentinelTopology(t *testing.T) {
 	rep := waitReport(t, h, 10*time.Second, func(r healthhandler.Report) bool {
 		return r.Status == healthhandler.StatusPass && len(r.Checks["redis:master"]) == 1
 	})
-	if got := rep.Checks["redis:master"][0].ComponentID; got != master {
-		t.Errorf("redis:master componentId %q, want %q", got, master)
+	assert.Equal(t, master, rep.Checks["redis:master"][0].ComponentID, "redis:master componentId")
+	if got := rep.Checks["redis:replicas"]; assert.Len(t, got, 1, "redis:replicas = %+v", got) {
+		assert.Equal(t, st.Data[1].Addr(), got[0].ComponentID, "redis:replicas = %+v", got)
+		assert.Equal(t, "ok", got[0].ObservedValue, "redis:replicas = %+v", got)
 	}
-	if got := rep.Checks["redis:replicas"]; len(got) != 1 || got[0].ComponentID != st.Data[1].Addr() || got[0].ObservedValue != "ok" {
-		t.Errorf("redis:replicas = %+v, want %s ok", got, st.Data[1].Addr())
-	}
-	if got := rep.Checks["redis:sentinels"]; len(got) != 1 || got[0].Status != healthhandler.StatusPass {
-		t.Errorf("redis:sentinels = %+v, want pass", got)
+	if got := rep.Checks["redis:sentinels"]; assert.Len(t, got, 1, "redis:sentinels = %+v", got) {
+		assert.Equal(t, healthhandler.StatusPass, got[0].Status, "redis:sentinels = %+v", got)
 	}
 	noAddresses(t, h, append(st.SentinelAddrs(), master, st.Data[1].Addr()))
 
@@ -92,8 +92,10 @@ func TestRedisCheckClusterTopology(t *testing.T) {
 				masters++
 			}
 		}
-		if s := rep.Checks["redis:slots"]; masters != 3 || len(s) != 1 || s[0].ObservedValue.(map[string]any)["covered"] != float64(resilience.ClusterSlots) {
-			t.Errorf("masters %d, slots %+v; want 3 masters, all slots covered", masters, s)
+		s := rep.Checks["redis:slots"]
+		assert.Equal(t, 3, masters, "masters; slots %+v", s)
+		if assert.Len(t, s, 1, "slots %+v", s) {
+			assert.Equal(t, float64(resilience.ClusterSlots), s[0].ObservedValue.(map[string]any)["covered"], "slots %+v, want all covered", s)
 		}
 		noAddresses(t, h, c.Addrs())
 		_ = h.Close()
@@ -106,9 +108,7 @@ func TestRedisCheckClusterTopology(t *testing.T) {
 	mustAdd(t, h, mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: 20 * time.Millisecond})))
 	waitReport(t, h, 10*time.Second, func(r healthhandler.Report) bool { return r.Status == healthhandler.StatusPass })
 	victim, err := c.MasterFor(context.Background(), 0, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	node := c.Node(victim)
 	node.Kill()
 	waitReport(t, h, 10*time.Second, func(r healthhandler.Report) bool {

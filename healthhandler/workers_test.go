@@ -2,15 +2,14 @@ package healthhandler_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"slices"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/steadfast-go/steadfast/healthhandler"
@@ -49,9 +48,7 @@ func startWorker(t *testing.T, m *miniredis.Miniredis, id string, now func() tim
 	t.Helper()
 	rdb := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{Now: now})
 	hb, err := resilience.NewHeartbeat(rdb, resilience.HeartbeatOptions{Key: workersKey, ID: id, Interval: 5 * time.Second, Logger: discard()})
-	if err != nil {
-		t.Fatalf("NewHeartbeat(%s): %v", id, err)
-	}
+	require.NoError(t, err, "NewHeartbeat(%s)", id)
 	t.Cleanup(func() { _ = hb.Close() })
 	return hb, rdb
 }
@@ -59,9 +56,7 @@ func startWorker(t *testing.T, m *miniredis.Miniredis, id string, now func() tim
 func workersCount(t *testing.T, h *healthhandler.Handler, details bool) healthhandler.CheckResult {
 	t.Helper()
 	res := decode(t, get(t, h, http.MethodGet, "/health", details).body).Checks["workers:count"]
-	if len(res) != 1 {
-		t.Fatalf("workers:count = %+v, want one object", res)
-	}
+	require.Len(t, res, 1, "workers:count = %+v, want one object", res)
 	return res[0]
 }
 
@@ -80,41 +75,32 @@ func TestWorkersDeadAfterTTL(t *testing.T) {
 		synctest.Wait()
 
 		c := workersCount(t, h, false)
-		if c.Status != healthhandler.StatusPass || c.ObservedValue != float64(2) || c.ComponentType != "component" || c.Output != "" {
-			t.Fatalf("two workers beating: %+v, want pass with 2", c)
-		}
-		if d := workersCount(t, h, true); d.Output != "alive: w2, w1" && d.Output != "alive: w1, w2" {
-			t.Errorf("detailed output %q, want the live IDs", d.Output)
-		}
+		require.Equal(t, healthhandler.StatusPass, c.Status, "two workers beating: %+v", c)
+		require.Equal(t, float64(2), c.ObservedValue, "two workers beating: %+v", c)
+		require.Equal(t, "component", c.ComponentType, "two workers beating: %+v", c)
+		require.Empty(t, c.Output, "two workers beating: %+v", c)
+		assert.Contains(t, []string{"alive: w2, w1", "alive: w1, w2"}, workersCount(t, h, true).Output, "detailed output, want the live IDs")
 
 		_ = w2.Close() // worker 2 dies: no more beats, and no Close of its heartbeat
 		clock.advance(10 * time.Second)
-		if c := workersCount(t, h, false); c.ObservedValue != float64(2) {
-			t.Errorf("10 s after w2 died (TTL 15 s): %+v, want still 2", c)
-		}
+		c = workersCount(t, h, false)
+		assert.Equal(t, float64(2), c.ObservedValue, "10 s after w2 died (TTL 15 s): %+v, want still 2", c)
 		clock.advance(10 * time.Second)
 		c = workersCount(t, h, false)
-		if c.Status != healthhandler.StatusFail || c.ObservedValue != float64(1) || c.Output != "1 workers alive, want at least 2" {
-			t.Errorf("20 s after w2 died: %+v, want fail with 1 of 2", c)
-		}
+		assert.Equal(t, healthhandler.StatusFail, c.Status, "20 s after w2 died: %+v", c)
+		assert.Equal(t, float64(1), c.ObservedValue, "20 s after w2 died: %+v", c)
+		assert.Equal(t, "1 workers alive, want at least 2", c.Output, "20 s after w2 died: %+v", c)
 		res := get(t, h, http.MethodGet, "/health", false)
-		if rep := decode(t, res.body); res.code != 200 || rep.Status != healthhandler.StatusWarn {
-			t.Errorf("non-critical workers failing: HTTP %d %q, want 200 warn", res.code, rep.Status)
-		}
-		if strings.Contains(string(res.body), "w1") || strings.Contains(string(res.body), "w2") {
-			t.Errorf("public report shows worker IDs: %s", res.body)
-		}
-		if d := workersCount(t, h, true); d.Output != "1 workers alive, want at least 2: alive: w1; dead: w2 (20s ago)" {
-			t.Errorf("detailed output %q, want live and dead IDs", d.Output)
-		}
+		assert.Equal(t, 200, res.code, "non-critical workers failing: HTTP code")
+		assert.Equal(t, healthhandler.StatusWarn, decode(t, res.body).Status, "non-critical workers failing: status")
+		assert.NotContains(t, string(res.body), "w1", "public report shows worker IDs")
+		assert.NotContains(t, string(res.body), "w2", "public report shows worker IDs")
+		assert.Equal(t, "1 workers alive, want at least 2: alive: w1; dead: w2 (20s ago)", workersCount(t, h, true).Output, "detailed output, want live and dead IDs")
 
-		if err := hb1.Close(); err != nil {
-			t.Errorf("Close w1: %v", err)
-		}
+		assert.NoError(t, hb1.Close(), "Close w1")
 		clock.advance(5 * time.Second)
-		if c := workersCount(t, h, false); c.ObservedValue != float64(0) {
-			t.Errorf("after w1 closed: %+v, want 0 at once (Close removes it)", c)
-		}
+		c = workersCount(t, h, false)
+		assert.Equal(t, float64(0), c.ObservedValue, "after w1 closed: %+v, want 0 at once (Close removes it)", c)
 		settle(h, hb2)
 	})
 }
@@ -133,16 +119,16 @@ func TestWorkersIgnoreHostClocks(t *testing.T) {
 		mustAdd(t, h, mustCheck(t)(healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey, TTL: 15 * time.Second, Min: 2, Interval: 5 * time.Second})))
 		synctest.Wait()
 		for i := range 4 {
-			if c := workersCount(t, h, false); c.Status != healthhandler.StatusPass || c.ObservedValue != float64(2) {
-				t.Fatalf("after %d s: %+v, want both workers alive", 5*i, c)
-			}
+			c := workersCount(t, h, false)
+			require.Equal(t, healthhandler.StatusPass, c.Status, "after %d s: %+v, want both workers alive", 5*i, c)
+			require.Equal(t, float64(2), c.ObservedValue, "after %d s: %+v, want both workers alive", 5*i, c)
 			clock.advance(5 * time.Second)
 		}
 		// The scores are the server's time, not any host's.
 		for _, id := range []string{"behind", "ahead"} {
 			score, err := m.ZScore(workersKey, id)
-			if err != nil || time.UnixMilli(int64(score)).Sub(clock.now).Abs() > 5*time.Second {
-				t.Errorf("score of %s = %v (%v), want near the server's %v", id, time.UnixMilli(int64(score)), err, clock.now)
+			if assert.NoError(t, err, "score of %s", id) {
+				assert.WithinDuration(t, clock.now, time.UnixMilli(int64(score)), 5*time.Second, "score of %s, want near the server's time", id)
 			}
 		}
 	})
@@ -152,21 +138,19 @@ func TestWorkersPrunesLongDead(t *testing.T) {
 	m := miniredis.RunT(t)
 	newServerClock(m)
 	for id, age := range map[string]time.Duration{"fresh": 0, "dead": 10 * time.Minute, "ghost": 3 * time.Hour} {
-		if _, err := m.ZAdd(workersKey, float64(serverTime.Add(-age).UnixMilli()), id); err != nil {
-			t.Fatal(err)
-		}
+		_, err := m.ZAdd(workersKey, float64(serverTime.Add(-age).UnixMilli()), id)
+		require.NoError(t, err)
 	}
 	api := newRedis(t, resilience.Config{Addr: m.Addr()}, resilience.Options{})
 	h := newHandler(t, healthhandler.Options{ShowDetails: showDetails})
 	mustAdd(t, h, mustCheck(t)(healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey})))
 	waitChecked(t, h)
-	if d := workersCount(t, h, true); d.ObservedValue != float64(1) || d.Output != "alive: fresh; dead: dead (600s ago)" {
-		t.Errorf("workers:count = %+v, want 1 alive, dead listed, ghost gone", d)
-	}
+	d := workersCount(t, h, true)
+	assert.Equal(t, float64(1), d.ObservedValue, "workers:count = %+v, want 1 alive", d)
+	assert.Equal(t, "alive: fresh; dead: dead (600s ago)", d.Output, "workers:count = %+v, want dead listed, ghost gone", d)
 	members, _ := m.ZMembers(workersKey)
-	if slices.Contains(members, "ghost") || !slices.Contains(members, "dead") {
-		t.Errorf("set after the check = %v, want ghost (3 h) pruned and dead (10 min) kept", members)
-	}
+	assert.NotContains(t, members, "ghost", "set after the check, want ghost (3 h) pruned")
+	assert.Contains(t, members, "dead", "set after the check, want dead (10 min) kept")
 }
 
 func TestWorkersRedisFailing(t *testing.T) {
@@ -177,12 +161,12 @@ func TestWorkersRedisFailing(t *testing.T) {
 	mustAdd(t, h, mustCheck(t)(healthhandler.Workers(api, healthhandler.WorkersOptions{Key: workersKey, Critical: true})))
 	waitChecked(t, h)
 	res := get(t, h, http.MethodGet, "/health", false)
-	if c := workersCount(t, h, false); res.code != 503 || c.Status != healthhandler.StatusFail || c.Output != "workers unknown: redis unavailable" || c.ObservedValue != nil {
-		t.Errorf("critical workers with Redis failing: HTTP %d %+v, want 503 and \"workers unknown: redis unavailable\"", res.code, c)
-	}
-	if d := workersCount(t, h, true); !strings.Contains(d.Output, "READONLY") {
-		t.Errorf("detailed output %q, want the specific error", d.Output)
-	}
+	c := workersCount(t, h, false)
+	assert.Equal(t, 503, res.code, "critical workers with Redis failing: %+v", c)
+	assert.Equal(t, healthhandler.StatusFail, c.Status, "critical workers with Redis failing: %+v", c)
+	assert.Equal(t, "workers unknown: redis unavailable", c.Output, "critical workers with Redis failing: %+v", c)
+	assert.Nil(t, c.ObservedValue, "critical workers with Redis failing: %+v", c)
+	assert.Contains(t, workersCount(t, h, true).Output, "READONLY", "detailed output, want the specific error")
 }
 
 func TestWorkersOptionsErrors(t *testing.T) {
@@ -200,9 +184,9 @@ func TestWorkersOptionsErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := healthhandler.Workers(api, tc.opts); !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Workers(%+v) = %v, want ErrInvalidOption naming %q", tc.opts, err, tc.want)
-			}
+			_, err := healthhandler.Workers(api, tc.opts)
+			assert.ErrorIs(t, err, healthhandler.ErrInvalidOption, "Workers(%+v)", tc.opts)
+			assert.ErrorContains(t, err, tc.want, "Workers(%+v)", tc.opts)
 		})
 	}
 }
@@ -213,18 +197,12 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 	m := miniredis.RunT(t)
 	ignore := goleak.IgnoreCurrent()
 	rdb, err := resilience.NewRedis(resilience.Config{Addr: m.Addr()}, resilience.Options{Logger: discard(), OpTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	hb, err := resilience.NewHeartbeat(rdb, resilience.HeartbeatOptions{Key: workersKey, Interval: time.Millisecond, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	events := newChanges()
 	h, err := healthhandler.New(healthhandler.Options{Logger: discard(), OnChange: events.record})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	started := make(chan struct{})
 	for _, c := range []healthhandler.Check{
 		mustCheck(t)(healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: time.Millisecond})),
@@ -235,9 +213,7 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 			return nil, ctx.Err()
 		}},
 	} {
-		if err := h.Add(c); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, h.Add(c), "Add(%q)", c.Name)
 	}
 	<-started
 	seen := 0
@@ -245,14 +221,8 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 		events.wait(t, 0, 10*time.Second, func(healthhandler.Change) bool { return len(events.list()) >= 2 })
 		seen = len(events.list())
 	}
-	if err := h.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
-	if err := hb.Close(); err != nil {
-		t.Errorf("heartbeat Close: %v", err)
-	}
-	if err := rdb.Close(); err != nil {
-		t.Errorf("redis Close: %v", err)
-	}
+	assert.NoError(t, h.Close(), "Close")
+	assert.NoError(t, hb.Close(), "heartbeat Close")
+	assert.NoError(t, rdb.Close(), "redis Close")
 	goleak.VerifyNone(t, ignore)
 }

@@ -2,7 +2,6 @@ package asynq
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/healthhandler/internal/detail"
@@ -23,9 +24,7 @@ func testRedis(t *testing.T, addr string) *resilience.Redis {
 	t.Helper()
 	rdb, err := resilience.NewRedis(resilience.Config{Addr: addr},
 		resilience.Options{Logger: slog.New(slog.DiscardHandler), OpTimeout: time.Second})
-	if err != nil {
-		t.Fatalf("NewRedis: %v", err)
-	}
+	require.NoError(t, err, "NewRedis")
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -34,9 +33,7 @@ func testRedis(t *testing.T, addr string) *resilience.Redis {
 func servers(t *testing.T, rdb *resilience.Redis, opts Options) healthhandler.Check {
 	t.Helper()
 	c, err := Servers(rdb, opts)
-	if err != nil {
-		t.Fatalf("Servers: %v", err)
-	}
+	require.NoError(t, err, "Servers")
 	return c
 }
 
@@ -113,14 +110,12 @@ func TestDecodeAsynqServerInfo(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := decodeServerInfo(tc.in)
 			if tc.wantErr != "" {
-				if !errors.Is(err, detail.ErrMalformed) || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("decodeServerInfo(%x) error = %v, want detail.ErrMalformed containing %q", tc.in, err, tc.wantErr)
-				}
+				require.ErrorIs(t, err, detail.ErrMalformed, "decodeServerInfo(%x)", tc.in)
+				require.ErrorContains(t, err, tc.wantErr, "decodeServerInfo(%x)", tc.in)
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Fatalf("decodeServerInfo(%x) = %+v, %v; want %+v", tc.in, got, err, tc.want)
-			}
+			require.NoError(t, err, "decodeServerInfo(%x)", tc.in)
+			require.Equal(t, tc.want, got, "decodeServerInfo(%x)", tc.in)
 		})
 	}
 }
@@ -145,9 +140,9 @@ func TestParseAsynqMember(t *testing.T) {
 	}
 	for _, tc := range tests {
 		host, pid, ok := parseMember(tc.member)
-		if host != tc.host || pid != tc.pid || ok != tc.ok {
-			t.Errorf("parseMember(%q) = %q, %d, %v; want %q, %d, %v", tc.member, host, pid, ok, tc.host, tc.pid, tc.ok)
-		}
+		assert.Equal(t, tc.host, host, "parseMember(%q) host", tc.member)
+		assert.Equal(t, tc.pid, pid, "parseMember(%q) pid", tc.member)
+		assert.Equal(t, tc.ok, ok, "parseMember(%q) ok", tc.member)
 	}
 }
 
@@ -156,13 +151,10 @@ func TestParseAsynqMember(t *testing.T) {
 func addAsynqServer(t *testing.T, mr *miniredis.Miniredis, host string, pid int, state []byte) string {
 	t.Helper()
 	key := "asynq:servers:{" + host + ":" + strconv.Itoa(pid) + ":0b3ea2a4}"
-	if _, err := mr.ZAdd(serversKey, float64(time.Now().Add(10*time.Second).Unix()), key); err != nil {
-		t.Fatal(err)
-	}
+	_, err := mr.ZAdd(serversKey, float64(time.Now().Add(10*time.Second).Unix()), key)
+	require.NoError(t, err)
 	if state != nil {
-		if err := mr.Set(key, string(state)); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, mr.Set(key, string(state)))
 		mr.SetTTL(key, 10*time.Second)
 	}
 	return key
@@ -171,9 +163,7 @@ func addAsynqServer(t *testing.T, mr *miniredis.Miniredis, host string, pid int,
 func asynqRun(t *testing.T, c healthhandler.Check) map[string]healthhandler.Observation {
 	t.Helper()
 	obs, err := c.Run(context.Background())
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	require.NoError(t, err, "Run")
 	m := map[string]healthhandler.Observation{}
 	for _, o := range obs {
 		m[o.Measurement] = o
@@ -187,46 +177,42 @@ func TestAsynq(t *testing.T) {
 	c := servers(t, rdb, Options{Min: 2})
 
 	obs := asynqRun(t, c)
-	if s := obs["servers"]; s.Status != healthhandler.StatusFail || s.Value != 0 || s.Output != "0 asynq servers alive, want at least 2" {
-		t.Errorf("no server: servers = %+v", s)
-	}
+	s := obs["servers"]
+	assert.Equal(t, healthhandler.StatusFail, s.Status, "no server: servers = %+v", s)
+	assert.Equal(t, 0, s.Value, "no server: servers = %+v", s)
+	assert.Equal(t, "0 asynq servers alive, want at least 2", s.Output, "no server: servers = %+v", s)
 
 	addAsynqServer(t, mr, "host-a", 11, asynqState("host-a", 11, 10, 3, "active"))
 	addAsynqServer(t, mr, "host-b", 22, asynqState("host-b", 22, 5, 0, "active"))
 	addAsynqServer(t, mr, "host-c", 33, asynqState("host-c", 33, 8, 0, "stopped"))
 	addAsynqServer(t, mr, "host-d", 44, nil)                      // died without cleaning up
 	addAsynqServer(t, mr, "host-e", 55, []byte{0xff, 0xff, 0xff}) // state not readable
-	if _, err := mr.ZAdd(serversKey, 1, "something-else"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := mr.ZAdd(serversKey, 1, "something-else")
+	require.NoError(t, err)
 	obs = asynqRun(t, c)
-	s := obs["servers"]
+	s = obs["servers"]
 	wantDetail := "alive: host-a:11 (concurrency 10, active 3), host-b:22 (concurrency 5, active 0), host-e:55; " +
 		"not processing: host-c:33 (stopped); expired: host-d:44"
-	if s.Status != healthhandler.StatusPass || s.Value != 3 || s.Detail != wantDetail {
-		t.Errorf("servers = %+v\nwant 3 alive, detail %q", s, wantDetail)
-	}
-	if obs["concurrency"].Value != int64(15) || obs["active"].Value != int64(3) {
-		t.Errorf("concurrency, active = %v, %v; want 15, 3", obs["concurrency"].Value, obs["active"].Value)
-	}
-	if m := obs["malformed"]; m.Value != 2 || !strings.Contains(m.Detail, "last: ") {
-		t.Errorf("malformed = %+v, want 2", m)
-	}
+	assert.Equal(t, healthhandler.StatusPass, s.Status, "servers = %+v", s)
+	assert.Equal(t, 3, s.Value, "servers = %+v, want 3 alive", s)
+	assert.Equal(t, wantDetail, s.Detail, "servers = %+v", s)
+	assert.Equal(t, int64(15), obs["concurrency"].Value, "concurrency")
+	assert.Equal(t, int64(3), obs["active"].Value, "active")
+	m := obs["malformed"]
+	assert.Equal(t, 2, m.Value, "malformed = %+v", m)
+	assert.Contains(t, m.Detail, "last: ", "malformed = %+v", m)
 	for _, o := range obs {
-		if o.ComponentID != rdb.String() {
-			t.Errorf("%s componentId = %q, want %q", o.Measurement, o.ComponentID, rdb.String())
-		}
+		assert.Equal(t, rdb.String(), o.ComponentID, "%s componentId", o.Measurement)
 	}
 
 	// The states expire by Redis's clock when their servers stop beating.
 	mr.FastForward(11 * time.Second)
 	obs = asynqRun(t, c)
-	if s := obs["servers"]; s.Status != healthhandler.StatusFail || s.Value != 0 || !strings.Contains(s.Detail, "expired: host-a:11, host-b:22") {
-		t.Errorf("after the TTL: servers = %+v", s)
-	}
-	if len(mr.Keys()) != 1 {
-		t.Errorf("keys = %q; the check must not write", mr.Keys())
-	}
+	s = obs["servers"]
+	assert.Equal(t, healthhandler.StatusFail, s.Status, "after the TTL: servers = %+v", s)
+	assert.Equal(t, 0, s.Value, "after the TTL: servers = %+v", s)
+	assert.Contains(t, s.Detail, "expired: host-a:11, host-b:22", "after the TTL: servers = %+v", s)
+	assert.Len(t, mr.Keys(), 1, "the check must not write")
 }
 
 func TestAsynqManyServers(t *testing.T) {
@@ -236,35 +222,33 @@ func TestAsynqManyServers(t *testing.T) {
 		addAsynqServer(t, mr, "h", i+1, asynqState("h", int64(i+1), 1, 0, "active"))
 	}
 	s := asynqRun(t, servers(t, rdb, Options{}))["servers"]
-	if s.Value != maxServers || !strings.HasSuffix(s.Detail, "; first 500 of 505 entries read") {
-		t.Errorf("servers = %v, detail ending %q", s.Value, s.Detail[max(0, len(s.Detail)-60):])
-	}
+	tail := s.Detail[max(0, len(s.Detail)-60):]
+	assert.Equal(t, maxServers, s.Value, "servers; detail ending %q", tail)
+	assert.True(t, strings.HasSuffix(s.Detail, "; first 500 of 505 entries read"), "servers = %v, detail ending %q", s.Value, tail)
 }
 
 func TestAsynqRedisDown(t *testing.T) {
 	rdb := testRedis(t, "127.0.0.1:1")
 	obs := asynqRun(t, servers(t, rdb, Options{}))
-	if s := obs["servers"]; s.Status != healthhandler.StatusFail || s.Output != "asynq servers unknown: redis unavailable" ||
-		!strings.Contains(s.Detail, "asynq: read asynq:servers") || s.Value != nil {
-		t.Errorf("Redis down: servers = %+v", s)
-	}
-	if len(obs) != 4 {
-		t.Errorf("got %d observations, want the 4 keys", len(obs))
-	}
+	s := obs["servers"]
+	assert.Equal(t, healthhandler.StatusFail, s.Status, "Redis down: servers = %+v", s)
+	assert.Equal(t, "asynq servers unknown: redis unavailable", s.Output, "Redis down: servers = %+v", s)
+	assert.Contains(t, s.Detail, "asynq: read asynq:servers", "Redis down: servers = %+v", s)
+	assert.Nil(t, s.Value, "Redis down: servers = %+v", s)
+	assert.Len(t, obs, 4, "observations, want the 4 keys")
 }
 
 func TestAsynqOptions(t *testing.T) {
-	if _, err := Servers(nil, Options{}); !errors.Is(err, healthhandler.ErrInvalidOption) {
-		t.Errorf("Servers(nil) error = %v, want ErrInvalidOption", err)
-	}
+	_, err := Servers(nil, Options{})
+	assert.ErrorIs(t, err, healthhandler.ErrInvalidOption, "Servers(nil)")
 	mr := miniredis.RunT(t)
 	rdb := testRedis(t, mr.Addr())
-	if _, err := Servers(rdb, Options{Min: -1}); !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), "Min") {
-		t.Errorf("Servers with Min -1: error = %v, want ErrInvalidOption naming Min", err)
-	}
-	if c, err := Servers(rdb, Options{}); c.Name != "asynq" || err != nil {
-		t.Errorf("defaults: Name %q, err %v", c.Name, err)
-	}
+	_, err = Servers(rdb, Options{Min: -1})
+	assert.ErrorIs(t, err, healthhandler.ErrInvalidOption, "Servers with Min -1")
+	assert.ErrorContains(t, err, "Min", "Servers with Min -1")
+	c, err := Servers(rdb, Options{})
+	assert.NoError(t, err, "defaults")
+	assert.Equal(t, "asynq", c.Name, "defaults: Name")
 }
 
 func FuzzDecodeAsynqServerInfo(f *testing.F) {
@@ -275,14 +259,12 @@ func FuzzDecodeAsynqServerInfo(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := decodeServerInfo(data)
 		if err != nil {
-			if !errors.Is(err, detail.ErrMalformed) {
-				t.Fatalf("error %v does not wrap detail.ErrMalformed", err)
-			}
+			require.ErrorIs(t, err, detail.ErrMalformed)
 			return
 		}
-		if len(info.Host) > detail.MaxHostname || info.Concurrency < 0 || info.Active < 0 {
-			t.Fatalf("accepted %+v", info)
-		}
+		require.LessOrEqual(t, len(info.Host), detail.MaxHostname, "accepted %+v", info)
+		require.GreaterOrEqual(t, info.Concurrency, int32(0), "accepted %+v", info)
+		require.GreaterOrEqual(t, info.Active, int32(0), "accepted %+v", info)
 		// What decodes encodes back to the same fields.
 		var b []byte
 		b = pbBytes(b, 1, []byte(info.Host))
@@ -291,9 +273,9 @@ func FuzzDecodeAsynqServerInfo(f *testing.F) {
 		b = pbInt(b, 4, int64(info.Concurrency))
 		b = pbBytes(b, 7, []byte(info.Status))
 		b = pbInt(b, 9, int64(info.Active))
-		if again, err := decodeServerInfo(b); err != nil || again != info {
-			t.Fatalf("round trip of %+v = %+v, %v", info, again, err)
-		}
+		again, err := decodeServerInfo(b)
+		require.NoError(t, err, "round trip of %+v", info)
+		require.Equal(t, info, again, "round trip")
 	})
 }
 
@@ -306,12 +288,11 @@ func FuzzParseAsynqMember(f *testing.F) {
 		if !ok {
 			return
 		}
-		if detail.CheckHostname(host) != nil || pid <= 0 {
-			t.Fatalf("parseMember(%q) accepted host %q, pid %d", member, host, pid)
-		}
+		require.NoError(t, detail.CheckHostname(host), "parseMember(%q) accepted host %q", member, host)
+		require.Positive(t, pid, "parseMember(%q) accepted pid", member)
 		again, pid2, ok := parseMember("asynq:servers:{" + host + ":" + strconv.Itoa(pid) + ":x}")
-		if !ok || again != host || pid2 != pid {
-			t.Fatalf("parseMember of rebuilt %q = %q, %d, %v", member, again, pid2, ok)
-		}
+		require.True(t, ok, "parseMember of rebuilt %q", member)
+		require.Equal(t, host, again, "parseMember of rebuilt %q: host", member)
+		require.Equal(t, pid, pid2, "parseMember of rebuilt %q: pid", member)
 	})
 }

@@ -1,21 +1,22 @@
 package celery
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/internal/redistest"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 func TestCeleryEventObservations(t *testing.T) {
@@ -49,28 +50,24 @@ func TestCeleryEventObservations(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			obs := celeryEventObservations(tc.st, "redis://:***@h:6379/0", tc.min, 4*time.Second, now)
-			if len(obs) != 4 {
-				t.Fatalf("got %d observations, want 4", len(obs))
-			}
+			require.Len(t, obs, 4, "observations")
 			w := obs[0]
-			if w.Measurement != "workers" || w.Status != tc.wantStatus || w.Value != tc.wantCount || w.Output != tc.wantOutput || w.Detail != tc.wantDetail {
-				t.Errorf("workers = %+v\nwant status %s, value %v, output %q, detail %q", w, tc.wantStatus, tc.wantCount, tc.wantOutput, tc.wantDetail)
-			}
+			assert.Equal(t, "workers", w.Measurement, "workers = %+v", w)
+			assert.Equal(t, tc.wantStatus, w.Status, "workers = %+v", w)
+			assert.Equal(t, tc.wantCount, w.Value, "workers = %+v", w)
+			assert.Equal(t, tc.wantOutput, w.Output, "workers = %+v", w)
+			assert.Equal(t, tc.wantDetail, w.Detail, "workers = %+v", w)
 			for _, o := range obs {
-				if o.Status != tc.wantStatus {
-					t.Errorf("%s status = %s, want %s", o.Measurement, o.Status, tc.wantStatus)
-				}
+				assert.Equal(t, tc.wantStatus, o.Status, "%s status", o.Measurement)
 			}
 		})
 	}
 	obs := celeryEventObservations(Stats{Connected: true, Since: listening, Workers: []Worker{alive, alive2, off},
 		Malformed: 3, LastMalformed: "malformed message: body is not base64"}, "", 0, 4*time.Second, now)
-	if obs[1].Value != int64(3) || obs[2].Value != int64(15) {
-		t.Errorf("active, processed = %v, %v; want 3, 15 (live workers only)", obs[1].Value, obs[2].Value)
-	}
-	if obs[3].Value != uint64(3) || obs[3].Detail != "last: malformed message: body is not base64" {
-		t.Errorf("malformed = %+v", obs[3])
-	}
+	assert.Equal(t, int64(3), obs[1].Value, "active (live workers only)")
+	assert.Equal(t, int64(15), obs[2].Value, "processed (live workers only)")
+	assert.Equal(t, uint64(3), obs[3].Value, "malformed = %+v", obs[3])
+	assert.Equal(t, "last: malformed message: body is not base64", obs[3].Detail, "malformed = %+v", obs[3])
 }
 
 // celeryHarness runs a listener against miniredis.
@@ -87,9 +84,7 @@ func newCeleryHarness(t *testing.T, db int, opts Options) *celeryHarness {
 	h := &celeryHarness{mr: mr, clock: &celeryClock{t: time.Unix(1795439400, 0)}, sig: newCelerySignal()}
 	opts.Now = h.clock.Now
 	ev, err := newEvents(celeryTestRedis(t, mr.Addr(), "", db, nil), opts, h.sig.notify)
-	if err != nil {
-		t.Fatalf("NewEvents: %v", err)
-	}
+	require.NoError(t, err, "NewEvents")
 	t.Cleanup(func() { _ = ev.Close() })
 	h.ev = ev
 	h.sig.wait(t, "subscription", func() bool { return ev.Stats().Connected })
@@ -100,18 +95,14 @@ func newCeleryHarness(t *testing.T, db int, opts Options) *celeryHarness {
 func (h *celeryHarness) publish(t *testing.T, channel, msg string) {
 	t.Helper()
 	before := h.ev.Stats().Events
-	if n := h.mr.Publish(channel, msg); n != 1 {
-		t.Fatalf("PUBLISH %s reached %d subscribers, want 1", channel, n)
-	}
+	require.Equal(t, 1, h.mr.Publish(channel, msg), "subscribers PUBLISH %s reached", channel)
 	h.sig.wait(t, "event on "+channel, func() bool { return h.ev.Stats().Events > before })
 }
 
 func (h *celeryHarness) run(t *testing.T) map[string]healthhandler.Observation {
 	t.Helper()
 	obs, err := h.ev.Check().Run(context.Background())
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	require.NoError(t, err, "Run")
 	m := map[string]healthhandler.Observation{}
 	for _, o := range obs {
 		m[o.Measurement] = o
@@ -125,85 +116,75 @@ func TestCeleryEventsCountsWorkers(t *testing.T) {
 	now := float64(h.clock.Now().Unix())
 
 	obs := h.run(t)
-	if w := obs["workers"]; w.Status != healthhandler.StatusWarn || w.Value != 0 {
-		t.Errorf("before any heartbeat, within the warm-up: workers = %+v, want warn with 0", w)
-	}
+	w := obs["workers"]
+	assert.Equal(t, healthhandler.StatusWarn, w.Status, "before any heartbeat, within the warm-up: workers = %+v", w)
+	assert.Equal(t, 0, w.Value, "before any heartbeat, within the warm-up: workers = %+v", w)
 
 	h.publish(t, ch+"online", kombuMessage(t, workerEvent("worker-online", "w1@a", 2, 0, 0, now), nil))
 	h.publish(t, ch+"heartbeat", kombuMessage(t, workerEvent("worker-heartbeat", "w2@b", 2, 1, 7, now-3), nil))
 	h.publish(t, ch+"heartbeat", kombuMessage(t, workerEvent("worker-heartbeat", "w1@a", 2, 2, 4, now), nil))
 	obs = h.run(t)
-	if w := obs["workers"]; w.Status != healthhandler.StatusPass || w.Value != 2 || w.Detail != "alive: w1@a, w2@b" {
-		t.Errorf("two workers beating: workers = %+v", w)
-	}
-	if obs["active"].Value != int64(3) || obs["processed"].Value != int64(11) {
-		t.Errorf("active, processed = %v, %v; want 3, 11", obs["active"].Value, obs["processed"].Value)
-	}
+	w = obs["workers"]
+	assert.Equal(t, healthhandler.StatusPass, w.Status, "two workers beating: workers = %+v", w)
+	assert.Equal(t, 2, w.Value, "two workers beating: workers = %+v", w)
+	assert.Equal(t, "alive: w1@a, w2@b", w.Detail, "two workers beating: workers = %+v", w)
+	assert.Equal(t, int64(3), obs["active"].Value, "active")
+	assert.Equal(t, int64(11), obs["processed"].Value, "processed")
 	st := h.ev.Stats()
-	if len(st.Workers) != 2 || st.Workers[1].Skew != 3*time.Second || st.Workers[0].Freq != 2*time.Second {
-		t.Errorf("Stats().Workers = %+v; want w2@b with skew 3s, freq 2s", st.Workers)
+	if assert.Len(t, st.Workers, 2, "Stats().Workers = %+v", st.Workers) {
+		assert.Equal(t, 3*time.Second, st.Workers[1].Skew, "Stats().Workers = %+v; want w2@b with skew 3s", st.Workers)
+		assert.Equal(t, 2*time.Second, st.Workers[0].Freq, "Stats().Workers = %+v; want freq 2s", st.Workers)
 	}
 
 	// A warm shutdown ends a worker at once.
 	h.publish(t, ch+"offline", kombuMessage(t, workerEvent("worker-offline", "w2@b", 2, 0, 7, now), nil))
-	if w := h.run(t)["workers"]; w.Value != 1 || w.Detail != "alive: w1@a; offline: w2@b" {
-		t.Errorf("after worker-offline: workers = %+v", w)
-	}
+	w = h.run(t)["workers"]
+	assert.Equal(t, 1, w.Value, "after worker-offline: workers = %+v", w)
+	assert.Equal(t, "alive: w1@a; offline: w2@b", w.Detail, "after worker-offline: workers = %+v", w)
 
 	// Liveness follows the local clock: alive until two intervals pass.
 	h.clock.Advance(4*time.Second - time.Millisecond)
-	if w := h.run(t)["workers"]; w.Value != 1 {
-		t.Errorf("just before 2×freq: workers = %+v, want 1", w)
-	}
+	w = h.run(t)["workers"]
+	assert.Equal(t, 1, w.Value, "just before 2×freq: workers = %+v", w)
 	h.clock.Advance(time.Millisecond)
-	if w := h.run(t)["workers"]; w.Value != 0 || w.Status != healthhandler.StatusFail || w.Output != "0 celery workers alive, want at least 1" {
-		t.Errorf("at 2×freq: workers = %+v, want fail with 0", w)
-	}
+	w = h.run(t)["workers"]
+	assert.Equal(t, 0, w.Value, "at 2×freq: workers = %+v", w)
+	assert.Equal(t, healthhandler.StatusFail, w.Status, "at 2×freq: workers = %+v", w)
+	assert.Equal(t, "0 celery workers alive, want at least 1", w.Output, "at 2×freq: workers = %+v", w)
 
 	// Malformed messages are counted and skipped; other channels and
 	// other worker event types change nothing.
 	h.publish(t, ch+"heartbeat", "not json")
 	h.publish(t, ch+"heartbeat", kombuMessage(t, workerEvent("worker-heartbeat", "", 2, 0, 0, now), nil))
 	h.publish(t, ch+"custom", kombuMessage(t, map[string]any{"type": "worker-custom", "hostname": "w9@z"}, nil))
-	if n := h.mr.Publish("/3.celeryev/task.succeeded", "x"); n != 0 {
-		t.Errorf("task event reached %d subscribers, want 0", n)
-	}
-	if n := h.mr.Publish("/0.celeryev/worker.heartbeat", "x"); n != 0 {
-		t.Errorf("event of database 0 reached %d subscribers, want 0", n)
-	}
+	assert.Zero(t, h.mr.Publish("/3.celeryev/task.succeeded", "x"), "subscribers a task event reached")
+	assert.Zero(t, h.mr.Publish("/0.celeryev/worker.heartbeat", "x"), "subscribers an event of database 0 reached")
 	obs = h.run(t)
-	if m := obs["malformed"]; m.Value != uint64(2) || !strings.Contains(m.Detail, "empty hostname") {
-		t.Errorf("malformed = %+v, want 2 with the last reason", m)
-	}
-	if st := h.ev.Stats(); len(st.Workers) != 2 || st.Events != 7 {
-		t.Errorf("Stats() = %+v, want 2 workers known and 7 events", st)
-	}
+	m := obs["malformed"]
+	assert.Equal(t, uint64(2), m.Value, "malformed = %+v", m)
+	assert.Contains(t, m.Detail, "empty hostname", "malformed = %+v, want the last reason", m)
+	st = h.ev.Stats()
+	assert.Len(t, st.Workers, 2, "Stats() = %+v, want 2 workers known", st)
+	assert.Equal(t, uint64(7), st.Events, "Stats() = %+v, want 7 events", st)
 
 	// Dead workers are forgotten after a while.
 	h.clock.Advance(celeryForget + time.Second)
-	if st := h.ev.Stats(); len(st.Workers) != 0 {
-		t.Errorf("after %v: Stats().Workers = %+v, want none", celeryForget, st.Workers)
-	}
+	assert.Empty(t, h.ev.Stats().Workers, "after %v: Stats().Workers, want none", celeryForget)
 }
 
 func TestCeleryEventsOptions(t *testing.T) {
 	h := newCeleryHarness(t, 0, Options{EventExchange: "ev[1]", KeyPrefix: "app:"})
 	h.publish(t, "app:/0.ev[1]/worker.heartbeat", kombuMessage(t, workerEvent("worker-heartbeat", "w1@a", 2, 0, 0, 0), nil))
-	if w := h.run(t)["workers"]; w.Value != 1 {
-		t.Errorf("with prefix and exchange: workers = %+v, want 1", w)
-	}
-	if n := h.mr.Publish("app:/0.ev1/worker.heartbeat", "x"); n != 0 {
-		t.Errorf("glob characters of the exchange were not escaped: %d subscribers", n)
-	}
+	w := h.run(t)["workers"]
+	assert.Equal(t, 1, w.Value, "with prefix and exchange: workers = %+v", w)
+	assert.Zero(t, h.mr.Publish("app:/0.ev1/worker.heartbeat", "x"), "glob characters of the exchange were not escaped: subscribers")
 
 	for _, opts := range []Options{{Min: -1}, {Interval: -time.Second}, {HeartbeatInterval: -1}} {
-		if _, err := NewEvents(celeryTestRedis(t, h.mr.Addr(), "", 0, nil), opts); err == nil {
-			t.Errorf("NewEvents(%+v) = nil error", opts)
-		}
+		_, err := NewEvents(celeryTestRedis(t, h.mr.Addr(), "", 0, nil), opts)
+		assert.NotNil(t, err, "NewEvents(%+v): want an error", opts)
 	}
-	if _, err := NewEvents(nil, Options{}); err == nil {
-		t.Error("NewEvents(nil) = nil error")
-	}
+	_, err := NewEvents(nil, Options{})
+	assert.NotNil(t, err, "NewEvents(nil): want an error")
 }
 
 func TestCeleryEventsBoundsWorkers(t *testing.T) {
@@ -215,9 +196,9 @@ func TestCeleryEventsBoundsWorkers(t *testing.T) {
 	h.ev.mu.Unlock()
 	h.publish(t, "/0.celeryev/worker.heartbeat", kombuMessage(t, workerEvent("worker-heartbeat", "one-too-many@a", 2, 0, 0, 0), nil))
 	st := h.ev.Stats()
-	if len(st.Workers) != maxCeleryWorkers || st.Malformed != 1 || !strings.Contains(st.LastMalformed, "one-too-many") {
-		t.Errorf("beyond %d workers: %d known, malformed %d (%q)", maxCeleryWorkers, len(st.Workers), st.Malformed, st.LastMalformed)
-	}
+	assert.Len(t, st.Workers, maxCeleryWorkers, "beyond %d workers: workers known", maxCeleryWorkers)
+	assert.Equal(t, uint64(1), st.Malformed, "beyond %d workers: malformed (%q)", maxCeleryWorkers, st.LastMalformed)
+	assert.Contains(t, st.LastMalformed, "one-too-many", "beyond %d workers: last malformed", maxCeleryWorkers)
 }
 
 // TestCeleryEventsReconnect loses Redis under the listener: the check
@@ -226,24 +207,20 @@ func TestCeleryEventsBoundsWorkers(t *testing.T) {
 func TestCeleryEventsReconnect(t *testing.T) {
 	const password = "s3cr3t-pa55"
 	srv := redistest.Start(t, redistest.Options{Password: password})
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil))
+	var logs testlog.Buffer
+	log := logs.Text(slog.LevelInfo)
 
 	rdb := celeryTestRedis(t, srv.Addr(), password, 0, log)
 	sig := newCelerySignal()
 	ev, err := newEvents(rdb, Options{Logger: log}, sig.notify)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	sig.wait(t, "subscription", func() bool { return ev.Stats().Connected })
 	publish := func() {
 		t.Helper()
 		before := ev.Stats().Events
-		if err := rdb.Client().Publish(context.Background(), "/0.celeryev/worker.heartbeat",
-			kombuMessage(t, workerEvent("worker-heartbeat", "w1@a", 2, 0, 0, 0), nil)).Err(); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		err := rdb.Client().Publish(context.Background(), "/0.celeryev/worker.heartbeat",
+			kombuMessage(t, workerEvent("worker-heartbeat", "w1@a", 2, 0, 0, 0), nil)).Err()
+		require.NoError(t, err, "publish")
 		sig.wait(t, "heartbeat", func() bool { return ev.Stats().Events > before })
 	}
 	publish()
@@ -251,44 +228,26 @@ func TestCeleryEventsReconnect(t *testing.T) {
 	srv.Kill()
 	sig.wait(t, "loss noticed", func() bool { return !ev.Stats().Connected })
 	obs, _ := ev.Check().Run(context.Background())
-	if w := obs[0]; w.Status != healthhandler.StatusFail || w.Output != "celery workers unknown: redis unavailable" || !strings.Contains(w.Detail, "celery events:") || w.Value != nil {
-		t.Errorf("with Redis down: workers = %+v", w)
-	}
+	w := obs[0]
+	assert.Equal(t, healthhandler.StatusFail, w.Status, "with Redis down: workers = %+v", w)
+	assert.Equal(t, "celery workers unknown: redis unavailable", w.Output, "with Redis down: workers = %+v", w)
+	assert.Contains(t, w.Detail, "celery events:", "with Redis down: workers = %+v", w)
+	assert.Nil(t, w.Value, "with Redis down: workers = %+v", w)
 
 	srv.Restart()
 	sig.wait(t, "subscribed again", func() bool { return ev.Stats().Connected })
 	publish()
-	if st := ev.Stats(); st.Events != 2 || st.LastError != "" {
-		t.Errorf("after the return: Stats() = %+v", st)
-	}
+	st := ev.Stats()
+	assert.Equal(t, uint64(2), st.Events, "after the return: Stats() = %+v", st)
+	assert.Empty(t, st.LastError, "after the return: Stats() = %+v", st)
 
-	if err := ev.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ev.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
+	require.NoError(t, ev.Close())
+	assert.NoError(t, ev.Close(), "second Close")
 
-	logMu.Lock()
 	out := logs.String()
-	logMu.Unlock()
-	if strings.Count(out, "celery events: not listening") != 1 || strings.Count(out, "celery events: listening again") != 1 {
-		t.Errorf("want one loss and one return logged, got:\n%s", out)
-	}
-	if strings.Contains(out, password) {
-		t.Errorf("the password is in the logs:\n%s", out)
-	}
-}
-
-type lockedWriter struct {
-	w  io.Writer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+	assert.Len(t, logs.Lines("celery events: not listening"), 1, "want one loss logged, got:\n%s", out)
+	assert.Len(t, logs.Lines("celery events: listening again"), 1, "want one return logged, got:\n%s", out)
+	assert.NotContains(t, out, password, "the password is in the logs")
 }
 
 // TestCeleryEventsCloseWithoutRedis closes a listener that never reached
@@ -297,13 +256,9 @@ func TestCeleryEventsCloseWithoutRedis(t *testing.T) {
 	rdb := celeryTestRedis(t, "127.0.0.1:1", "", 0, nil)
 	sig := newCelerySignal()
 	ev, err := newEvents(rdb, Options{}, sig.notify)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	sig.wait(t, "a failed attempt", func() bool { return strings.Contains(ev.Stats().LastError, "subscribe") })
-	if err := ev.Close(); err != nil { // celeryTestRedis checks no goroutine is left
-		t.Fatal(err)
-	}
+	require.NoError(t, ev.Close()) // celeryTestRedis checks no goroutine is left
 }
 
 // TestCeleryNoPasswordInReport serves both Celery checks, with details,
@@ -315,36 +270,24 @@ func TestCeleryNoPasswordInReport(t *testing.T) {
 	mr.RequireAuth(password)
 	rdb := celeryTestRedis(t, mr.Addr(), password, 0, nil)
 	h, err := healthhandler.New(healthhandler.Options{ShowDetails: func(*http.Request) bool { return true }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() { _ = h.Close() }()
 	sig := newCelerySignal()
 	ev, err := newEvents(rdb, Options{Name: "celery-events", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sig.notify)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() { _ = ev.Close() }()
 	sig.wait(t, "subscription", func() bool { return ev.Stats().Connected })
 	mr.Close() // Redis goes away
 	sig.wait(t, "loss noticed", func() bool { return !ev.Stats().Connected })
 	for _, c := range []healthhandler.Check{ev.Check(), ping(t, rdb, PingOptions{Name: "celery-ping"})} {
-		if err := h.Add(c); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, h.Add(c), "Add(%q)", c.Name)
 	}
-	if err := h.WaitChecked(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, h.WaitChecked(context.Background()))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
 	body := rec.Body.String()
-	if strings.Contains(body, password) {
-		t.Errorf("the password is in the report: %s", body)
-	}
+	assert.NotContains(t, body, password, "the password is in the report")
 	for _, want := range []string{`"celery-events:workers"`, `"celery-ping:workers"`, "celery workers unknown: redis unavailable", ":***@"} {
-		if !strings.Contains(body, want) {
-			t.Errorf("report lacks %s: %s", want, body)
-		}
+		assert.Contains(t, body, want, "report lacks it")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/steadfast-go/steadfast/healthhandler/internal/detail"
 )
 
@@ -32,23 +34,19 @@ func FuzzDecodeCeleryEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev, err := decodeCeleryEvent(data)
 		if err != nil {
-			if !errors.Is(err, detail.ErrMalformed) {
-				t.Fatalf("error %v does not wrap detail.ErrMalformed", err)
-			}
+			require.ErrorIs(t, err, detail.ErrMalformed)
 			return
 		}
-		if detail.CheckHostname(ev.Hostname) != nil {
-			t.Fatalf("accepted hostname %q", ev.Hostname)
-		}
+		require.NoError(t, detail.CheckHostname(ev.Hostname), "accepted hostname %q", ev.Hostname)
 		switch ev.Type {
 		case celeryWorkerOnline, celeryWorkerHeartbeat:
-			if ev.Freq <= 0 || ev.Freq > maxCeleryFreq || ev.Active < 0 || ev.Processed < 0 {
-				t.Fatalf("accepted %+v", ev)
-			}
+			require.Positive(t, ev.Freq, "accepted %+v", ev)
+			require.LessOrEqual(t, ev.Freq, maxCeleryFreq, "accepted %+v", ev)
+			require.GreaterOrEqual(t, ev.Active, int64(0), "accepted %+v", ev)
+			require.GreaterOrEqual(t, ev.Processed, int64(0), "accepted %+v", ev)
 			// The listener adds twice the interval to a time.
-			if now := time.Now(); !now.Add(2 * ev.Freq).After(now) {
-				t.Fatalf("freq %v overflows", ev.Freq)
-			}
+			now := time.Now()
+			require.True(t, now.Add(2*ev.Freq).After(now), "freq %v overflows", ev.Freq)
 		}
 	})
 }
@@ -60,18 +58,13 @@ func FuzzDecodeCeleryReply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		hosts, err := decodeCeleryReply(data, celeryFuzzTicket)
 		if err != nil {
-			if !errors.Is(err, detail.ErrMalformed) && !errors.Is(err, errStrayReply) {
-				t.Fatalf("error %v wraps neither detail.ErrMalformed nor errStrayReply", err)
-			}
+			require.True(t, errors.Is(err, detail.ErrMalformed) || errors.Is(err, errStrayReply),
+				"error %v wraps neither detail.ErrMalformed nor errStrayReply", err)
 			return
 		}
-		if len(hosts) == 0 {
-			t.Fatal("no error and no hosts")
-		}
+		require.NotEmpty(t, hosts, "no error and no hosts")
 		for _, h := range hosts {
-			if detail.CheckHostname(h) != nil {
-				t.Fatalf("accepted hostname %q", h)
-			}
+			require.NoError(t, detail.CheckHostname(h), "accepted hostname %q", h)
 		}
 	})
 }
@@ -89,8 +82,8 @@ func FuzzCeleryErrorText(f *testing.F) {
 			return
 		}
 		msg := err.Error()
-		if len(msg) > 200 || strings.ContainsAny(msg, "\r\n") || !utf8.ValidString(msg) {
-			t.Fatalf("error text %q is too long, several lines or not UTF-8", msg)
-		}
+		require.LessOrEqual(t, len(msg), 200, "error text %q is too long", msg)
+		require.False(t, strings.ContainsAny(msg, "\r\n"), "error text %q has several lines", msg)
+		require.True(t, utf8.ValidString(msg), "error text %q is not UTF-8", msg)
 	})
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/steadfast-go/steadfast/resilience"
@@ -24,9 +26,7 @@ func celeryTestRedis(t *testing.T, addr, password string, db int, log *slog.Logg
 	}
 	rdb, err := resilience.NewRedis(resilience.Config{Addr: addr, Password: password, DB: db},
 		resilience.Options{Logger: log, OpTimeout: time.Second})
-	if err != nil {
-		t.Fatalf("NewRedis: %v", err)
-	}
+	require.NoError(t, err, "NewRedis")
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -50,7 +50,7 @@ func celeryNoLeaks(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Error(err)
+				assert.NoError(t, err, "goroutines left")
 				return
 			}
 		}
@@ -79,7 +79,7 @@ func (s celerySignal) wait(t *testing.T, what string, cond func() bool) {
 		select {
 		case <-s:
 		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
+			require.Failf(t, "timed out", "waiting for %s", what)
 		}
 	}
 }

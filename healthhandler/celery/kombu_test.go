@@ -1,23 +1,26 @@
 package celery
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/steadfast-go/steadfast/healthhandler/internal/detail"
 )
 
-// kombuMessage wraps body as kombu's Redis transport does.
+// kombuMessage wraps body as kombu's Redis transport does. It only
+// asserts, so it may run on any goroutine (fake workers build their
+// replies with it); it returns "" when body cannot be encoded.
 func kombuMessage(t testing.TB, body any, headers map[string]any) string {
 	t.Helper()
 	b, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
+	if !assert.NoError(t, err) {
+		return ""
 	}
 	if headers == nil {
 		headers = map[string]any{}
@@ -33,8 +36,8 @@ func kombuMessage(t testing.TB, body any, headers map[string]any) string {
 			"delivery_tag":  "7f1b32b9-31ab-4aaa-a8ea-f56327745f29",
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
+	if !assert.NoError(t, err) {
+		return ""
 	}
 	return string(env)
 }
@@ -98,21 +101,14 @@ func TestDecodeCeleryEvent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := decodeCeleryEvent([]byte(tc.msg))
 			if tc.wantErr != "" {
-				if err == nil || !errors.Is(err, detail.ErrMalformed) || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("decodeCeleryEvent(%.80q) error = %v, want detail.ErrMalformed containing %q", tc.msg, err, tc.wantErr)
-				}
+				require.ErrorIs(t, err, detail.ErrMalformed, "decodeCeleryEvent(%.80q)", tc.msg)
+				require.ErrorContains(t, err, tc.wantErr, "decodeCeleryEvent(%.80q)", tc.msg)
 				return
 			}
-			if err != nil {
-				t.Fatalf("decodeCeleryEvent(%.80q): %v", tc.msg, err)
-			}
-			if got.Timestamp.Sub(tc.want.Timestamp).Abs() > time.Microsecond {
-				t.Errorf("Timestamp = %v, want %v", got.Timestamp, tc.want.Timestamp)
-			}
+			require.NoError(t, err, "decodeCeleryEvent(%.80q)", tc.msg)
+			assert.WithinDuration(t, tc.want.Timestamp, got.Timestamp, time.Microsecond, "Timestamp")
 			got.Timestamp, tc.want.Timestamp = time.Time{}, time.Time{}
-			if got != tc.want {
-				t.Errorf("decodeCeleryEvent(%.80q) = %+v, want %+v", tc.msg, got, tc.want)
-			}
+			assert.Equal(t, tc.want, got, "decodeCeleryEvent(%.80q)", tc.msg)
 		})
 	}
 }
@@ -140,14 +136,11 @@ func TestDecodeCeleryReply(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := decodeCeleryReply([]byte(tc.msg), ticket)
 			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("decodeCeleryReply(%.80q) error = %v, want %v", tc.msg, err, tc.wantErr)
-				}
+				require.ErrorIs(t, err, tc.wantErr, "decodeCeleryReply(%.80q)", tc.msg)
 				return
 			}
-			if err != nil || strings.Join(got, ",") != strings.Join(tc.want, ",") {
-				t.Fatalf("decodeCeleryReply(%.80q) = %q, %v; want %q", tc.msg, got, err, tc.want)
-			}
+			require.NoError(t, err, "decodeCeleryReply(%.80q)", tc.msg)
+			require.Equal(t, strings.Join(tc.want, ","), strings.Join(got, ","), "decodeCeleryReply(%.80q)", tc.msg)
 		})
 	}
 }
@@ -158,36 +151,23 @@ func TestDecodeCeleryReply(t *testing.T) {
 func TestEncodeCeleryPing(t *testing.T) {
 	expires := time.Unix(1795439421, 725568000)
 	msg, err := encodeCeleryPing("celery.pidbox", "reply.celery.pidbox", "oid-1", "ticket-1", "tag-1", expires)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	body, h, err := decodeKombuEnvelope(msg)
-	if err != nil {
-		t.Fatalf("decodeKombuEnvelope(ping): %v", err)
-	}
-	if h.Ticket != "" {
-		t.Errorf("ping carries header ticket %q; kombu puts it in the body", h.Ticket)
-	}
+	require.NoError(t, err, "decodeKombuEnvelope(ping)")
+	assert.Empty(t, h.Ticket, "ping carries a header ticket; kombu puts it in the body")
 	var got map[string]any
-	if err := json.Unmarshal(body, &got); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal(body, &got))
 	want := map[string]any{
 		"method": "ping", "arguments": map[string]any{}, "destination": nil, "pattern": nil, "matcher": nil,
 		"ticket": "ticket-1", "reply_to": map[string]any{"exchange": "reply.celery.pidbox", "routing_key": "oid-1"},
 	}
 	gotJSON, _ := json.Marshal(got)
 	wantJSON, _ := json.Marshal(want)
-	if !bytes.Equal(gotJSON, wantJSON) {
-		t.Errorf("ping body = %s, want %s", gotJSON, wantJSON)
-	}
+	assert.Equal(t, string(wantJSON), string(gotJSON), "ping body")
 	var env map[string]any
 	_ = json.Unmarshal(msg, &env)
-	if exp := env["headers"].(map[string]any)["expires"].(float64); exp != 1795439421.725568 {
-		t.Errorf("expires header = %v, want 1795439421.725568", exp)
-	}
+	assert.Equal(t, 1795439421.725568, env["headers"].(map[string]any)["expires"].(float64), "expires header")
 	props := env["properties"].(map[string]any)
-	if props["delivery_tag"] != "tag-1" || props["body_encoding"] != "base64" {
-		t.Errorf("properties = %v", props)
-	}
+	assert.Equal(t, "tag-1", props["delivery_tag"], "properties = %v", props)
+	assert.Equal(t, "base64", props["body_encoding"], "properties = %v", props)
 }

@@ -3,7 +3,6 @@ package celery
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/resilience"
@@ -29,22 +30,20 @@ func fakeCeleryWorker(t *testing.T, mr *miniredis.Miniredis, hostname string, an
 	c := redis.NewClient(&redis.Options{Addr: mr.Addr(),
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
 	ps := c.PSubscribe(context.Background(), "/0.celery.pidbox")
-	if _, err := ps.Receive(context.Background()); err != nil {
-		t.Fatalf("fake worker subscribe: %v", err)
-	}
+	_, err := ps.Receive(context.Background())
+	require.NoError(t, err, "fake worker subscribe")
 	got := make(chan string, 16)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for m := range ps.Channel() {
 			body, _, err := decodeKombuEnvelope([]byte(m.Payload))
-			if err != nil {
-				t.Errorf("fake worker got a malformed ping: %v", err)
+			if !assert.NoError(t, err, "fake worker got a malformed ping") {
 				continue
 			}
 			var call celeryControl
-			if err := json.Unmarshal(body, &call); err != nil || call.Method != "ping" {
-				t.Errorf("fake worker got %s", body)
+			if !assert.NoError(t, json.Unmarshal(body, &call), "fake worker got %s", body) ||
+				!assert.Equal(t, "ping", call.Method, "fake worker got %s", body) {
 				continue
 			}
 			got <- call.Ticket
@@ -79,18 +78,14 @@ func pong(string) (string, bool) { return "", true }
 func ping(t *testing.T, rdb *resilience.Redis, opts PingOptions) healthhandler.Check {
 	t.Helper()
 	c, err := Ping(rdb, opts)
-	if err != nil {
-		t.Fatalf("Ping: %v", err)
-	}
+	require.NoError(t, err, "Ping")
 	return c
 }
 
 func celeryPingRun(t *testing.T, c healthhandler.Check, ctx context.Context) map[string]healthhandler.Observation {
 	t.Helper()
 	obs, err := c.Run(ctx)
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	require.NoError(t, err, "Run")
 	m := map[string]healthhandler.Observation{}
 	for _, o := range obs {
 		m[o.Measurement] = o
@@ -102,9 +97,7 @@ func celeryPingRun(t *testing.T, c healthhandler.Check, ctx context.Context) map
 func assertNoPingLeft(t *testing.T, mr *miniredis.Miniredis) {
 	t.Helper()
 	for _, k := range mr.Keys() {
-		if strings.Contains(k, "pidbox") {
-			t.Errorf("key %q left behind", k)
-		}
+		assert.NotContains(t, k, "pidbox", "key left behind")
 	}
 }
 
@@ -119,21 +112,20 @@ func TestCeleryPing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	obs := celeryPingRun(t, c, ctx)
-	if w := obs["workers"]; w.Status != healthhandler.StatusPass || w.Value != 2 || w.Detail != "answered: w1@a, w2@b" {
-		t.Errorf("workers = %+v, want 2 answered", w)
-	}
-	if rt := obs["responseTime"]; rt.Unit != "ms" || rt.Value == nil {
-		t.Errorf("responseTime = %+v", rt)
-	}
-	if ctx.Err() != nil {
-		t.Fatal("the ping did not end when both workers had answered")
-	}
+	w := obs["workers"]
+	assert.Equal(t, healthhandler.StatusPass, w.Status, "workers = %+v", w)
+	assert.Equal(t, 2, w.Value, "workers = %+v, want 2 answered", w)
+	assert.Equal(t, "answered: w1@a, w2@b", w.Detail, "workers = %+v", w)
+	rt := obs["responseTime"]
+	assert.Equal(t, "ms", rt.Unit, "responseTime = %+v", rt)
+	assert.NotNil(t, rt.Value, "responseTime = %+v", rt)
+	require.NoError(t, ctx.Err(), "the ping did not end when both workers had answered")
 	assertNoPingLeft(t, mr)
 
 	obs = celeryPingRun(t, ping(t, rdb, PingOptions{Min: 3, Window: time.Minute, Timeout: 2 * time.Minute}), ctx)
-	if w := obs["workers"]; w.Status != healthhandler.StatusFail || w.Output != "2 celery workers answered, want at least 3" {
-		t.Errorf("with Min 3: workers = %+v", w)
-	}
+	w = obs["workers"]
+	assert.Equal(t, healthhandler.StatusFail, w.Status, "with Min 3: workers = %+v", w)
+	assert.Equal(t, "2 celery workers answered, want at least 3", w.Output, "with Min 3: workers = %+v", w)
 }
 
 func TestCeleryPingNoSubscribers(t *testing.T) {
@@ -142,12 +134,10 @@ func TestCeleryPingNoSubscribers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	obs := celeryPingRun(t, ping(t, rdb, PingOptions{Min: 1, Window: time.Minute, Timeout: 2 * time.Minute}), ctx)
-	if w := obs["workers"]; w.Status != healthhandler.StatusFail || w.Value != 0 {
-		t.Errorf("no worker: workers = %+v, want fail with 0", w)
-	}
-	if ctx.Err() != nil {
-		t.Fatal("with nobody subscribed the ping waited for its window")
-	}
+	w := obs["workers"]
+	assert.Equal(t, healthhandler.StatusFail, w.Status, "no worker: workers = %+v", w)
+	assert.Equal(t, 0, w.Value, "no worker: workers = %+v", w)
+	require.NoError(t, ctx.Err(), "with nobody subscribed the ping waited for its window")
 	assertNoPingLeft(t, mr)
 }
 
@@ -160,12 +150,12 @@ func TestCeleryPingSkipsBadReplies(t *testing.T) {
 	})
 	fakeCeleryWorker(t, mr, "w3@c", pong)
 	obs := celeryPingRun(t, ping(t, rdb, PingOptions{Window: 300 * time.Millisecond}), context.Background())
-	if w := obs["workers"]; w.Value != 1 || w.Detail != "answered: w3@c" {
-		t.Errorf("workers = %+v, want only w3@c", w)
-	}
-	if m := obs["malformed"]; m.Value != 1 || !strings.Contains(m.Detail, "not kombu JSON") {
-		t.Errorf("malformed = %+v, want 1", m)
-	}
+	w := obs["workers"]
+	assert.Equal(t, 1, w.Value, "workers = %+v, want only w3@c", w)
+	assert.Equal(t, "answered: w3@c", w.Detail, "workers = %+v, want only w3@c", w)
+	m := obs["malformed"]
+	assert.Equal(t, 1, m.Value, "malformed = %+v", m)
+	assert.Contains(t, m.Detail, "not kombu JSON", "malformed = %+v", m)
 	assertNoPingLeft(t, mr)
 }
 
@@ -178,18 +168,14 @@ func TestCeleryPingCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-pinged
-		if !mr.Exists("_kombu.binding.reply.celery.pidbox") {
-			t.Error("no reply binding while the ping waits")
-		}
+		assert.True(t, mr.Exists("_kombu.binding.reply.celery.pidbox"), "no reply binding while the ping waits")
 		cancel()
 	}()
 	obs, err := ping(t, rdb, PingOptions{Window: time.Minute, Timeout: 2 * time.Minute}).Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w := obs[0]; w.Status != healthhandler.StatusFail || !strings.Contains(w.Detail, "context canceled") {
-		t.Errorf("cancelled: workers = %+v", w)
-	}
+	require.NoError(t, err)
+	w := obs[0]
+	assert.Equal(t, healthhandler.StatusFail, w.Status, "cancelled: workers = %+v", w)
+	assert.Contains(t, w.Detail, "context canceled", "cancelled: workers = %+v", w)
 	assertNoPingLeft(t, mr)
 }
 
@@ -201,36 +187,33 @@ func TestCeleryPingLeftovers(t *testing.T) {
 	p := &celeryPinger{rdb: rdb, opts: PingOptions{Window: 100 * time.Millisecond, ControlExchange: "celery"}}
 	q := celeryReplyQueue{bindingKey: "_kombu.binding.reply.celery.pidbox", member: "x" + kombuSep + kombuSep + "x.reply.celery.pidbox",
 		lists: []string{"x.reply.celery.pidbox"}}
-	if _, err := mr.SAdd(q.bindingKey, q.member); err != nil {
-		t.Fatal(err)
-	}
+	_, err := mr.SAdd(q.bindingKey, q.member)
+	require.NoError(t, err)
 	mr.Close()
 	p.cleanup(context.Background(), q)
-	if len(p.leftovers) != 1 || p.leftovers[0].member == "" {
-		t.Fatalf("leftovers = %+v, want the whole queue", p.leftovers)
-	}
-	if err := mr.Restart(); err != nil {
-		t.Fatal(err)
-	}
+	require.Len(t, p.leftovers, 1, "leftovers = %+v, want the whole queue", p.leftovers)
+	require.NotEmpty(t, p.leftovers[0].member, "leftovers = %+v, want the whole queue", p.leftovers)
+	require.NoError(t, mr.Restart())
 	_, _ = mr.Lpush("x.reply.celery.pidbox", "late answer")
 	// A client that did not see the outage, so that its breaker is closed.
 	p.rdb = celeryTestRedis(t, mr.Addr(), "", 0, nil)
-	if _, err := p.ping(context.Background()); err != nil {
-		t.Fatalf("ping after the return: %v", err)
-	}
+	_, err = p.ping(context.Background())
+	require.NoError(t, err, "ping after the return")
 	assertNoPingLeft(t, mr)
-	if len(p.leftovers) != 1 || p.leftovers[0].member != "" || len(p.leftovers[0].lists) != 1 {
-		t.Errorf("leftovers = %+v, want only this run's reply list, for late answers", p.leftovers)
+	if assert.Len(t, p.leftovers, 1, "leftovers = %+v, want only this run's reply list, for late answers", p.leftovers) {
+		assert.Empty(t, p.leftovers[0].member, "leftovers = %+v, want only this run's reply list, for late answers", p.leftovers)
+		assert.Len(t, p.leftovers[0].lists, 1, "leftovers = %+v, want only this run's reply list, for late answers", p.leftovers)
 	}
 }
 
 func TestCeleryPingRedisDown(t *testing.T) {
 	rdb := celeryTestRedis(t, "127.0.0.1:1", "", 0, nil)
 	obs := celeryPingRun(t, ping(t, rdb, PingOptions{}), context.Background())
-	if w := obs["workers"]; w.Status != healthhandler.StatusFail || w.Output != "celery workers unknown: redis unavailable" ||
-		!strings.Contains(w.Detail, "celery ping: bind reply queue") || w.Value != nil {
-		t.Errorf("Redis down: workers = %+v", w)
-	}
+	w := obs["workers"]
+	assert.Equal(t, healthhandler.StatusFail, w.Status, "Redis down: workers = %+v", w)
+	assert.Equal(t, "celery workers unknown: redis unavailable", w.Output, "Redis down: workers = %+v", w)
+	assert.Contains(t, w.Detail, "celery ping: bind reply queue", "Redis down: workers = %+v", w)
+	assert.Nil(t, w.Value, "Redis down: workers = %+v", w)
 }
 
 func TestCeleryPingOptions(t *testing.T) {
@@ -252,25 +235,18 @@ func TestCeleryPingOptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Ping(tc.rdb, tc.opts)
 			if tc.wantErr != "" {
-				if !errors.Is(err, healthhandler.ErrInvalidOption) || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Errorf("Ping(%+v) error = %v, want ErrInvalidOption containing %q", tc.opts, err, tc.wantErr)
-				}
+				assert.ErrorIs(t, err, healthhandler.ErrInvalidOption, "Ping(%+v)", tc.opts)
+				assert.ErrorContains(t, err, tc.wantErr, "Ping(%+v)", tc.opts)
 				return
 			}
-			if err != nil {
-				t.Fatalf("Ping(%+v): %v", tc.opts, err)
-			}
+			require.NoError(t, err, "Ping(%+v)", tc.opts)
 			h, err := healthhandler.New(healthhandler.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer func() { _ = h.Close() }()
-			if err := h.Add(c); err != nil {
-				t.Errorf("Add(Ping(%+v)) = %v, want nil", tc.opts, err)
-			}
+			assert.NoError(t, h.Add(c), "Add(Ping(%+v))", tc.opts)
 		})
 	}
-	if c := ping(t, rdb, PingOptions{Window: 3 * time.Second}); c.Timeout != 4*time.Second || c.Name != "celery" {
-		t.Errorf("defaults: Timeout %v, Name %q; want 4s, celery", c.Timeout, c.Name)
-	}
+	c := ping(t, rdb, PingOptions{Window: 3 * time.Second})
+	assert.Equal(t, 4*time.Second, c.Timeout, "defaults: Timeout")
+	assert.Equal(t, "celery", c.Name, "defaults: Name")
 }

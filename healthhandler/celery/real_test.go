@@ -16,8 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/internal/redistest"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // celeryRequireEnv turns a missing Celery from a skip into a failure, as
@@ -62,14 +66,12 @@ func requireCelery(t *testing.T) {
 		msg := fmt.Sprintf("python module %q not available with %s (apt-get install %s; set %s=1 to fail instead of skipping): %v: %s",
 			m.module, celeryPython, m.pkg, celeryRequireEnv, err, lastLine(out))
 		if os.Getenv(celeryRequireEnv) == "1" {
-			t.Fatal(msg)
+			require.FailNow(t, msg)
 		}
 		t.Skip(msg)
 	}
 	out, err := exec.Command(celeryPython, "-c", "import celery; print(celery.__version__)").CombinedOutput()
-	if err != nil {
-		t.Fatalf("celery version: %v: %s", err, lastLine(out))
-	}
+	require.NoError(t, err, "celery version: %s", lastLine(out))
 	t.Logf("celery %s", bytes.TrimSpace(out))
 }
 
@@ -94,9 +96,7 @@ func startCeleryWorker(t *testing.T, dir, broker, name string) *celeryWorkerProc
 	t.Helper()
 	w := &celeryWorkerProc{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
 	logf, err := os.Create(w.log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	w.cmd = exec.Command(celeryPython, "-m", "celery", "-A", "tinyapp", "worker",
 		"-n", name, "--pool=solo", "--without-mingle", "--without-gossip", "--loglevel=INFO")
 	w.cmd.Dir = dir
@@ -105,7 +105,7 @@ func startCeleryWorker(t *testing.T, dir, broker, name string) *celeryWorkerProc
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := w.cmd.Start(); err != nil {
 		_ = logf.Close()
-		t.Fatalf("start celery worker: %v", err)
+		require.FailNow(t, "start celery worker", "%v", err)
 	}
 	go func() {
 		_ = w.cmd.Wait()
@@ -126,13 +126,11 @@ func startCeleryWorker(t *testing.T, dir, broker, name string) *celeryWorkerProc
 // signal sends sig to the worker and waits for it to exit.
 func (w *celeryWorkerProc) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	if err := w.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %v to %s: %v", sig, w.name, err)
-	}
+	require.NoError(t, w.cmd.Process.Signal(sig), "signal %v to %s", sig, w.name)
 	select {
 	case <-w.done:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not exit after %v", w.name, sig)
+		require.Failf(t, "worker did not exit", "%s did not exit after %v", w.name, sig)
 	}
 }
 
@@ -164,22 +162,17 @@ func TestCeleryRealWorkers(t *testing.T) {
 	const password = "celery-Pa55-word"
 	srv := redistest.Start(t, redistest.Options{Password: password})
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "tinyapp.py"), []byte(celeryTinyApp), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tinyapp.py"), []byte(celeryTinyApp), 0o600))
 	const db = 3
 	broker := fmt.Sprintf("redis://:%s@%s/%d", password, srv.Addr(), db)
 
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil))
+	var logs testlog.Buffer
+	log := logs.Text(slog.LevelInfo)
 	rdb := celeryTestRedis(t, srv.Addr(), password, db, log)
 	clock := &offsetClock{}
 	sig := newCelerySignal()
 	ev, err := newEvents(rdb, Options{Min: 1, Logger: log, Now: clock.Now}, sig.notify)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { _ = ev.Close() })
 	sig.wait(t, "subscription", func() bool { return ev.Stats().Connected })
 
@@ -196,9 +189,7 @@ func TestCeleryRealWorkers(t *testing.T) {
 	run := func(c healthhandler.Check) map[string]healthhandler.Observation {
 		t.Helper()
 		obs, err := c.Run(context.Background())
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
+		require.NoError(t, err, "Run")
 		m := map[string]healthhandler.Observation{}
 		for _, o := range obs {
 			m[o.Measurement] = o
@@ -206,24 +197,22 @@ func TestCeleryRealWorkers(t *testing.T) {
 		}
 		return m
 	}
-	if n := run(ev.Check())["workers"].Value; n != 0 {
-		t.Fatalf("before any worker: %v workers", n)
-	}
+	require.Equal(t, 0, run(ev.Check())["workers"].Value, "workers before any worker")
 
 	w1 := startCeleryWorker(t, dir, broker, "w1@steadfast")
 	sig.wait(t, "w1 online", func() bool { return len(alive()) == 1 })
-	if w := run(ev.Check())["workers"]; w.Value != 1 || w.Status != healthhandler.StatusPass || w.Detail != "alive: w1@steadfast" {
-		t.Errorf("one worker: workers = %+v", w)
-	}
+	w := run(ev.Check())["workers"]
+	assert.Equal(t, 1, w.Value, "one worker: workers = %+v", w)
+	assert.Equal(t, healthhandler.StatusPass, w.Status, "one worker: workers = %+v", w)
+	assert.Equal(t, "alive: w1@steadfast", w.Detail, "one worker: workers = %+v", w)
 	w2 := startCeleryWorker(t, dir, broker, "w2@steadfast")
 	sig.wait(t, "w2 online", func() bool { return len(alive()) == 2 })
 	obs := run(ev.Check())
-	if w := obs["workers"]; w.Value != 2 || w.Detail != "alive: w1@steadfast, w2@steadfast" {
-		t.Errorf("two workers: workers = %+v", w)
-	}
-	if obs["active"].Value != int64(0) || obs["processed"].Value != int64(0) {
-		t.Errorf("active, processed = %v, %v; want 0, 0", obs["active"].Value, obs["processed"].Value)
-	}
+	w = obs["workers"]
+	assert.Equal(t, 2, w.Value, "two workers: workers = %+v", w)
+	assert.Equal(t, "alive: w1@steadfast, w2@steadfast", w.Detail, "two workers: workers = %+v", w)
+	assert.Equal(t, int64(0), obs["active"].Value, "active")
+	assert.Equal(t, int64(0), obs["processed"].Value, "processed")
 
 	// The ping: both answer within the window. A worker announces itself
 	// before it listens for control messages, so the ping is tried again
@@ -236,20 +225,20 @@ func TestCeleryRealWorkers(t *testing.T) {
 		pobs = run(ping)
 		return pobs["workers"].Value == 2
 	})
-	if w := pobs["workers"]; w.Status != healthhandler.StatusPass || w.Detail != "answered: w1@steadfast, w2@steadfast" {
-		t.Errorf("ping: workers = %+v", w)
-	}
-	if rt, _ := pobs["responseTime"].Value.(float64); rt <= 0 || rt > float64(window/time.Millisecond) {
-		t.Errorf("ping answered in %v ms, want within %v", pobs["responseTime"].Value, window)
-	}
+	w = pobs["workers"]
+	assert.Equal(t, healthhandler.StatusPass, w.Status, "ping: workers = %+v", w)
+	assert.Equal(t, "answered: w1@steadfast, w2@steadfast", w.Detail, "ping: workers = %+v", w)
+	rt, _ := pobs["responseTime"].Value.(float64)
+	assert.Positive(t, rt, "ping answered in %v ms", pobs["responseTime"].Value)
+	assert.LessOrEqual(t, rt, float64(window/time.Millisecond), "ping answered in %v ms, want within %v", pobs["responseTime"].Value, window)
 	assertNoPingLeftReal(t, srv, db)
 
 	// A warm shutdown says goodbye: w2 is gone at once.
 	w2.signal(t, syscall.SIGTERM)
 	sig.wait(t, "w2 offline", func() bool { return len(alive()) == 1 })
 	for _, w := range ev.Stats().Workers {
-		if w.Hostname == "w2@steadfast" && !w.Offline {
-			t.Errorf("w2 after SIGTERM: %+v, want offline by its worker-offline event", w)
+		if w.Hostname == "w2@steadfast" {
+			assert.True(t, w.Offline, "w2 after SIGTERM: %+v, want offline by its worker-offline event", w)
 		}
 	}
 
@@ -258,55 +247,41 @@ func TestCeleryRealWorkers(t *testing.T) {
 	// before it died has been handled.
 	w1.signal(t, syscall.SIGKILL)
 	before := ev.Stats().Events
-	if err := rdb.Client().Publish(context.Background(), fmt.Sprintf("/%d.celeryev/worker.barrier", db),
-		kombuMessage(t, map[string]any{"type": "worker-barrier", "hostname": "test@steadfast"}, nil)).Err(); err != nil {
-		t.Fatal(err)
-	}
+	err = rdb.Client().Publish(context.Background(), fmt.Sprintf("/%d.celeryev/worker.barrier", db),
+		kombuMessage(t, map[string]any{"type": "worker-barrier", "hostname": "test@steadfast"}, nil)).Err()
+	require.NoError(t, err)
 	sig.wait(t, "barrier", func() bool { return ev.Stats().Events > before })
 	var freq time.Duration
 	for _, w := range ev.Stats().Workers {
 		if w.Hostname == "w1@steadfast" {
 			freq = w.Freq
-			if !w.Alive || w.Offline {
-				t.Errorf("w1 right after kill -9: %+v, want still alive", w)
-			}
+			assert.True(t, w.Alive, "w1 right after kill -9: %+v, want still alive", w)
+			assert.False(t, w.Offline, "w1 right after kill -9: %+v, want still alive", w)
 		}
 	}
-	if freq != DefaultHeartbeat {
-		t.Errorf("w1 freq = %v, want Celery's default %v", freq, DefaultHeartbeat)
-	}
+	assert.Equal(t, DefaultHeartbeat, freq, "w1 freq, want Celery's default")
 	clock.Advance(2*freq + time.Millisecond)
-	if w := run(ev.Check())["workers"]; w.Value != 0 || w.Status != healthhandler.StatusFail || !strings.Contains(w.Detail, "no heartbeat: w1@steadfast") {
-		t.Errorf("two heartbeat intervals after kill -9: workers = %+v", w)
-	}
-	if w := run(ping)["workers"]; w.Value != 0 || w.Status != healthhandler.StatusFail {
-		t.Errorf("ping with no worker: workers = %+v", w)
-	}
+	w = run(ev.Check())["workers"]
+	assert.Equal(t, 0, w.Value, "two heartbeat intervals after kill -9: workers = %+v", w)
+	assert.Equal(t, healthhandler.StatusFail, w.Status, "two heartbeat intervals after kill -9: workers = %+v", w)
+	assert.Contains(t, w.Detail, "no heartbeat: w1@steadfast", "two heartbeat intervals after kill -9: workers = %+v", w)
+	w = run(ping)["workers"]
+	assert.Equal(t, 0, w.Value, "ping with no worker: workers = %+v", w)
+	assert.Equal(t, healthhandler.StatusFail, w.Status, "ping with no worker: workers = %+v", w)
 	assertNoPingLeftReal(t, srv, db)
 
 	// No password anywhere: not in check texts, not in a detailed report,
 	// not in logs.
 	h, err := healthhandler.New(healthhandler.Options{ShowDetails: func(*http.Request) bool { return true }, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() { _ = h.Close() }()
-	if err := h.Add(ev.Check()); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.WaitChecked(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, h.Add(ev.Check()))
+	require.NoError(t, h.WaitChecked(context.Background()))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
-	texts = append(texts, rec.Body.String())
-	logMu.Lock()
-	texts = append(texts, logs.String())
-	logMu.Unlock()
+	texts = append(texts, rec.Body.String(), logs.String())
 	for _, s := range texts {
-		if strings.Contains(s, password) {
-			t.Errorf("the password is in %q", s)
-		}
+		assert.NotContains(t, s, password, "the password is in a text")
 	}
 }
 
@@ -317,20 +292,12 @@ func assertNoPingLeftReal(t *testing.T, srv *redistest.Server, db int) {
 	rdb := celeryTestRedis(t, srv.Addr(), "celery-Pa55-word", db, nil)
 	ctx := context.Background()
 	members, err := rdb.Client().SMembers(ctx, "_kombu.binding.reply.celery.pidbox").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, m := range members {
-		if strings.HasPrefix(m, "steadfast-") {
-			t.Errorf("reply binding %q left behind", m)
-		}
+		assert.False(t, strings.HasPrefix(m, "steadfast-"), "reply binding %q left behind", m)
 	}
 	keys, err := rdb.Client().Keys(ctx, "steadfast-*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(keys) != 0 {
-		t.Errorf("reply lists left behind: %q", keys)
-	}
+	require.NoError(t, err)
+	assert.Empty(t, keys, "reply lists left behind")
 	_ = rdb.Close()
 }
