@@ -9,6 +9,7 @@ import (
 
 	"github.com/steadfast-go/steadfast/middleware"
 	"github.com/steadfast-go/steadfast/resilience"
+	"github.com/stretchr/testify/require"
 )
 
 // BenchmarkHooks measures the two per-event hooks alone, as one cache hit
@@ -20,9 +21,7 @@ func BenchmarkHooks(b *testing.B) {
 	defer func() { _ = mp.Shutdown(context.Background()) }()
 	meter := mp.Meter(ScopeName)
 	h, err := meter.Float64Histogram("ops")
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	lc := &lookupCounter{}
 	ops := newOpRecorder(h)
 	ops.start()
