@@ -5,11 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/steadfast-go/steadfast/middleware"
 	"github.com/steadfast-go/steadfast/resilience"
-	"github.com/stretchr/testify/require"
 )
 
 // BenchmarkHooks measures the two per-event hooks alone, as one cache hit
