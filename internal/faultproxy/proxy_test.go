@@ -299,9 +299,10 @@ func TestNewInvalid(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := New(tc.upstream, tc.opts)
-			if !assert.Error(t, err, "New(%q, %+v)", tc.upstream, tc.opts) {
+			if err == nil {
 				_ = p.Close()
 			}
+			require.Error(t, err, "New(%q, %+v)", tc.upstream, tc.opts)
 		})
 	}
 }
