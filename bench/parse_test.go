@@ -3,9 +3,10 @@
 package main
 
 import (
-	"maps"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func TestParseCommandStats(t *testing.T) {
@@ -29,9 +30,7 @@ func TestParseCommandStats(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := parseCommandStats(tc.info); !maps.Equal(got, tc.want) {
-				t.Errorf("parseCommandStats(%q) = %v, want %v", tc.info, got, tc.want)
-			}
+			assert.Equal(t, tc.want, parseCommandStats(tc.info), "parseCommandStats(%q)", tc.info)
 		})
 	}
 }
@@ -40,19 +39,13 @@ func TestCommandDelta(t *testing.T) {
 	before := map[string]int64{"get": 10, "info": 4, "ping": 1}
 	after := map[string]int64{"get": 25, "info": 6, "ping": 1, "set": 2}
 	want := map[string]int64{"get": 15, "set": 2}
-	if got := commandDelta(before, after); !maps.Equal(got, want) {
-		t.Errorf("commandDelta = %v, want %v (INFO itself and unchanged commands left out)", got, want)
-	}
-	if got := sumCalls(want); got != 17 {
-		t.Errorf("sumCalls(%v) = %d, want 17", want, got)
-	}
+	assert.Equal(t, want, commandDelta(before, after), "commandDelta (INFO itself and unchanged commands left out)")
+	assert.Equal(t, int64(17), sumCalls(want), "sumCalls(%v)", want)
 }
 
 func TestParseCPU(t *testing.T) {
 	info := "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:0.750000\r\nused_cpu_sys_children:9.0\r\n"
-	if got, want := parseCPU(info), 2*time.Second; got != want {
-		t.Errorf("parseCPU(%q) = %v, want %v", info, got, want)
-	}
+	assert.Equal(t, 2*time.Second, parseCPU(info), "parseCPU(%q)", info)
 }
 
 func TestMedian(t *testing.T) {
@@ -68,9 +61,7 @@ func TestMedian(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := median(tc.in); got != tc.want {
-				t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
-			}
+			assert.Equal(t, tc.want, median(tc.in), "median(%v)", tc.in)
 		})
 	}
 }

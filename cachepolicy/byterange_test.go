@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestSelectRange(t *testing.T) {
@@ -83,15 +84,12 @@ func FuzzParseRange(f *testing.F) {
 		r, result := ParseRange(v, size)
 		switch result {
 		case RangePartial:
-			if r.Start < 0 || r.Length <= 0 || r.Start+r.Length > size {
-				t.Fatalf("ParseRange(%q, %d) = %+v outside the representation", v, size, r)
-			}
+			require.False(t, r.Start < 0 || r.Length <= 0 || r.Start+r.Length > size,
+				"ParseRange(%q, %d) = %+v outside the representation", v, size, r)
 		case RangeIgnored, RangeUnsatisfiable:
-			if r != (ByteRange{}) {
-				t.Fatalf("ParseRange(%q, %d) = %+v with result %v", v, size, r, result)
-			}
+			require.Equal(t, ByteRange{}, r, "ParseRange(%q, %d) with result %v", v, size, result)
 		default:
-			t.Fatalf("ParseRange(%q, %d) result %v", v, size, result)
+			require.Failf(t, "unknown result", "ParseRange(%q, %d) result %v", v, size, result)
 		}
 	})
 }

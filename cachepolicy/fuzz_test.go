@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 func FuzzParseCacheControl(f *testing.F) {
@@ -33,13 +34,9 @@ func FuzzParseCacheControl(f *testing.F) {
 	f.Fuzz(func(t *testing.T, value string) {
 		h := http.Header{"Cache-Control": {value}}
 		resp := ParseResponse(h)
-		if again := ParseResponse(h); !reflect.DeepEqual(again, resp) {
-			t.Fatalf("ParseResponse(%q) not deterministic: %+v then %+v", value, resp, again)
-		}
+		require.Equal(t, resp, ParseResponse(h), "ParseResponse(%q) not deterministic", value)
 		req := ParseRequest(h)
-		if again := ParseRequest(h); again != req {
-			t.Fatalf("ParseRequest(%q) not deterministic: %+v then %+v", value, req, again)
-		}
+		require.Equal(t, req, ParseRequest(h), "ParseRequest(%q) not deterministic", value)
 		durations := []struct {
 			name string
 			v    time.Duration
@@ -54,21 +51,16 @@ func FuzzParseCacheControl(f *testing.F) {
 			{"request min-fresh", req.MinFresh, req.HasMinFresh},
 		}
 		for _, d := range durations {
-			if d.v < 0 || d.v > MaxDelta || (!d.has && d.v != 0) {
-				t.Fatalf("Parse(%q): %s = %v (present %v) out of range", value, d.name, d.v, d.has)
-			}
+			require.False(t, d.v < 0 || d.v > MaxDelta || (!d.has && d.v != 0),
+				"Parse(%q): %s = %v (present %v) out of range", value, d.name, d.v, d.has)
 		}
 		// Two lines read as one list: adding an empty line changes nothing.
 		h2 := http.Header{"Cache-Control": {value, ""}}
-		if got := ParseResponse(h2); !reflect.DeepEqual(got, resp) {
-			t.Fatalf("ParseResponse(%q, \"\") = %+v, want %+v", value, got, resp)
-		}
+		require.Equal(t, resp, ParseResponse(h2), "ParseResponse(%q, \"\")", value)
 		// Without quotes, a directive appended as a list element is seen.
 		if !strings.Contains(value, `"`) {
 			h3 := http.Header{"Cache-Control": {value + ",no-store"}}
-			if !ParseResponse(h3).NoStore {
-				t.Fatalf("ParseResponse(%q + \",no-store\") missed no-store", value)
-			}
+			require.True(t, ParseResponse(h3).NoStore, "ParseResponse(%q + \",no-store\") missed no-store", value)
 		}
 	})
 }
@@ -103,9 +95,8 @@ func FuzzVary(f *testing.F) {
 		h := http.Header{"Vary": {vary}}
 		got, star := VaryFields(h)
 		want, wantStar := naiveVaryFields(h)
-		if star != wantStar || !slices.Equal(got, want) {
-			t.Fatalf("VaryFields(%q) = %q, %v; want %q, %v", vary, got, star, want, wantStar)
-		}
+		require.Equal(t, wantStar, star, "VaryFields(%q) = %q, %v; want %q, %v", vary, got, star, want, wantStar)
+		require.True(t, slices.Equal(got, want), "VaryFields(%q) = %q, %v; want %q, %v", vary, got, star, want, wantStar)
 	})
 }
 
@@ -120,9 +111,7 @@ func FuzzNormalizeField(f *testing.F) {
 		for _, name := range []string{"Accept-Encoding", "Accept-Language", "X-Other"} {
 			got := NormalizeField(name, []string{v})
 			// Normalising is idempotent: a normal value is its own form.
-			if again := NormalizeField(name, []string{got}); again != got {
-				t.Fatalf("NormalizeField(%s, %q) = %q, but of that %q", name, v, got, again)
-			}
+			require.Equal(t, got, NormalizeField(name, []string{got}), "NormalizeField(%s, %q) = %q, but not of that", name, v, got)
 			// Split over two lines at a comma, the value means the same.
 			// (A value that does not parse is kept as sent, and matches
 			// only itself.)
@@ -130,9 +119,7 @@ func FuzzNormalizeField(f *testing.F) {
 				continue
 			}
 			if i := strings.IndexByte(v, ','); i >= 0 && name != "X-Other" {
-				if two := NormalizeField(name, []string{v[:i], v[i+1:]}); two != got {
-					t.Fatalf("NormalizeField(%s, %q split) = %q, want %q", name, v, two, got)
-				}
+				require.Equal(t, got, NormalizeField(name, []string{v[:i], v[i+1:]}), "NormalizeField(%s, %q split)", name, v)
 			}
 		}
 	})
@@ -160,19 +147,14 @@ func FuzzKey(f *testing.F) {
 		p := Policy{KeyHeaders: []string{"x-tenant", "Accept"}}
 
 		key := Key("pre:", req, p)
-		if len(key) != len("pre:")+KeyHashLen || !strings.HasPrefix(key, "pre:") {
-			t.Fatalf("Key(%s %s %s) = %q: wrong form", method, host, target, key)
-		}
-		if again := Key("pre:", req, p); again != key {
-			t.Fatalf("Key(%s %s %s) not deterministic: %q then %q", method, host, target, key, again)
-		}
+		require.Len(t, key, len("pre:")+KeyHashLen, "Key(%s %s %s) = %q: wrong form", method, host, target, key)
+		require.True(t, strings.HasPrefix(key, "pre:"), "Key(%s %s %s) = %q: wrong form", method, host, target, key)
+		require.Equal(t, key, Key("pre:", req, p), "Key(%s %s %s) not deterministic", method, host, target)
 
 		// Unkeyed headers never count.
 		poisoned := *req
 		poisoned.Header = http.Header{"X-Tenant": {value}, "X-Forwarded-Host": {value}, "Forwarded": {value}}
-		if got := Key("pre:", &poisoned, p); got != key {
-			t.Fatalf("Key(%s %s %s) changed with unkeyed headers: %q vs %q", method, host, target, got, key)
-		}
+		require.Equal(t, key, Key("pre:", &poisoned, p), "Key(%s %s %s) changed with unkeyed headers", method, host, target)
 
 		// Parameters reordered, the values of each name kept in order, share
 		// the key: sorted by decoded name, or reversed when all names differ.
@@ -185,9 +167,7 @@ func FuzzKey(f *testing.F) {
 					continue
 				}
 				q := strings.Join(order, "&")
-				if got := Key("pre:", withQuery(req, q), p); got != key {
-					t.Fatalf("Key(%s %s %s) changed with query order %q: %q vs %q", method, host, target, q, got, key)
-				}
+				require.Equal(t, key, Key("pre:", withQuery(req, q), p), "Key(%s %s %s) changed with query order %q", method, host, target, q)
 			}
 		}
 
@@ -197,9 +177,7 @@ func FuzzKey(f *testing.F) {
 			if slices.Equal(sortedSplit(q), sortedSplit(u.RawQuery)) {
 				continue
 			}
-			if got := Key("pre:", withQuery(req, q), p); got == key {
-				t.Fatalf("Key(%s %s %s) same for query %q and %q: %q", method, host, target, u.RawQuery, q, key)
-			}
+			require.NotEqual(t, key, Key("pre:", withQuery(req, q), p), "Key(%s %s %s) same for query %q and %q", method, host, target, u.RawQuery, q)
 		}
 
 		// HEAD shares GET's key.
@@ -209,9 +187,7 @@ func FuzzKey(f *testing.F) {
 			if method == "GET" {
 				other.Method = "HEAD"
 			}
-			if got := Key("pre:", &other, p); got != key {
-				t.Fatalf("Key(%s %s %s) differs from %s: %q vs %q", method, host, target, other.Method, got, key)
-			}
+			require.Equal(t, key, Key("pre:", &other, p), "Key(%s %s %s) differs from %s", method, host, target, other.Method)
 		}
 	})
 }
@@ -239,18 +215,13 @@ func FuzzKeyQuery(f *testing.F) {
 		r1 := &http.Request{Method: "GET", Host: "h", URL: &url.URL{Path: "/", RawQuery: q1}}
 		r2 := &http.Request{Method: "GET", Host: "h", URL: &url.URL{Path: "/", RawQuery: q2}}
 		same := Key("", r1, Policy{}) == Key("", r2, Policy{})
-		if want := canonicalQuery(q1) == canonicalQuery(q2); same != want {
-			t.Fatalf("keys of %q and %q: same %v, want %v", q1, q2, same, want)
-		}
-		if same && !slices.Equal(sortedSplit(q1), sortedSplit(q2)) {
-			t.Fatalf("%q and %q share a key but differ in more than order", q1, q2)
-		}
+		require.Equal(t, canonicalQuery(q1) == canonicalQuery(q2), same, "keys of %q and %q: same", q1, q2)
+		require.False(t, same && !slices.Equal(sortedSplit(q1), sortedSplit(q2)), "%q and %q share a key but differ in more than order", q1, q2)
 		if same {
 			v1, err1 := url.ParseQuery(q1)
 			v2, err2 := url.ParseQuery(q2)
-			if (err1 == nil) != (err2 == nil) || !reflect.DeepEqual(v1, v2) {
-				t.Fatalf("%q and %q share a key but parse to %v (%v) and %v (%v)", q1, q2, v1, err1, v2, err2)
-			}
+			require.Equal(t, err1 == nil, err2 == nil, "%q and %q share a key but parse with errors %v and %v", q1, q2, err1, err2)
+			require.Equal(t, v1, v2, "%q and %q share a key but parse differently", q1, q2)
 		}
 	})
 }
@@ -342,18 +313,12 @@ func FuzzNotModified(f *testing.F) {
 		}
 		req := &http.Request{Method: "GET", Header: h}
 		got := NotModified(req, etag, lastModified)
-		if again := NotModified(req, etag, lastModified); again != got {
-			t.Fatalf("NotModified(%q, %q, %q, %q) not deterministic", inm, ims, etag, lastModified)
-		}
+		require.Equal(t, got, NotModified(req, etag, lastModified), "NotModified(%q, %q, %q, %q) not deterministic", inm, ims, etag, lastModified)
 		if _, ok := opaqueTag(etag); ok {
 			h2 := http.Header{"If-None-Match": {etag}}
-			if !NotModified(&http.Request{Method: "GET", Header: h2}, etag, lastModified) {
-				t.Fatalf("If-None-Match %q does not match its own etag", etag)
-			}
+			require.True(t, NotModified(&http.Request{Method: "GET", Header: h2}, etag, lastModified), "If-None-Match %q does not match its own etag", etag)
 		}
 		post := &http.Request{Method: "POST", Header: h}
-		if NotModified(post, etag, lastModified) {
-			t.Fatalf("NotModified for POST with If-None-Match %q", inm)
-		}
+		require.False(t, NotModified(post, etag, lastModified), "NotModified for POST with If-None-Match %q", inm)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestParseHTTPDate(t *testing.T) {
@@ -74,12 +75,8 @@ func FuzzParseHTTPDate(f *testing.F) {
 		}
 		// Whatever is accepted formats back to an IMF-fixdate that
 		// parses to itself, in UTC.
-		if got.Location() != time.UTC {
-			t.Fatalf("ParseHTTPDate(%q) = %v, not UTC", s, got)
-		}
+		require.Same(t, time.UTC, got.Location(), "ParseHTTPDate(%q) = %v, not UTC", s, got)
 		again, ok := ParseHTTPDate(got.Format(http.TimeFormat), now)
-		if !ok || !again.Equal(got) {
-			t.Fatalf("ParseHTTPDate(%q) = %v does not round-trip: %v %v", s, got, again, ok)
-		}
+		require.True(t, ok && again.Equal(got), "ParseHTTPDate(%q) = %v does not round-trip: %v %v", s, got, again, ok)
 	})
 }

@@ -102,10 +102,8 @@ func TestKeySame(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ka, kb := Key("p:", tc.a, tc.policy), Key("p:", tc.b, tc.policy)
-			if ka != kb {
-				t.Errorf("keys differ:\n a %s %s%s -> %s\n b %s %s%s -> %s",
-					tc.a.Method, tc.a.Host, tc.a.URL, ka, tc.b.Method, tc.b.Host, tc.b.URL, kb)
-			}
+			assert.Equal(t, ka, kb, "keys differ:\n a %s %s%s -> %s\n b %s %s%s -> %s",
+				tc.a.Method, tc.a.Host, tc.a.URL, ka, tc.b.Method, tc.b.Host, tc.b.URL, kb)
 		})
 	}
 }
@@ -185,10 +183,8 @@ func TestKeyDiffers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ka, kb := Key("p:", tc.a, tc.policy), Key("p:", tc.b, tc.policy)
-			if ka == kb {
-				t.Errorf("keys equal for a %s %s%s %v and b %s %s%s %v: %s",
-					tc.a.Method, tc.a.Host, tc.a.URL, tc.a.Header, tc.b.Method, tc.b.Host, tc.b.URL, tc.b.Header, ka)
-			}
+			assert.NotEqual(t, ka, kb, "keys equal for a %s %s%s %v and b %s %s%s %v: %s",
+				tc.a.Method, tc.a.Host, tc.a.URL, tc.a.Header, tc.b.Method, tc.b.Host, tc.b.URL, tc.b.Header, ka)
 		})
 	}
 }

@@ -172,25 +172,21 @@ func TestRulesConcurrentFor(t *testing.T) {
 	rules, err := NewRules(map[string]Policy{"GET /items/{id}": ttlPolicy(1), "/": ttlPolicy(2)})
 	require.NoError(t, err)
 	var wg sync.WaitGroup
-	errs := make(chan string, 8)
 	for g := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range 100 {
-				p, ok := rules.For(newRequest("GET", "/items/"+strconv.Itoa(g*100+i)))
-				if !ok || p.TTL != time.Second {
-					errs <- "wrong policy"
+				target := "/items/" + strconv.Itoa(g*100+i)
+				p, ok := rules.For(newRequest("GET", target))
+				if !assert.True(t, ok, "wrong policy: none for %s", target) ||
+					!assert.Equal(t, time.Second, p.TTL, "wrong policy for %s", target) {
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Error(e)
-	}
 }
 
 func BenchmarkRulesFor(b *testing.B) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"log/slog"
@@ -69,22 +70,16 @@ func BenchmarkHitOverhead(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			store := &memoryStore{}
 			cache, err := middleware.NewCache(store, middleware.CacheOptions{Logger: benchQuiet})
-			if err != nil {
-				b.Fatal(err)
-			}
+			require.NoError(b, err)
 			defer func() { _ = cache.Close() }()
 			mux := http.NewServeMux()
 			mux.Handle("GET /items/{id}", cache.Policy(policy)(origin))
 			req := httptest.NewRequest("GET", "/items/42", nil)
 			mux.ServeHTTP(&discardWriter{h: http.Header{}}, req)
-			if err := cache.Close(); err != nil { // waits for the entry to be written
-				b.Fatal(err)
-			}
+			require.NoError(b, cache.Close()) // waits for the entry to be written
 			if on {
 				m, err := Instrument(meterProvider(b), Sources{Cache: cache})
-				if err != nil {
-					b.Fatal(err)
-				}
+				require.NoError(b, err)
 				defer func() { _ = m.Close() }()
 			}
 			w := &discardWriter{h: http.Header{}}
@@ -95,9 +90,7 @@ func BenchmarkHitOverhead(b *testing.B) {
 				mux.ServeHTTP(w, req)
 			}
 			reportCPU(b, start)
-			if !strings.HasPrefix(w.h.Get("Cache-Status"), "steadfast; hit") {
-				b.Fatalf("not a hit: %q", w.h.Get("Cache-Status"))
-			}
+			require.True(b, strings.HasPrefix(w.h.Get("Cache-Status"), "steadfast; hit"), "not a hit: %q", w.h.Get("Cache-Status"))
 		})
 	}
 	mr := miniredis.RunT(b)
@@ -109,15 +102,11 @@ func BenchmarkHitOverhead(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			rdb, err := resilience.NewRedis(resilience.Config{Addr: mr.Addr()}, resilience.Options{Logger: benchQuiet, OpTimeout: time.Second})
-			if err != nil {
-				b.Fatal(err)
-			}
+			require.NoError(b, err)
 			defer func() { _ = rdb.Close() }()
 			if on {
 				m, err := Instrument(meterProvider(b), Sources{Redis: rdb})
-				if err != nil {
-					b.Fatal(err)
-				}
+				require.NoError(b, err)
 				defer func() { _ = m.Close() }()
 			}
 			ctx := context.Background()

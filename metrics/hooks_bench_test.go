@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/steadfast-go/steadfast/middleware"
@@ -20,9 +21,7 @@ func BenchmarkHooks(b *testing.B) {
 	defer func() { _ = mp.Shutdown(context.Background()) }()
 	meter := mp.Meter(ScopeName)
 	h, err := meter.Float64Histogram("ops")
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	lc := &lookupCounter{}
 	ops := newOpRecorder(h)
 	ops.start()

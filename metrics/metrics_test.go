@@ -105,12 +105,8 @@ func (c collected) value(name string, kv ...string) (float64, bool) {
 func (c collected) want(want float64, name string, kv ...string) {
 	c.t.Helper()
 	got, ok := c.value(name, kv...)
-	if !ok {
-		c.t.Errorf("%s %v: no point", name, kv)
-		return
-	}
-	if got != want {
-		c.t.Errorf("%s %v = %v, want %v", name, kv, got, want)
+	if assert.True(c.t, ok, "%s %v: no point", name, kv) {
+		assert.Equal(c.t, want, got, "%s %v", name, kv)
 	}
 }
 
@@ -228,18 +224,14 @@ func TestInstrument(t *testing.T) {
 	c.want(0, "steadfast.health.check.status", "check", "pool")
 	c.want(2, "steadfast.health.check.status", "check", "broken")
 	c.want(3, "steadfast.health.workers", "check", "pool")
-	if _, ok := c.value("steadfast.health.workers", "check", "broken"); ok {
-		t.Error("a check that counts no workers reports workers")
-	}
-	if _, ok := c.value("steadfast.health.check.duration", "check", "pool"); !ok {
-		t.Error("no duration for the pool check")
-	}
-	if v, ok := c.value("db.client.connection.count", "db.client.connection.pool.name", "redis", "db.client.connection.state", "idle"); !ok || v < 1 {
-		t.Errorf("idle connections %v (%v), want at least one", v, ok)
-	}
-	if _, ok := c.value("db.client.connection.timeouts", "db.client.connection.pool.name", "redis"); !ok {
-		t.Error("no pool timeouts point")
-	}
+	_, ok := c.value("steadfast.health.workers", "check", "broken")
+	assert.False(t, ok, "a check that counts no workers reports workers")
+	_, ok = c.value("steadfast.health.check.duration", "check", "pool")
+	assert.True(t, ok, "no duration for the pool check")
+	v, ok := c.value("db.client.connection.count", "db.client.connection.pool.name", "redis", "db.client.connection.state", "idle")
+	assert.True(t, ok && v >= 1, "idle connections %v (%v), want at least one", v, ok)
+	_, ok = c.value("db.client.connection.timeouts", "db.client.connection.pool.name", "redis")
+	assert.True(t, ok, "no pool timeouts point")
 
 	// Redis goes away: the failing GET is a timeout or an error, the
 	// breaker opens, and requests bypass the cache.
@@ -250,9 +242,8 @@ func TestInstrument(t *testing.T) {
 	c.want(2, "steadfast.cache.lookups", "http.route", route, "result", "bypass", "reason", "redis-unavailable")
 	c.want(1, "steadfast.breaker.state", "breaker", "redis")
 	c.want(1, "steadfast.breaker.transitions", "breaker", "redis", "to", "open")
-	if v, _ := c.value("steadfast.breaker.rejected", "breaker", "redis"); v < 1 {
-		t.Errorf("redis breaker rejected %v, want the GET after it opened", v)
-	}
+	rejected, _ := c.value("steadfast.breaker.rejected", "breaker", "redis")
+	assert.GreaterOrEqual(t, rejected, 1.0, "redis breaker rejected %v, want the GET after it opened", rejected)
 	// The GET that failed: its retry, if any, met the open breaker.
 	var failed float64
 	for _, o := range []string{"error", "timeout", "rejected"} {
@@ -265,8 +256,8 @@ func TestInstrument(t *testing.T) {
 	require.NoError(t, s.m.Close())
 	s.get("/items/1")
 	c = collect(t, s.reader)
-	if v, ok := c.value("steadfast.cache.lookups", "http.route", route, "result", "bypass", "reason", "redis-unavailable"); ok && v != 2 {
-		t.Errorf("lookups counted after Close: %v", v)
+	if v, ok := c.value("steadfast.cache.lookups", "http.route", route, "result", "bypass", "reason", "redis-unavailable"); ok {
+		assert.Equal(t, 2.0, v, "lookups counted after Close")
 	}
 	require.NoError(t, s.m.Close(), "a second Close")
 }

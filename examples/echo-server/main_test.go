@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/internal/redistest"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 const password = "s3cret-Pa55"
@@ -52,26 +51,9 @@ type server struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	base string
-	out  *syncBuffer
+	out  *testlog.Buffer
 	done chan struct{}
 	err  error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // cleanEnv is the test's environment without any Redis or example setting.
@@ -92,7 +74,7 @@ func cleanEnv(extra ...string) []string {
 func startServer(t *testing.T, env ...string) *server {
 	t.Helper()
 	port := redistest.FreePort(t)
-	s := &server{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuffer{}, done: make(chan struct{})}
+	s := &server{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), out: &testlog.Buffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(binary)
 	s.cmd.Env = cleanEnv(append(env, fmt.Sprintf("ADDR=127.0.0.1:%d", port))...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
@@ -117,11 +99,11 @@ func startServer(t *testing.T, env ...string) *server {
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("echo-server exited early: %v\n%s", s.err, s.out.String())
+			require.Failf(t, "echo-server exited early", "%v\n%s", s.err, s.out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("echo-server did not answer /health/live\n%s", s.out.String())
+			require.Failf(t, "echo-server did not answer /health/live", "%s", s.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -153,7 +135,7 @@ func until(t *testing.T, limit time.Duration, what string, fn func() bool) time.
 	start := time.Now()
 	for !fn() {
 		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
+			require.Failf(t, what, "not within %v", limit)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -165,9 +147,7 @@ func (s *server) healthStatus() (int, string) {
 	var report struct {
 		Status string `json:"status"`
 	}
-	if err := json.Unmarshal([]byte(r.body), &report); err != nil {
-		s.t.Fatalf("/health body %q: %v", r.body, err)
-	}
+	require.NoError(s.t, json.Unmarshal([]byte(r.body), &report), "/health body %q", r.body)
 	return r.status, report.Status
 }
 
@@ -302,7 +282,7 @@ func TestEndToEnd(t *testing.T) {
 		select {
 		case <-s.done:
 		case <-time.After(15 * time.Second):
-			t.Fatal("echo-server did not exit within 15 s of SIGTERM")
+			require.Fail(t, "echo-server did not exit within 15 s of SIGTERM")
 		}
 		require.NoError(t, s.err, "exit status after SIGTERM")
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/internal/redistest"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // requirePrometheusEnv turns a missing prometheus binary from a skip into
@@ -27,7 +28,7 @@ const requirePrometheusEnv = "STEADFAST_REQUIRE_PROMETHEUS"
 type prometheusServer struct {
 	t    *testing.T
 	base string
-	out  *syncBuffer
+	out  *testlog.Buffer
 }
 
 const scrapeInterval = 200 * time.Millisecond
@@ -40,7 +41,7 @@ func startPrometheus(t *testing.T, target string) *prometheusServer {
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv(requirePrometheusEnv) == "1" {
-			t.Fatalf("prometheus not found and %s=1: %v", requirePrometheusEnv, err)
+			require.Failf(t, "prometheus not found", "%s=1: %v", requirePrometheusEnv, err)
 		}
 		t.Skipf("prometheus not found (apt-get install prometheus; set %s=1 to fail instead): %v", requirePrometheusEnv, err)
 	}
@@ -58,7 +59,7 @@ scrape_configs:
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(config), 0o600))
 	port := redistest.FreePort(t)
-	p := &prometheusServer{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuffer{}}
+	p := &prometheusServer{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), out: &testlog.Buffer{}}
 	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -78,7 +79,7 @@ scrape_configs:
 	until(t, 30*time.Second, "prometheus ready", func() bool {
 		select {
 		case <-done:
-			t.Fatalf("prometheus exited early:\n%s", p.out.String())
+			require.Failf(t, "prometheus exited early", "%s", p.out.String())
 		default:
 		}
 		resp, err := http.Get(p.base + "/-/ready")

@@ -8,12 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/steadfast-go/steadfast/healthhandler"
@@ -42,14 +43,12 @@ var _ asynq.Logger = quiet{}
 // polling.
 func setChanges(t *testing.T, srv *redistest.Server, password string) <-chan struct{} {
 	t.Helper()
-	if _, err := srv.Command("CONFIG", "SET", "notify-keyspace-events", "Kz"); err != nil {
-		t.Fatalf("enable keyspace notifications: %v", err)
-	}
+	_, err := srv.Command("CONFIG", "SET", "notify-keyspace-events", "Kz")
+	require.NoError(t, err, "enable keyspace notifications")
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: password})
 	ps := c.Subscribe(context.Background(), "__keyspace@0__:asynq:servers")
-	if _, err := ps.Receive(context.Background()); err != nil {
-		t.Fatalf("subscribe: %v", err)
-	}
+	_, err = ps.Receive(context.Background())
+	require.NoError(t, err, "subscribe")
 	changed := make(chan struct{}, 1)
 	done := make(chan struct{})
 	go func() {
@@ -79,21 +78,15 @@ func TestAsynqServers(t *testing.T) {
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rdb, err := resilience.NewRedis(resilience.Config{Addr: srv.Addr(), Password: password},
 		resilience.Options{Logger: discard, OpTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() { _ = rdb.Close() }()
 	check, err := asynqcheck.Servers(rdb, asynqcheck.Options{Min: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 
 	run := func() map[string]healthhandler.Observation {
 		t.Helper()
 		obs, err := check.Run(context.Background())
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
+		require.NoError(t, err, "Run")
 		m := map[string]healthhandler.Observation{}
 		for _, o := range obs {
 			m[o.Measurement] = o
@@ -112,70 +105,53 @@ func TestAsynqServers(t *testing.T) {
 			select {
 			case <-changed:
 			case <-deadline.C:
-				t.Fatalf("timed out waiting for %s: servers = %+v", what, obs["servers"])
+				require.Failf(t, "timed out", "waiting for %s: servers = %+v", what, obs["servers"])
 			}
 		}
 	}
-	if s := run()["servers"]; s.Value != 0 || s.Status != healthhandler.StatusFail {
-		t.Fatalf("no server: servers = %+v", s)
-	}
+	servers := run()["servers"]
+	require.Equal(t, 0, servers.Value, "no server: servers = %+v", servers)
+	require.Equal(t, healthhandler.StatusFail, servers.Status, "no server: servers = %+v", servers)
 
 	host, err := os.Hostname()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	start := func(concurrency int) *asynq.Server {
 		t.Helper()
 		s := asynq.NewServer(asynq.RedisClientOpt{Addr: srv.Addr(), Password: password},
 			asynq.Config{Concurrency: concurrency, Logger: quiet{}, LogLevel: asynq.FatalLevel})
-		if err := s.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })); err != nil {
-			t.Fatalf("start asynq server: %v", err)
-		}
+		require.NoError(t, s.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })), "start asynq server")
 		return s
 	}
 	s1 := start(3)
 	obs := waitFor("the first server", 1)
 	want := fmt.Sprintf("alive: %s:%d (concurrency 3, active 0)", host, os.Getpid())
-	if s := obs["servers"]; s.Status != healthhandler.StatusPass || s.Detail != want {
-		t.Errorf("one server: servers = %+v, want detail %q", s, want)
-	}
-	if m := obs["malformed"]; m.Value != 0 {
-		t.Errorf("asynq's own state read as malformed: %+v", m)
-	}
+	servers = obs["servers"]
+	assert.Equal(t, healthhandler.StatusPass, servers.Status, "one server: servers = %+v", servers)
+	assert.Equal(t, want, servers.Detail, "one server: servers = %+v", servers)
+	assert.Equal(t, 0, obs["malformed"].Value, "asynq's own state read as malformed: %+v", obs["malformed"])
 
 	s2 := start(5)
 	obs = waitFor("the second server", 2)
-	if c := obs["concurrency"]; c.Value != int64(8) {
-		t.Errorf("two servers: concurrency = %v, want 8", c.Value)
-	}
+	assert.Equal(t, int64(8), obs["concurrency"].Value, "two servers: concurrency")
 
 	s1.Shutdown()
 	waitFor("the first server's shutdown", 1)
 
 	// The same through a Handler: a detailed report, without the password.
 	h, err := healthhandler.New(healthhandler.Options{Logger: discard, ShowDetails: func(*http.Request) bool { return true }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Add(check); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.WaitChecked(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, h.Add(check))
+	require.NoError(t, h.WaitChecked(context.Background()))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
 	_ = h.Close()
 	body := rec.Body.String()
-	if rec.Code != http.StatusOK || !strings.Contains(body, `"asynq:servers"`) || !strings.Contains(body, "concurrency 5") {
-		t.Errorf("report %d: %s", rec.Code, body)
-	}
-	if strings.Contains(body, password) {
-		t.Errorf("the password is in the report: %s", body)
-	}
+	assert.Equal(t, http.StatusOK, rec.Code, "report: %s", body)
+	assert.Contains(t, body, `"asynq:servers"`, "report")
+	assert.Contains(t, body, "concurrency 5", "report")
+	assert.NotContains(t, body, password, "the password is in the report")
 
 	s2.Shutdown()
-	if s := waitFor("the last shutdown", 0)["servers"]; s.Status != healthhandler.StatusFail {
-		t.Errorf("no server left: servers = %+v", s)
-	}
+	servers = waitFor("the last shutdown", 0)["servers"]
+	assert.Equal(t, healthhandler.StatusFail, servers.Status, "no server left: servers = %+v", servers)
 }

@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 
 	"github.com/steadfast-go/steadfast/internal/faultproxy"
 	"github.com/steadfast-go/steadfast/internal/redistest"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // env is what faults act on: the real server the cache uses, a second
@@ -33,7 +35,7 @@ type env struct {
 
 	password, rotated string // the server's password, and the one a fault rotates to
 
-	redisLogs *logBuffer // go-redis's own log lines
+	redisLogs *testlog.Buffer // go-redis's own log lines
 
 	// keys lists the cache keys of every resource under the running
 	// phase's cache; set by the phase before the fault is injected.
@@ -44,9 +46,7 @@ type env struct {
 func (e *env) cmd(args ...string) string {
 	e.t.Helper()
 	r, err := e.srv.Command(args...)
-	if err != nil {
-		e.t.Errorf("fault: redis %v: %v", args, err)
-	}
+	assert.NoError(e.t, err, "fault: redis %v", args)
 	return r
 }
 
@@ -59,7 +59,7 @@ func (e *env) waitAnswers() {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Errorf("fault: redis does not answer after the fault cleared")
+			assert.Fail(e.t, "fault: redis does not answer after the fault cleared")
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -279,8 +279,8 @@ func withNearCache(fs []fault) []fault {
 
 // removeDump deletes the server's snapshot, so that it restarts empty.
 func (e *env) removeDump() {
-	if err := os.Remove(filepath.Join(e.dataDir, "dump.rdb")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		e.t.Errorf("fault: remove dump.rdb: %v", err)
+	if err := os.Remove(filepath.Join(e.dataDir, "dump.rdb")); !errors.Is(err, os.ErrNotExist) {
+		assert.NoError(e.t, err, "fault: remove dump.rdb")
 	}
 }
 
@@ -342,13 +342,10 @@ func (e *env) garbage(spoil func(old []byte) []byte) {
 	defer cancel()
 	for _, key := range e.keys() {
 		old, err := e.raw.Get(ctx, key).Bytes()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			e.t.Errorf("fault: get %s: %v", key, err)
+		if !errors.Is(err, redis.Nil) && !assert.NoError(e.t, err, "fault: get %s", key) {
 			continue
 		}
-		if err := e.raw.Set(ctx, key, spoil(old), time.Minute).Err(); err != nil {
-			e.t.Errorf("fault: set %s: %v", key, err)
-		}
+		assert.NoError(e.t, e.raw.Set(ctx, key, spoil(old), time.Minute).Err(), "fault: set %s", key)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -14,11 +15,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/steadfast-go/steadfast/internal/faultproxy"
 	"github.com/steadfast-go/steadfast/internal/loadgen"
 	"github.com/steadfast-go/steadfast/internal/redistest"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // The timeline of a phase. The load runs for before+fault+after (plus
@@ -80,9 +84,7 @@ func TestFaultMatrix(t *testing.T) {
 	case "1":
 		fmt.Print(tab)
 	default:
-		if err := os.WriteFile(dest, []byte(tab), 0o644); err != nil {
-			t.Errorf("writing the table to %s=%s: %v", tableEnv, dest, err)
-		}
+		assert.NoError(t, os.WriteFile(dest, []byte(tab), 0o644), "writing the table to %s=%s", tableEnv, dest)
 	}
 }
 
@@ -94,20 +96,16 @@ const tableEnv = "STEADFAST_FAULT_TABLE"
 // newEnv starts the servers and the proxy the faults act on.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, dataDir: t.TempDir(), password: "pw-" + randomHex(12), rotated: "rot-" + randomHex(12), redisLogs: &logBuffer{}}
+	e := &env{t: t, dataDir: t.TempDir(), password: "pw-" + randomHex(12), rotated: "rot-" + randomHex(12), redisLogs: &testlog.Buffer{}}
 	// go-redis logs through a process-wide logger; the suite owns the
 	// process, so it takes those lines too, to check them for secrets.
-	redis.SetLogger(e.redisLogs)
+	redis.SetLogger(redisLogger{e.redisLogs})
 	e.srv = redistest.Start(t, redistest.Options{Password: e.password, Args: []string{"--dir", e.dataDir}})
 	e.master = redistest.Start(t, redistest.Options{})
 	p, err := faultproxy.New(e.srv.Addr(), faultproxy.Options{})
-	if err != nil {
-		t.Fatalf("proxy: %v", err)
-	}
+	require.NoError(t, err, "proxy")
 	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("proxy close: %v", err)
-		}
+		assert.NoError(t, p.Close(), "proxy close")
 	})
 	e.proxy = p
 	e.raw = redis.NewClient(&redis.Options{Addr: e.srv.Addr(), Password: e.password, MaxRetries: -1, DisableIdentity: true})
@@ -143,10 +141,10 @@ func runPhase(t *testing.T, e *env, i int, f fault) row {
 			t.Log(n)
 		}
 		for _, b := range v.broken {
-			t.Error(b)
+			assert.Fail(t, b)
 		}
 		for _, l := range v.late {
-			t.Error(l)
+			assert.Fail(t, l)
 		}
 		return r
 	}
@@ -157,7 +155,7 @@ func runPhase(t *testing.T, e *env, i int, f fault) row {
 func attemptPhase(t *testing.T, e *env, prefix string, f fault) (row, *verdict) {
 	v := &verdict{}
 	e.t = t
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	e.proxy.SetMode(faultproxy.Pass)
 	leaks := goleak.IgnoreCurrent()
 
@@ -169,7 +167,7 @@ func attemptPhase(t *testing.T, e *env, prefix string, f fault) (row, *verdict) 
 	if f.atStart {
 		clearFault = f.inject(e)
 	}
-	st := newStack(t, addr, e.password, prefix, logs.logger(), f.near)
+	st := newStack(t, addr, e.password, prefix, logs.Text(slog.LevelDebug), f.near)
 	e.keys = st.keys
 	if !f.atStart {
 		ready, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -177,7 +175,7 @@ func attemptPhase(t *testing.T, e *env, prefix string, f fault) (row, *verdict) 
 		cancel()
 		if err != nil {
 			_ = st.close()
-			t.Fatalf("redis not ready before the fault: %v", err)
+			require.NoError(t, err, "redis not ready before the fault")
 		}
 	}
 
@@ -340,8 +338,8 @@ func attemptPhase(t *testing.T, e *env, prefix string, f fault) (row, *verdict) 
 	}
 
 	// No password in any log line, ours or go-redis's.
-	for name, b := range map[string]*logBuffer{"stack": logs, "go-redis": e.redisLogs} {
-		if bad := b.linesWith(e.password, e.rotated); len(bad) > 0 {
+	for name, b := range map[string]*testlog.Buffer{"stack": logs, "go-redis": e.redisLogs} {
+		if bad := linesWith(b, e.password, e.rotated); len(bad) > 0 {
 			v.fail("%d %s log lines hold a password, first: %s", len(bad), name, bad[0])
 		}
 	}

@@ -3,6 +3,7 @@ package faultmatrix
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,8 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/steadfast-go/steadfast/internal/faultproxy"
 	"github.com/steadfast-go/steadfast/internal/redistest"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // Focused regression tests for the contract violations the matrix found,
@@ -24,9 +29,7 @@ func TestInvalidationDuringOutage(t *testing.T) {
 	skipIfOpen(t, bugInvalidationLost)
 	srv := redistest.Start(t, redistest.Options{})
 	p, err := faultproxy.New(srv.Addr(), faultproxy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() { _ = p.Close() }()
 	st := startStack(t, p.Addr(), "")
 	defer closeStack(t, st)
@@ -34,15 +37,14 @@ func TestInvalidationDuringOutage(t *testing.T) {
 
 	send(t, st, http.MethodGet, res) // miss, stored
 	waitFor(t, "the entry stored", func() bool { return st.cache.Stats().Stored >= 1 })
-	if _, cs := send(t, st, http.MethodGet, res); !cacheStatusHas(cs, "hit") {
-		t.Fatalf("second GET: Cache-Status %q, want a hit", cs)
-	}
+	_, cs := send(t, st, http.MethodGet, res)
+	require.True(t, cacheStatusHas(cs, "hit"), "second GET: Cache-Status %q, want a hit", cs)
 
 	p.SetMode(faultproxy.Blackhole)
 	body, _ := send(t, st, http.MethodPost, res)
-	if problem, v := checkOrigin(http.MethodPost, res, body); problem != "" || v != 1 {
-		t.Fatalf("POST while Redis hangs: %s (version %d, want 1)", problem, v)
-	}
+	problem, v := checkOrigin(http.MethodPost, res, body)
+	require.Empty(t, problem, "POST while Redis hangs (version %d, want 1)", v)
+	require.Equal(t, int64(1), v, "POST while Redis hangs: version")
 	p.SetMode(faultproxy.Pass)
 	p.CloseConns()
 
@@ -51,14 +53,11 @@ func TestInvalidationDuringOutage(t *testing.T) {
 	for {
 		body, cs := send(t, st, http.MethodGet, res)
 		if !cacheStatusHas(cs, "fwd=bypass") {
-			if problem, _, _ := checkBody(http.MethodGet, res, 1, body); problem != "" {
-				t.Fatalf("first GET served from the cache after the outage: %s [Cache-Status %q]", problem, cs)
-			}
+			problem, _, _ := checkBody(http.MethodGet, res, 1, body)
+			require.Empty(t, problem, "first GET served from the cache after the outage [Cache-Status %q]", cs)
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cache still bypasses Redis 5 s after it came back (Cache-Status %q)", cs)
-		}
+		require.False(t, time.Now().After(deadline), "the cache still bypasses Redis 5 s after it came back (Cache-Status %q)", cs)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
@@ -80,30 +79,25 @@ func TestInvalidationRacesMiss(t *testing.T) {
 	})
 	first := make(chan string, 1)
 	go func() {
-		body, _ := send(t, st, http.MethodGet, res)
+		body, _, _ := trySend(t, st, http.MethodGet, res)
 		first <- body
 	}()
 	<-entered // the GET read version 0 and is held
 	body, _ := send(t, st, http.MethodPost, res)
-	if problem, v := checkOrigin(http.MethodPost, res, body); problem != "" || v != 1 {
-		t.Fatalf("POST: %s (version %d, want 1)", problem, v)
-	}
-	if n := st.cache.Stats().Invalidations; n != 1 {
-		t.Fatalf("Invalidations after the POST = %d, want 1", n)
-	}
+	problem, v := checkOrigin(http.MethodPost, res, body)
+	require.Empty(t, problem, "POST (version %d, want 1)", v)
+	require.Equal(t, int64(1), v, "POST: version")
+	require.Equal(t, uint64(1), st.cache.Stats().Invalidations, "Invalidations after the POST")
 	close(release)
-	if problem, v := checkOrigin(http.MethodGet, res, <-first); problem != "" || v != 0 {
-		t.Fatalf("held GET: %s (version %d, want 0: it read before the POST)", problem, v)
-	}
+	problem, v = checkOrigin(http.MethodGet, res, <-first)
+	require.Empty(t, problem, "held GET (version %d, want 0: it read before the POST)", v)
+	require.Equal(t, int64(0), v, "held GET: version, want 0: it read before the POST")
 	// Close drains the write queue: whatever the held GET queued is now
 	// in Redis. The cache still serves hits after Close.
-	if err := st.cache.Close(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, st.cache.Close())
 	body, cs := send(t, st, http.MethodGet, res)
-	if problem, _, _ := checkBody(http.MethodGet, res, 1, body); problem != "" {
-		t.Fatalf("GET after the POST completed: %s [Cache-Status %q]", problem, cs)
-	}
+	problem, _, _ = checkBody(http.MethodGet, res, 1, body)
+	require.Empty(t, problem, "GET after the POST completed [Cache-Status %q]", cs)
 }
 
 // TestHealthShowsWriteFailures: a server that answers PING but refuses
@@ -151,9 +145,8 @@ func TestHealthShowsWriteFailures(t *testing.T) {
 				if strings.Contains(h, `"status":"warn"`) && strings.Contains(h, tc.want) {
 					return
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("/health after 3 s of failing writes (%d store errors): %s; want warn with %q", st.cache.Stats().StoreErrors, h, tc.want)
-				}
+				require.False(t, time.Now().After(deadline),
+					"/health after 3 s of failing writes (%d store errors): %s; want warn with %q", st.cache.Stats().StoreErrors, h, tc.want)
 				time.Sleep(20 * time.Millisecond)
 			}
 		})
@@ -164,76 +157,77 @@ func TestHealthShowsWriteFailures(t *testing.T) {
 // and the health check ran once.
 func startStack(t *testing.T, addr, password string) *stack {
 	t.Helper()
-	logs := &logBuffer{}
-	st := newStack(t, addr, password, "reg:", logs.logger(), false)
+	var logs testlog.Buffer
+	st := newStack(t, addr, password, "reg:", logs.Text(slog.LevelDebug), false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := st.rdb.WaitReady(ctx); err != nil {
 		closeStack(t, st)
-		t.Fatalf("redis not ready: %v", err)
+		require.NoError(t, err, "redis not ready")
 	}
 	if err := st.health.WaitChecked(ctx); err != nil {
 		closeStack(t, st)
-		t.Fatalf("health not checked: %v", err)
+		require.NoError(t, err, "health not checked")
 	}
 	return st
 }
 
 func closeStack(t *testing.T, st *stack) {
 	t.Helper()
-	if err := st.close(); err != nil {
-		t.Errorf("closing the stack: %v", err)
-	}
+	assert.NoError(t, st.close(), "closing the stack")
 }
 
 // send makes one request for res and returns the body and Cache-Status.
+// It stops the test when the request fails.
 func send(t *testing.T, st *stack, method string, res resource) (body, cacheStatus string) {
 	t.Helper()
+	body, cacheStatus, ok := trySend(t, st, method, res)
+	if !ok {
+		t.FailNow()
+	}
+	return body, cacheStatus
+}
+
+// trySend is send for any goroutine: a failed request fails the test and
+// returns ok false.
+func trySend(t *testing.T, st *stack, method string, res resource) (body, cacheStatus string, ok bool) {
+	t.Helper()
 	req, err := http.NewRequest(method, st.srv.URL+res.target(), nil)
-	if err != nil {
-		t.Fatal(err)
+	if !assert.NoError(t, err) {
+		return "", "", false
 	}
 	req.Host = res.host
 	resp, err := st.srv.Client().Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, res.id(), err)
+	if !assert.NoError(t, err, "%s %s", method, res.id()) {
+		return "", "", false
 	}
 	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading the body: %v", method, res.id(), err)
+	if !assert.NoError(t, err, "%s %s: reading the body", method, res.id()) ||
+		!assert.Equal(t, http.StatusOK, resp.StatusCode, "%s %s: status", method, res.id()) {
+		return "", "", false
 	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: status %d", method, res.id(), resp.StatusCode)
-	}
-	return string(b), resp.Header.Get("Cache-Status")
+	return string(b), resp.Header.Get("Cache-Status"), true
 }
 
 // health returns the detailed /health report.
 func health(t *testing.T, st *stack) string {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, st.srv.URL+"/health", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	req.Header.Set(detailsHeader, "1")
 	resp, err := st.srv.Client().Do(req)
-	if err != nil {
-		t.Fatalf("GET /health: %v", err)
-	}
+	require.NoError(t, err, "GET /health")
 	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET /health: %v", err)
-	}
+	require.NoError(t, err, "GET /health")
 	return string(b)
 }
 
 func mustCommand(t *testing.T, srv *redistest.Server, args ...string) {
 	t.Helper()
-	if _, err := srv.Command(args...); err != nil {
-		t.Fatalf("redis %v: %v", args, err)
-	}
+	_, err := srv.Command(args...)
+	require.NoError(t, err, "redis %v", args)
 }
 
 // waitFor polls cond until it holds, failing the test after 5 s.
@@ -242,7 +236,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			require.Failf(t, "timed out", "waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}

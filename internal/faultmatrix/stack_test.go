@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/steadfast-go/steadfast/cachepolicy"
 	"github.com/steadfast-go/steadfast/healthhandler"
 	"github.com/steadfast-go/steadfast/middleware"
@@ -63,13 +65,11 @@ func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.L
 		opts.NearCache = &resilience.NearCacheOptions{}
 	}
 	rdb, err := resilience.NewRedis(cfg, opts)
-	if err != nil {
-		t.Fatalf("NewRedis: %v", err)
-	}
+	require.NoError(t, err, "NewRedis")
 	cache, err := middleware.NewCache(rdb, middleware.CacheOptions{KeyPrefix: prefix, Logger: log})
 	if err != nil {
 		_ = rdb.Close()
-		t.Fatalf("NewCache: %v", err)
+		require.NoError(t, err, "NewCache")
 	}
 	health, err := healthhandler.New(healthhandler.Options{
 		ServiceID: "faultmatrix",
@@ -81,7 +81,7 @@ func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.L
 	if err != nil {
 		_ = cache.Close()
 		_ = rdb.Close()
-		t.Fatalf("healthhandler.New: %v", err)
+		require.NoError(t, err, "healthhandler.New")
 	}
 	redisCheck, err := healthhandler.Redis(rdb, healthhandler.RedisOptions{Interval: healthInterval})
 	if err == nil {
@@ -91,7 +91,7 @@ func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.L
 		_ = health.Close()
 		_ = cache.Close()
 		_ = rdb.Close()
-		t.Fatalf("health.Add: %v", err)
+		require.NoError(t, err, "health.Add")
 	}
 	s := &stack{
 		rdb:    rdb,
@@ -136,7 +136,7 @@ func waitNear(t *testing.T, s *stack) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !s.rdb.Stats().NearCache.Serving {
 		if time.Now().After(deadline) {
-			t.Fatalf("near cache not serving before the fault: %+v", s.rdb.Stats().NearCache)
+			require.Failf(t, "near cache not serving before the fault", "%+v", s.rdb.Stats().NearCache)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/steadfast-go/steadfast/cachepolicy"
@@ -114,9 +116,7 @@ func TestTopologySentinelFailover(t *testing.T) {
 		wg.Go(func() { res, lerr = topoLoad(lctx, s) })
 		time.Sleep(500 * time.Millisecond) // warm: every resource cached
 		old, err := st.MasterAddr(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		started := time.Now()
 		if fault == "kill -9" {
 			st.Node(old).Kill()
@@ -126,9 +126,7 @@ func TestTopologySentinelFailover(t *testing.T) {
 			for err = st.Failover(ctx); err != nil && time.Now().Before(deadline); err = st.Failover(ctx) {
 				time.Sleep(50 * time.Millisecond)
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		_, known, err := st.WaitNewMaster(wctx, old)
@@ -136,24 +134,21 @@ func TestTopologySentinelFailover(t *testing.T) {
 		if err != nil {
 			stop()
 			wg.Wait()
-			t.Fatal(err)
+			require.NoError(t, err, "WaitNewMaster")
 		}
 		time.Sleep(1500 * time.Millisecond)
 		stop()
 		wg.Wait()
-		if lerr != nil && !errors.Is(lerr, context.Canceled) {
-			t.Fatal(lerr)
+		if !errors.Is(lerr, context.Canceled) {
+			require.NoError(t, lerr, "load")
 		}
 		if fault == "kill -9" {
-			if err := st.Node(old).Restart(ctx); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, st.Node(old).Restart(ctx))
 		}
 		knownAt := known.Sub(res.Started)
 		faultAt := started.Sub(res.Started)
 		back := firstHitAfter(res, knownAt, nil)
-		if back < 0 {
-			t.Errorf("round %d, %s: no hit after Sentinel knew the new master", round, fault)
+		if !assert.GreaterOrEqual(t, back, time.Duration(0), "round %d, %s: no hit after Sentinel knew the new master", round, fault) {
 			continue
 		}
 		resumes = append(resumes, back-knownAt)
@@ -164,9 +159,7 @@ func TestTopologySentinelFailover(t *testing.T) {
 		t.Logf("round %d, %s: new master known %v after the fault; first hit %v after that; slowest request %v; status %v; classes hit %d bypass %d",
 			round, fault, (knownAt - faultAt).Round(time.Millisecond), (back - knownAt).Round(time.Millisecond),
 			slowest.Round(time.Millisecond), res.Status, res.Classes["hit"], res.Classes["bypass"])
-		if n := res.ServerErrors(); n != 0 {
-			t.Errorf("round %d, %s: %d 5xx", round, fault, n)
-		}
+		assert.Zero(t, res.ServerErrors(), "round %d, %s: 5xx", round, fault)
 		if res.Errors != 0 {
 			t.Logf("round %d: %d requests cut by the end of the load: %v", round, res.Errors, res.ErrorText)
 		}
@@ -175,15 +168,11 @@ func TestTopologySentinelFailover(t *testing.T) {
 		if bound := work + opTimeout + topoSlack; slowest > bound {
 			t.Logf("round %d, %s: slowest request %v, over %v", round, fault, slowest, bound)
 		}
-		if bound := time.Second; slowest > bound {
-			t.Errorf("round %d, %s: slowest request %v, want at most %v", round, fault, slowest, bound)
-		}
+		assert.LessOrEqual(t, slowest, time.Second, "round %d, %s: slowest request", round, fault)
 	}
 	p50, maxR := percentiles(resumes)
 	t.Logf("Sentinel: caching resumed after the new master was known: p50 %v, max %v over %d failovers", p50.Round(time.Millisecond), maxR.Round(time.Millisecond), len(resumes))
-	if maxR > time.Second {
-		t.Errorf("caching resumed up to %v after Sentinel knew the new master, want at most 1 s", maxR)
-	}
+	assert.LessOrEqual(t, maxR, time.Second, "caching resumed up to %v after Sentinel knew the new master, want at most 1 s", maxR)
 }
 
 // TestTopologyClusterNodeFaults: one master killed (kill -9) or paused
@@ -207,9 +196,7 @@ func TestTopologyClusterNodeFaults(t *testing.T) {
 			for _, r := range allResources() {
 				req := httptest.NewRequest(http.MethodGet, "http://"+r.host+r.target(), nil)
 				m, err := c.MasterFor(ctx, redisproc.Slot(cachepolicy.Key(s.prefix, req, s.policy)), "")
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				masterOf[r.host+r.target()] = m
 			}
 			first := allResources()[0]
@@ -230,21 +217,19 @@ func TestTopologyClusterNodeFaults(t *testing.T) {
 			started := time.Now()
 			if fault == "kill -9" {
 				node.Kill()
-			} else if err := node.Pause(); err != nil {
-				t.Fatal(err)
+			} else {
+				require.NoError(t, node.Pause())
 			}
 			wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			_, promoted, err := c.WaitPromoted(wctx, victimSlot, victim)
 			cancel()
-			if err != nil {
-				t.Error(err)
-			}
+			assert.NoError(t, err, "WaitPromoted")
 			time.Sleep(1500 * time.Millisecond)
 			stop()
 			wg.Wait()
 			_ = node.Resume()
-			if lerr != nil && !errors.Is(lerr, context.Canceled) {
-				t.Fatal(lerr)
+			if !errors.Is(lerr, context.Canceled) {
+				require.NoError(t, lerr, "load")
 			}
 			faultAt := started.Sub(res.Started)
 			during := res.Between(faultAt, res.Elapsed)
@@ -253,15 +238,10 @@ func TestTopologyClusterNodeFaults(t *testing.T) {
 			back := firstHitAfter(vres, promotedAt, nil)
 			t.Logf("%s of %s: keys on other masters: %d requests, hit ratio %.3f, status %v; failed shard: first hit %v after the promotion",
 				fault, victim, during.Requests, hitRatio, during.Status, (back - promotedAt).Round(time.Millisecond))
-			if n := res.ServerErrors() + vres.ServerErrors(); n != 0 {
-				t.Errorf("%d 5xx", n)
-			}
-			if hitRatio < 0.95 {
-				t.Errorf("hit ratio on healthy masters %.3f during the fault, want at least 0.95", hitRatio)
-			}
-			if promoted.IsZero() || back < 0 || back-promotedAt > time.Second {
-				t.Errorf("failed shard cached again %v after the promotion, want at most 1 s", back-promotedAt)
-			}
+			assert.Zero(t, res.ServerErrors()+vres.ServerErrors(), "5xx")
+			assert.GreaterOrEqual(t, hitRatio, 0.95, "hit ratio on healthy masters during the fault")
+			assert.False(t, promoted.IsZero() || back < 0 || back-promotedAt > time.Second,
+				"failed shard cached again %v after the promotion, want at most 1 s", back-promotedAt)
 		})
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Sizes of the test protocol: each request is reqSize bytes, answered by
@@ -32,9 +35,7 @@ type upstream struct {
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	u := &upstream{ln: ln}
 	u.wg.Add(1)
 	go func() {
@@ -95,13 +96,9 @@ func reply(req []byte) []byte {
 func newProxy(t *testing.T, addr string, opts Options) *Proxy {
 	t.Helper()
 	p, err := New(addr, opts)
-	if err != nil {
-		t.Fatalf("New(%q, %+v): %v", addr, opts, err)
-	}
+	require.NoError(t, err, "New(%q, %+v)", addr, opts)
 	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
+		assert.NoError(t, p.Close(), "Close")
 	})
 	return p
 }
@@ -109,9 +106,7 @@ func newProxy(t *testing.T, addr string, opts Options) *Proxy {
 func dial(t *testing.T, p *Proxy) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", p.Addr(), 2*time.Second)
-	if err != nil {
-		t.Fatalf("dial proxy: %v", err)
-	}
+	require.NoError(t, err, "dial proxy")
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -120,15 +115,11 @@ func dial(t *testing.T, p *Proxy) net.Conn {
 // deadline of wait; it returns what arrived and the read error, if any.
 func ask(t *testing.T, c net.Conn, req string, wait time.Duration) ([]byte, error) {
 	t.Helper()
-	if len(req) != reqSize {
-		t.Fatalf("request %q is not %d bytes", req, reqSize)
-	}
+	require.Len(t, req, reqSize, "request %q", req)
 	if _, err := c.Write([]byte(req)); err != nil {
 		return nil, err
 	}
-	if err := c.SetReadDeadline(time.Now().Add(wait)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(wait)))
 	got := make([]byte, replySize)
 	n, err := io.ReadFull(c, got)
 	return got[:n], err
@@ -140,16 +131,13 @@ func TestPass(t *testing.T) {
 	c := dial(t, p)
 	for _, req := range []string{"request1", "request2"} {
 		got, err := ask(t, c, req, 5*time.Second)
-		if err != nil {
-			t.Fatalf("ask %q: %v", req, err)
-		}
-		if !bytes.Equal(got, reply([]byte(req))) {
-			t.Fatalf("reply to %q: got %d bytes starting %q, want %d bytes of the request repeated", req, len(got), got[:min(16, len(got))], replySize)
-		}
+		require.NoError(t, err, "ask %q", req)
+		require.True(t, bytes.Equal(got, reply([]byte(req))),
+			"reply to %q: got %d bytes starting %q, want %d bytes of the request repeated", req, len(got), got[:min(16, len(got))], replySize)
 	}
-	if s := p.Stats(); s.Accepted != 1 || s.Active != 1 {
-		t.Errorf("Stats = %+v, want Accepted 1 and Active 1", s)
-	}
+	s := p.Stats()
+	assert.Equal(t, int64(1), s.Accepted, "Stats = %+v", s)
+	assert.Equal(t, int64(1), s.Active, "Stats = %+v", s)
 }
 
 func TestBlackholeNewConnection(t *testing.T) {
@@ -157,47 +145,32 @@ func TestBlackholeNewConnection(t *testing.T) {
 	p := newProxy(t, u.ln.Addr().String(), Options{Mode: Blackhole})
 	c := dial(t, p)
 	got, err := ask(t, c, "request1", 100*time.Millisecond)
-	if !isTimeout(err) {
-		t.Fatalf("blackholed ask: got %d bytes, err %v; want nothing and a timeout", len(got), err)
-	}
+	require.True(t, isTimeout(err), "blackholed ask: got %d bytes, err %v; want nothing and a timeout", len(got), err)
 	// It stays silent after the mode changes: it was never connected.
 	p.SetMode(Pass)
 	got, err = ask(t, c, "request2", 100*time.Millisecond)
-	if !isTimeout(err) {
-		t.Fatalf("ask after Pass on a connection accepted blackholed: got %d bytes, err %v; want a timeout", len(got), err)
-	}
-	if n := u.answered(); n != 0 {
-		t.Errorf("upstream answered %d requests, want 0", n)
-	}
-	if s := p.Stats(); s.Dropped != 2*reqSize {
-		t.Errorf("Stats.Dropped = %d, want %d", s.Dropped, 2*reqSize)
-	}
+	require.True(t, isTimeout(err), "ask after Pass on a connection accepted blackholed: got %d bytes, err %v; want a timeout", len(got), err)
+	assert.Equal(t, 0, u.answered(), "upstream answered requests")
+	assert.Equal(t, int64(2*reqSize), p.Stats().Dropped, "Stats.Dropped")
 	// A new connection passes.
 	c2 := dial(t, p)
-	if _, err := ask(t, c2, "request3", 5*time.Second); err != nil {
-		t.Fatalf("ask on a new connection after Pass: %v", err)
-	}
+	_, err = ask(t, c2, "request3", 5*time.Second)
+	require.NoError(t, err, "ask on a new connection after Pass")
 }
 
 func TestBlackholeOpenConnection(t *testing.T) {
 	u := startUpstream(t)
 	p := newProxy(t, u.ln.Addr().String(), Options{})
 	c := dial(t, p)
-	if _, err := ask(t, c, "request1", 5*time.Second); err != nil {
-		t.Fatalf("ask before the fault: %v", err)
-	}
+	_, err := ask(t, c, "request1", 5*time.Second)
+	require.NoError(t, err, "ask before the fault")
 	p.SetMode(Blackhole)
-	if got, err := ask(t, c, "request2", 100*time.Millisecond); !isTimeout(err) {
-		t.Fatalf("ask while blackholed: got %d bytes, err %v; want a timeout", len(got), err)
-	}
+	got, err := ask(t, c, "request2", 100*time.Millisecond)
+	require.True(t, isTimeout(err), "ask while blackholed: got %d bytes, err %v; want a timeout", len(got), err)
 	p.SetMode(Pass)
-	got, err := ask(t, c, "request3", 5*time.Second)
-	if err != nil {
-		t.Fatalf("ask after the fault cleared: %v", err)
-	}
-	if !bytes.Equal(got, reply([]byte("request3"))) {
-		t.Errorf("reply after the fault cleared starts %q, want the reply to request3", got[:16])
-	}
+	got, err = ask(t, c, "request3", 5*time.Second)
+	require.NoError(t, err, "ask after the fault cleared")
+	assert.True(t, bytes.Equal(got, reply([]byte("request3"))), "reply after the fault cleared starts %q, want the reply to request3", got[:16])
 }
 
 func TestCut(t *testing.T) {
@@ -239,63 +212,49 @@ func TestCut(t *testing.T) {
 			u := startUpstream(t)
 			p := newProxy(t, u.ln.Addr().String(), Options{CutAfter: tc.cutAfter})
 			c := dial(t, p)
-			if _, err := ask(t, c, "request1", 5*time.Second); err != nil {
-				t.Fatalf("ask before the fault: %v", err)
-			}
+			_, err := ask(t, c, "request1", 5*time.Second)
+			require.NoError(t, err, "ask before the fault")
 			p.SetMode(tc.mode)
 			got, err := ask(t, c, "request2", 5*time.Second)
-			if !tc.wantErr(err) || !tc.wantLen(len(got)) {
-				t.Fatalf("ask in mode %v (CutAfter %d): got %d bytes, err %v", tc.mode, tc.cutAfter, len(got), err)
-			}
-			if n := tc.stat(p.Stats()); n != 1 {
-				t.Errorf("cut counter = %d, want 1 (Stats %+v)", n, p.Stats())
-			}
+			require.True(t, tc.wantErr(err) && tc.wantLen(len(got)),
+				"ask in mode %v (CutAfter %d): got %d bytes, err %v", tc.mode, tc.cutAfter, len(got), err)
+			assert.Equal(t, int64(1), tc.stat(p.Stats()), "cut counter (Stats %+v)", p.Stats())
 			// New connections are cut too, and pass again after Pass.
 			c2 := dial(t, p)
-			if _, err := ask(t, c2, "request3", 5*time.Second); err == nil {
-				t.Fatalf("ask on a new connection in mode %v: whole reply, want a cut", tc.mode)
-			}
+			_, err = ask(t, c2, "request3", 5*time.Second)
+			require.Error(t, err, "ask on a new connection in mode %v: whole reply, want a cut", tc.mode)
 			p.SetMode(Pass)
 			c3 := dial(t, p)
-			if _, err := ask(t, c3, "request4", 5*time.Second); err != nil {
-				t.Fatalf("ask after Pass: %v", err)
-			}
+			_, err = ask(t, c3, "request4", 5*time.Second)
+			require.NoError(t, err, "ask after Pass")
 		})
 	}
 }
 
 func TestUpstreamDown(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	p := newProxy(t, addr, Options{})
 	c := dial(t, p)
-	if got, err := ask(t, c, "request1", 5*time.Second); err == nil || isTimeout(err) {
-		t.Fatalf("ask with upstream down: got %d bytes, err %v; want the connection closed", len(got), err)
-	}
-	if s := p.Stats(); s.DialErrors != 1 {
-		t.Errorf("Stats.DialErrors = %d, want 1", s.DialErrors)
-	}
+	got, err := ask(t, c, "request1", 5*time.Second)
+	require.True(t, err != nil && !isTimeout(err), "ask with upstream down: got %d bytes, err %v; want the connection closed", len(got), err)
+	assert.Equal(t, int64(1), p.Stats().DialErrors, "Stats.DialErrors")
 }
 
 func TestCloseConns(t *testing.T) {
 	u := startUpstream(t)
 	p := newProxy(t, u.ln.Addr().String(), Options{})
 	c := dial(t, p)
-	if _, err := ask(t, c, "request1", 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	_, err := ask(t, c, "request1", 5*time.Second)
+	require.NoError(t, err)
 	p.CloseConns()
-	if got, err := ask(t, c, "request2", 5*time.Second); err == nil || isTimeout(err) {
-		t.Fatalf("ask after CloseConns: got %d bytes, err %v; want the connection closed", len(got), err)
-	}
+	got, err := ask(t, c, "request2", 5*time.Second)
+	require.True(t, err != nil && !isTimeout(err), "ask after CloseConns: got %d bytes, err %v; want the connection closed", len(got), err)
 	c2 := dial(t, p)
-	if _, err := ask(t, c2, "request3", 5*time.Second); err != nil {
-		t.Fatalf("ask on a new connection after CloseConns: %v", err)
-	}
+	_, err = ask(t, c2, "request3", 5*time.Second)
+	require.NoError(t, err, "ask on a new connection after CloseConns")
 }
 
 // TestClose checks that Close ends open connections in every state and
@@ -303,40 +262,28 @@ func TestCloseConns(t *testing.T) {
 func TestClose(t *testing.T) {
 	u := startUpstream(t)
 	p, err := New(u.ln.Addr().String(), Options{Mode: Truncate})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	passing := dial(t, p)
 	truncated := dial(t, p)
 	_, _ = ask(t, truncated, "request1", 5*time.Second) // cut; the proxy still reads it
 	p.SetMode(Blackhole)
 	blackholed := dial(t, p)
-	if _, err := blackholed.Write([]byte("request2")); err != nil {
-		t.Fatal(err)
-	}
+	_, err = blackholed.Write([]byte("request2"))
+	require.NoError(t, err)
 	waitFor(t, "the blackholed request dropped", func() bool { return p.Stats().Dropped >= reqSize })
 	p.SetMode(Pass)
-	if _, err := ask(t, passing, "request3", 5*time.Second); err != nil {
-		t.Fatalf("ask before Close: %v", err)
-	}
-	if err := p.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := p.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	if s := p.Stats(); s.Active != 0 {
-		t.Errorf("Stats.Active after Close = %d, want 0", s.Active)
-	}
+	_, err = ask(t, passing, "request3", 5*time.Second)
+	require.NoError(t, err, "ask before Close")
+	require.NoError(t, p.Close(), "Close")
+	require.NoError(t, p.Close(), "second Close")
+	assert.Equal(t, int64(0), p.Stats().Active, "Stats.Active after Close")
 	for name, c := range map[string]net.Conn{"passing": passing, "blackholed": blackholed} {
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
-			t.Errorf("read on %s connection after Close: err %v, want it closed", name, err)
-		}
+		_, err := c.Read(make([]byte, 1))
+		assert.True(t, err != nil && !isTimeout(err), "read on %s connection after Close: err %v, want it closed", name, err)
 	}
-	if _, err := net.DialTimeout("tcp", p.Addr(), time.Second); err == nil {
-		t.Errorf("dial after Close succeeded, want refused")
-	}
+	_, err = net.DialTimeout("tcp", p.Addr(), time.Second)
+	assert.Error(t, err, "dial after Close succeeded, want refused")
 }
 
 func TestNewInvalid(t *testing.T) {
@@ -354,17 +301,15 @@ func TestNewInvalid(t *testing.T) {
 			p, err := New(tc.upstream, tc.opts)
 			if err == nil {
 				_ = p.Close()
-				t.Fatalf("New(%q, %+v) = nil error, want one", tc.upstream, tc.opts)
 			}
+			require.Error(t, err, "New(%q, %+v)", tc.upstream, tc.opts)
 		})
 	}
 }
 
 func TestModeString(t *testing.T) {
 	for m, want := range map[Mode]string{Pass: "pass", Blackhole: "blackhole", Reset: "reset", Truncate: "truncate", 9: "Mode(9)"} {
-		if got := m.String(); got != want {
-			t.Errorf("Mode(%d).String() = %q, want %q", int32(m), got, want)
-		}
+		assert.Equal(t, want, m.String(), "Mode(%d).String()", int32(m))
 	}
 }
 
@@ -376,7 +321,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			require.Failf(t, "timed out", "waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -389,11 +334,9 @@ func TestRate(t *testing.T) {
 	c := dial(t, p)
 	start := time.Now()
 	got, err := ask(t, c, "12345678", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	// A 4 KiB reply at 8 KiB/s: half a second.
-	if d := time.Since(start); len(got) != replySize || d < 400*time.Millisecond {
-		t.Errorf("%d bytes at %d B/s in %v, want %d in about 500ms", len(got), rate, d, replySize)
-	}
+	d := time.Since(start)
+	assert.Len(t, got, replySize, "%d bytes at %d B/s in %v, want %d in about 500ms", len(got), rate, d, replySize)
+	assert.GreaterOrEqual(t, d, 400*time.Millisecond, "%d bytes at %d B/s in %v, want %d in about 500ms", len(got), rate, d, replySize)
 }

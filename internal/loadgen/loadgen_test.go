@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // countingServer answers 200 "ok" and counts requests, paths and new
@@ -63,34 +66,20 @@ func TestRunRequestCap(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newCountingServer(t, nil)
 			res, err := Run(context.Background(), Options{URL: srv.URL, Connections: tc.connections, Requests: tc.requests})
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-			if got := srv.requests.Load(); got != int64(tc.requests) {
-				t.Errorf("server saw %d requests, want %d", got, tc.requests)
-			}
-			if res.Requests != tc.requests || res.Errors != 0 {
-				t.Errorf("Result Requests=%d Errors=%d, want %d and 0 (errors: %v)", res.Requests, res.Errors, tc.requests, res.ErrorText)
-			}
-			if res.Status[http.StatusOK] != tc.requests {
-				t.Errorf("Status = %v, want %d x 200", res.Status, tc.requests)
-			}
-			if len(res.Samples) != tc.requests {
-				t.Errorf("len(Samples) = %d, want %d", len(res.Samples), tc.requests)
-			}
-			if got := srv.conns.Load(); got < 1 || got > int64(tc.connections) {
-				t.Errorf("server saw %d connections, want 1 to %d (keep-alive)", got, tc.connections)
-			}
-			if res.P50 <= 0 || res.P50 > res.P90 || res.P90 > res.P99 || res.P99 > res.Max {
-				t.Errorf("percentiles out of order: p50=%v p90=%v p99=%v max=%v", res.P50, res.P90, res.P99, res.Max)
-			}
-			if res.Throughput <= 0 || res.Elapsed <= 0 {
-				t.Errorf("Throughput=%v Elapsed=%v, want both above zero", res.Throughput, res.Elapsed)
-			}
+			require.NoError(t, err, "Run")
+			assert.Equal(t, int64(tc.requests), srv.requests.Load(), "requests the server saw")
+			assert.Equal(t, tc.requests, res.Requests, "Result.Requests (errors: %v)", res.ErrorText)
+			assert.Zero(t, res.Errors, "Result.Errors (errors: %v)", res.ErrorText)
+			assert.Equal(t, tc.requests, res.Status[http.StatusOK], "200s in Status %v", res.Status)
+			assert.Len(t, res.Samples, tc.requests, "Samples")
+			conns := srv.conns.Load()
+			assert.True(t, conns >= 1 && conns <= int64(tc.connections), "server saw %d connections, want 1 to %d (keep-alive)", conns, tc.connections)
+			assert.False(t, res.P50 <= 0 || res.P50 > res.P90 || res.P90 > res.P99 || res.P99 > res.Max,
+				"percentiles out of order: p50=%v p90=%v p99=%v max=%v", res.P50, res.P90, res.P99, res.Max)
+			assert.Positive(t, res.Throughput, "Throughput")
+			assert.Positive(t, res.Elapsed, "Elapsed")
 			for i := 1; i < len(res.Samples); i++ {
-				if res.Samples[i].Start < res.Samples[i-1].Start {
-					t.Fatalf("Samples not in start order at %d: %v after %v", i, res.Samples[i].Start, res.Samples[i-1].Start)
-				}
+				require.GreaterOrEqual(t, res.Samples[i].Start, res.Samples[i-1].Start, "Samples not in start order at %d", i)
 			}
 		})
 	}
@@ -100,26 +89,15 @@ func TestRunDuration(t *testing.T) {
 	srv := newCountingServer(t, nil)
 	before := time.Now()
 	res, err := Run(context.Background(), Options{URL: srv.URL, Connections: 2, Duration: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.Started.Before(before) || res.Started.After(time.Now()) {
-		t.Errorf("Started = %v, want a time during the call (called at %v)", res.Started, before)
-	}
-	if w := res.Between(0, time.Hour); !w.Started.Equal(res.Started) {
-		t.Errorf("Between kept Started %v, want the run's %v", w.Started, res.Started)
-	}
-	if int64(res.Requests) != srv.requests.Load() {
-		t.Errorf("Result.Requests = %d, server saw %d; want equal", res.Requests, srv.requests.Load())
-	}
+	require.NoError(t, err, "Run")
+	assert.False(t, res.Started.Before(before) || res.Started.After(time.Now()), "Started = %v, want a time during the call (called at %v)", res.Started, before)
+	w := res.Between(0, time.Hour)
+	assert.True(t, w.Started.Equal(res.Started), "Between kept Started %v, want the run's %v", w.Started, res.Started)
+	assert.Equal(t, srv.requests.Load(), int64(res.Requests), "Result.Requests against the requests the server saw")
 	for _, s := range res.Samples {
-		if s.Start >= 50*time.Millisecond {
-			t.Fatalf("a request started at %v, after the 50ms duration", s.Start)
-		}
+		require.Less(t, s.Start, 50*time.Millisecond, "a request started after the 50ms duration")
 	}
-	if res.Elapsed < 50*time.Millisecond {
-		t.Errorf("Elapsed = %v, want at least the 50ms duration", res.Elapsed)
-	}
+	assert.GreaterOrEqual(t, res.Elapsed, 50*time.Millisecond, "Elapsed, want at least the 50ms duration")
 }
 
 func TestRunRequestBuilder(t *testing.T) {
@@ -135,18 +113,13 @@ func TestRunRequestBuilder(t *testing.T) {
 			return http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/item/%d", srv.URL, seq), nil)
 		},
 	})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.Requests != n {
-		t.Errorf("Requests = %d, want %d", res.Requests, n)
-	}
+	require.NoError(t, err, "Run")
+	assert.Equal(t, n, res.Requests, "Requests")
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	for i := range n {
-		if p := fmt.Sprintf("/item/%d", i); srv.paths[p] != 1 {
-			t.Errorf("path %s requested %d times, want once (paths: %v)", p, srv.paths[p], srv.paths)
-		}
+		p := fmt.Sprintf("/item/%d", i)
+		assert.Equal(t, 1, srv.paths[p], "times path %s was requested (paths: %v)", p, srv.paths)
 	}
 }
 
@@ -163,9 +136,7 @@ func TestRunBuilderError(t *testing.T) {
 			return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 		},
 	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("Run error = %v, want it to wrap %v", err, boom)
-	}
+	require.ErrorIs(t, err, boom, "Run error")
 }
 
 func TestRunNotLoopback(t *testing.T) {
@@ -183,9 +154,7 @@ func TestRunNotLoopback(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Run(context.Background(), tc.opts)
-			if !errors.Is(err, ErrNotLoopback) {
-				t.Fatalf("Run error = %v, want ErrNotLoopback", err)
-			}
+			require.ErrorIs(t, err, ErrNotLoopback, "Run error")
 		})
 	}
 }
@@ -195,12 +164,8 @@ func TestRunRedirectToOtherHostNotFollowed(t *testing.T) {
 		http.Redirect(w, r, "http://192.0.2.1/", http.StatusFound)
 	})
 	res, err := Run(context.Background(), Options{URL: srv.URL, Requests: 3, Connections: 1})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.Status[http.StatusFound] != 3 {
-		t.Errorf("Status = %v, want 3 x 302 (redirects not followed)", res.Status)
-	}
+	require.NoError(t, err, "Run")
+	assert.Equal(t, 3, res.Status[http.StatusFound], "302s in Status %v (redirects not followed)", res.Status)
 }
 
 func TestRunInvalidOptions(t *testing.T) {
@@ -217,9 +182,7 @@ func TestRunInvalidOptions(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Run(context.Background(), tc.opts)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Run error = %v, want one containing %q", err, tc.want)
-			}
+			require.ErrorContains(t, err, tc.want, "Run error")
 		})
 	}
 }
@@ -229,19 +192,13 @@ func TestRunCountsErrors(t *testing.T) {
 	url := srv.URL
 	srv.Close() // nothing listens any more
 	res, err := Run(context.Background(), Options{URL: url, Requests: 5, Connections: 1})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.Errors != 5 || res.Requests != 0 {
-		t.Errorf("Errors=%d Requests=%d, want 5 and 0", res.Errors, res.Requests)
-	}
-	if len(res.ErrorText) == 0 {
-		t.Errorf("ErrorText is empty, want the refusal's message")
-	}
+	require.NoError(t, err, "Run")
+	assert.Equal(t, 5, res.Errors, "Errors")
+	assert.Zero(t, res.Requests, "Requests")
+	assert.NotEmpty(t, res.ErrorText, "ErrorText is empty, want the refusal's message")
 	for _, s := range res.Samples {
-		if !s.Err || s.Status != 0 {
-			t.Errorf("sample %+v, want Err and Status 0", s)
-		}
+		assert.True(t, s.Err, "sample %+v, want Err and Status 0", s)
+		assert.Zero(t, s.Status, "sample %+v, want Err and Status 0", s)
 	}
 }
 
@@ -255,15 +212,9 @@ func TestRunTimeout(t *testing.T) {
 	})
 	defer close(release)
 	res, err := Run(context.Background(), Options{URL: srv.URL, Requests: 2, Connections: 1, Timeout: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.Errors != 2 {
-		t.Errorf("Errors = %d, want 2 timed-out requests (status %v)", res.Errors, res.Status)
-	}
-	if res.Max < 20*time.Millisecond {
-		t.Errorf("Max = %v, want at least the 20ms timeout", res.Max)
-	}
+	require.NoError(t, err, "Run")
+	assert.Equal(t, 2, res.Errors, "Errors, want 2 timed-out requests (status %v)", res.Status)
+	assert.GreaterOrEqual(t, res.Max, 20*time.Millisecond, "Max, want at least the 20ms timeout")
 }
 
 func TestRunStatusAndClasses(t *testing.T) {
@@ -288,47 +239,32 @@ func TestRunStatusAndClasses(t *testing.T) {
 		},
 		Classify: func(resp *http.Response) string { return resp.Header.Get("X-Class") },
 	})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.Status[503] != 10 || res.Status[200] != 20 {
-		t.Errorf("Status = %v, want 10 x 503 and 20 x 200", res.Status)
-	}
-	if got := res.ServerErrors(); got != 10 {
-		t.Errorf("ServerErrors = %d, want 10", got)
-	}
-	if res.Classes["bad"] != 10 || res.Classes["good"] != 20 {
-		t.Errorf("Classes = %v, want bad:10 good:20", res.Classes)
-	}
+	require.NoError(t, err, "Run")
+	assert.Equal(t, 10, res.Status[503], "503s in Status %v", res.Status)
+	assert.Equal(t, 20, res.Status[200], "200s in Status %v", res.Status)
+	assert.Equal(t, 10, res.ServerErrors(), "ServerErrors")
+	assert.Equal(t, 10, res.Classes["bad"], "Classes %v", res.Classes)
+	assert.Equal(t, 20, res.Classes["good"], "Classes %v", res.Classes)
 }
 
 func TestRunRate(t *testing.T) {
 	srv := newCountingServer(t, nil)
 	const rate = 200.0 // one request every 5ms
 	res, err := Run(context.Background(), Options{URL: srv.URL, Connections: 4, Requests: 10, Rate: rate})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if res.Requests != 10 {
-		t.Fatalf("Requests = %d, want 10", res.Requests)
-	}
+	require.NoError(t, err, "Run")
+	require.Equal(t, 10, res.Requests, "Requests")
 	for i, s := range res.Samples {
-		if due := time.Duration(float64(i) / rate * float64(time.Second)); s.Start < due {
-			t.Errorf("request %d started at %v, before its turn at %v", i, s.Start, due)
-		}
+		due := time.Duration(float64(i) / rate * float64(time.Second))
+		assert.GreaterOrEqual(t, s.Start, due, "request %d started before its turn", i)
 	}
 }
 
 func TestRunRateStopsAtDuration(t *testing.T) {
 	srv := newCountingServer(t, nil)
 	res, err := Run(context.Background(), Options{URL: srv.URL, Connections: 2, Duration: 30 * time.Millisecond, Rate: 100})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	require.NoError(t, err, "Run")
 	// Turns come at 0, 10 and 20 ms; the one at 30 ms is past the end.
-	if res.Requests > 3 {
-		t.Errorf("Requests = %d, want at most 3 at 100/s for 30ms", res.Requests)
-	}
+	assert.LessOrEqual(t, res.Requests, 3, "Requests, want at most 3 at 100/s for 30ms")
 }
 
 func TestRunContextCanceled(t *testing.T) {
@@ -339,7 +275,5 @@ func TestRunContextCanceled(t *testing.T) {
 		_, _ = w.Write([]byte("ok"))
 	})
 	_, err := Run(ctx, Options{URL: srv.URL, Connections: 2, Duration: time.Hour})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run error = %v, want context.Canceled", err)
-	}
+	require.ErrorIs(t, err, context.Canceled, "Run error")
 }

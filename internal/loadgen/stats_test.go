@@ -3,6 +3,8 @@ package loadgen
 import (
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func TestPercentile(t *testing.T) {
@@ -34,9 +36,7 @@ func TestPercentile(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Percentile(tc.sorted, tc.p); got != tc.want {
-				t.Errorf("Percentile(%v, %v) = %v, want %v", tc.sorted, tc.p, got, tc.want)
-			}
+			assert.Equal(t, tc.want, Percentile(tc.sorted, tc.p), "Percentile(%v, %v)", tc.sorted, tc.p)
 		})
 	}
 }
@@ -65,15 +65,12 @@ func TestBetween(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := res.Between(tc.from, tc.to)
-			if got.Requests != tc.requests || got.Errors != tc.errors || got.Max != tc.max ||
-				got.Classes["hit"] != tc.hits || got.ServerErrors() != tc.serverErrors {
-				t.Errorf("Between(%v, %v) = requests %d errors %d max %v hits %d 5xx %d; want %d %d %v %d %d",
-					tc.from, tc.to, got.Requests, got.Errors, got.Max, got.Classes["hit"], got.ServerErrors(),
-					tc.requests, tc.errors, tc.max, tc.hits, tc.serverErrors)
-			}
-			if got.Elapsed != tc.to-tc.from {
-				t.Errorf("Elapsed = %v, want %v", got.Elapsed, tc.to-tc.from)
-			}
+			assert.Equal(t, tc.requests, got.Requests, "Between(%v, %v): requests", tc.from, tc.to)
+			assert.Equal(t, tc.errors, got.Errors, "Between(%v, %v): errors", tc.from, tc.to)
+			assert.Equal(t, tc.max, got.Max, "Between(%v, %v): max", tc.from, tc.to)
+			assert.Equal(t, tc.hits, got.Classes["hit"], "Between(%v, %v): hits", tc.from, tc.to)
+			assert.Equal(t, tc.serverErrors, got.ServerErrors(), "Between(%v, %v): 5xx", tc.from, tc.to)
+			assert.Equal(t, tc.to-tc.from, got.Elapsed, "Between(%v, %v): Elapsed", tc.from, tc.to)
 		})
 	}
 }

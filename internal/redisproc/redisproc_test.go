@@ -5,7 +5,6 @@ package redisproc_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/steadfast-go/steadfast/internal/redisproc"
@@ -38,7 +39,7 @@ func binary(t *testing.T) string {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv(requireEnv) == "1" {
-			t.Fatalf("redis-server not found and %s=1: %v", requireEnv, err)
+			require.Failf(t, "redis-server not found", "%s=1: %v", requireEnv, err)
 		}
 		t.Skipf("redis-server not found (set %s=1 to fail instead): %v", requireEnv, err)
 	}
@@ -49,13 +50,9 @@ func start(t *testing.T, opts redisproc.Options) *redisproc.Server {
 	t.Helper()
 	opts.Binary = binary(t)
 	s, err := redisproc.Start(t.Context(), opts)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
+	require.NoError(t, err, "Start")
 	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
+		assert.NoError(t, s.Close(), "Close")
 	})
 	return s
 }
@@ -63,9 +60,7 @@ func start(t *testing.T, opts redisproc.Options) *redisproc.Server {
 func command(t *testing.T, s *redisproc.Server, args ...string) string {
 	t.Helper()
 	got, err := s.Command(args...)
-	if err != nil {
-		t.Fatalf("Command(%q): %v", args, err)
-	}
+	require.NoError(t, err, "Command(%q)", args)
 	return got
 }
 
@@ -73,14 +68,11 @@ func command(t *testing.T, s *redisproc.Server, args ...string) string {
 func rawPing(t *testing.T, addr string) string {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
+	require.NoError(t, err, "dial %s", addr)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(waitLimit))
-	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
-		t.Fatalf("write PING: %v", err)
-	}
+	_, err = c.Write([]byte("*1\r\n$4\r\nPING\r\n"))
+	require.NoError(t, err, "write PING")
 	got, err := redisproc.ReadReply(bufio.NewReader(c))
 	if err != nil {
 		return err.Error()
@@ -90,9 +82,8 @@ func rawPing(t *testing.T, addr string) string {
 
 func TestCommandReplies(t *testing.T) {
 	s := start(t, redisproc.Options{Password: "s3cret", Args: []string{"--maxclients", "100"}})
-	if got := rawPing(t, s.Addr()); !strings.HasPrefix(got, "NOAUTH") {
-		t.Fatalf("PING without AUTH = %q, want NOAUTH: the password is not required", got)
-	}
+	got := rawPing(t, s.Addr())
+	require.True(t, strings.HasPrefix(got, "NOAUTH"), "PING without AUTH = %q, want NOAUTH: the password is not required", got)
 	command(t, s, "SET", "k", "a\r\nb")
 	tests := []struct {
 		name    string
@@ -116,15 +107,12 @@ func TestCommandReplies(t *testing.T) {
 			got, err := s.Command(tc.args...)
 			switch {
 			case tc.wantNil:
-				if !errors.Is(err, redisproc.ErrNil) {
-					t.Fatalf("Command(%q) = %q, %v; want ErrNil", tc.args, got, err)
-				}
+				require.ErrorIs(t, err, redisproc.ErrNil, "Command(%q) = %q", tc.args, got)
 			case tc.wantErr != "":
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("Command(%q) = %q, %v; want an error containing %q", tc.args, got, err, tc.wantErr)
-				}
-			case err != nil || got != tc.want:
-				t.Errorf("Command(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
+				require.ErrorContains(t, err, tc.wantErr, "Command(%q) = %q", tc.args, got)
+			default:
+				assert.NoError(t, err, "Command(%q) = %q", tc.args, got)
+				assert.Equal(t, tc.want, got, "Command(%q)", tc.args)
 			}
 		})
 	}
@@ -132,42 +120,27 @@ func TestCommandReplies(t *testing.T) {
 
 func TestURL(t *testing.T) {
 	s := start(t, redisproc.Options{Password: "p@ss"})
-	if got, want := s.URL(), "redis://:p%40ss@"+s.Addr()+"/0"; got != want {
-		t.Errorf("URL() = %q, want %q", got, want)
-	}
-	if got := s.String(); strings.Contains(got, "p%40ss") || !strings.Contains(got, s.Addr()) {
-		t.Errorf("String() = %q, want the address without the password", got)
-	}
+	assert.Equal(t, "redis://:p%40ss@"+s.Addr()+"/0", s.URL(), "URL()")
+	assert.NotContains(t, s.String(), "p%40ss", "String(), want the address without the password")
+	assert.Contains(t, s.String(), s.Addr(), "String(), want the address without the password")
 	command(t, s, "CONFIG", "SET", "requirepass", "")
 	s.SetPassword("")
-	if got, want := s.URL(), "redis://"+s.Addr()+"/0"; got != want {
-		t.Errorf("after SetPassword(\"\"): URL() = %q, want %q", got, want)
-	}
+	assert.Equal(t, "redis://"+s.Addr()+"/0", s.URL(), "after SetPassword(\"\"): URL()")
 }
 
 func TestPauseResume(t *testing.T) {
 	s := start(t, redisproc.Options{})
 	pid := s.PID()
-	if err := s.Pause(); err != nil {
-		t.Fatalf("Pause: %v", err)
-	}
-	if got, err := s.Command("PING"); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("PING to a paused server = %q, %v; want a deadline error", got, err)
-	}
+	require.NoError(t, s.Pause(), "Pause")
+	got, err := s.Command("PING")
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "PING to a paused server = %q; want a deadline error", got)
 	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
 	defer cancel()
-	if _, err := s.WaitAccepting(ctx); err != nil {
-		t.Fatalf("WaitAccepting on a paused server: %v, want it accepting", err)
-	}
-	if err := s.Resume(); err != nil {
-		t.Fatalf("Resume: %v", err)
-	}
-	if got := command(t, s, "PING"); got != "PONG" {
-		t.Errorf("PING after Resume = %q, want PONG", got)
-	}
-	if got := s.PID(); got != pid {
-		t.Errorf("PID after Pause and Resume = %d, want %d (the same process)", got, pid)
-	}
+	_, err = s.WaitAccepting(ctx)
+	require.NoError(t, err, "WaitAccepting on a paused server, want it accepting")
+	require.NoError(t, s.Resume(), "Resume")
+	assert.Equal(t, "PONG", command(t, s, "PING"), "PING after Resume")
+	assert.Equal(t, pid, s.PID(), "PID after Pause and Resume (the same process)")
 }
 
 func TestKillRestart(t *testing.T) {
@@ -176,47 +149,30 @@ func TestKillRestart(t *testing.T) {
 	command(t, s, "SET", "k", "v")
 
 	s.Kill()
-	if got := s.PID(); got != 0 {
-		t.Errorf("PID after Kill = %d, want 0", got)
-	}
-	if _, err := s.Command("PING"); !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("PING after Kill: %v, want connection refused", err)
-	}
-	if err := s.Pause(); !errors.Is(err, redisproc.ErrNotRunning) {
-		t.Errorf("Pause after Kill: %v, want ErrNotRunning", err)
-	}
+	assert.Zero(t, s.PID(), "PID after Kill")
+	_, err := s.Command("PING")
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "PING after Kill, want connection refused")
+	assert.ErrorIs(t, s.Pause(), redisproc.ErrNotRunning, "Pause after Kill")
 	short, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := s.WaitAccepting(short); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("WaitAccepting with nothing listening: %v, want the context's deadline", err)
-	}
+	_, err = s.WaitAccepting(short)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "WaitAccepting with nothing listening, want the context's deadline")
 	s.Kill() // killing nothing is fine
 
-	if err := s.Restart(t.Context()); err != nil {
-		t.Fatalf("Restart: %v", err)
-	}
-	if got := s.PID(); got == 0 || got == pid {
-		t.Errorf("PID after Restart = %d, want a new process (was %d)", got, pid)
-	}
-	if got := s.Port(); got != port {
-		t.Errorf("Port after Restart = %d, want %d", got, port)
-	}
-	if got, err := s.Command("GET", "k"); !errors.Is(err, redisproc.ErrNil) {
-		t.Errorf("GET k after Restart = %q, %v; want ErrNil (nothing persisted)", got, err)
-	}
+	require.NoError(t, s.Restart(t.Context()), "Restart")
+	newPID := s.PID()
+	assert.True(t, newPID != 0 && newPID != pid, "PID after Restart = %d, want a new process (was %d)", newPID, pid)
+	assert.Equal(t, port, s.Port(), "Port after Restart")
+	got, err := s.Command("GET", "k")
+	assert.ErrorIs(t, err, redisproc.ErrNil, "GET k after Restart = %q; want ErrNil (nothing persisted)", got)
 
 	// A changed password is kept across restarts.
 	command(t, s, "CONFIG", "SET", "requirepass", "two")
 	s.SetPassword("two")
-	if err := s.Restart(t.Context()); err != nil {
-		t.Fatalf("Restart with the new password: %v", err)
-	}
-	if got := rawPing(t, s.Addr()); !strings.HasPrefix(got, "NOAUTH") {
-		t.Errorf("PING without AUTH after Restart = %q, want NOAUTH", got)
-	}
-	if got := command(t, s, "PING"); got != "PONG" {
-		t.Errorf("PING with the new password = %q, want PONG", got)
-	}
+	require.NoError(t, s.Restart(t.Context()), "Restart with the new password")
+	ping := rawPing(t, s.Addr())
+	assert.True(t, strings.HasPrefix(ping, "NOAUTH"), "PING without AUTH after Restart = %q, want NOAUTH", ping)
+	assert.Equal(t, "PONG", command(t, s, "PING"), "PING with the new password")
 }
 
 func TestLaunchWaitAccepting(t *testing.T) {
@@ -230,62 +186,36 @@ func TestLaunchWaitAccepting(t *testing.T) {
 		accepted <- at
 	}()
 	before := time.Now()
-	if err := s.Launch(); err != nil {
-		t.Fatalf("Launch: %v", err)
-	}
-	if at := <-accepted; at.Before(before) {
-		t.Fatalf("WaitAccepting = %v, want a time after Launch began (%v)", at, before)
-	}
-	if s.PID() == 0 {
-		t.Error("PID after Launch = 0, want the new process")
-	}
+	require.NoError(t, s.Launch(), "Launch")
+	at := <-accepted
+	require.False(t, at.Before(before), "WaitAccepting = %v, want a time after Launch began (%v)", at, before)
+	assert.NotZero(t, s.PID(), "PID after Launch = 0, want the new process")
 }
 
 func TestRestartPortTaken(t *testing.T) {
 	s := start(t, redisproc.Options{})
 	s.Kill()
 	l, err := net.Listen("tcp", s.Addr())
-	if err != nil {
-		t.Fatalf("hold the port: %v", err)
-	}
+	require.NoError(t, err, "hold the port")
 	err = s.Restart(t.Context())
 	_ = l.Close()
-	if !errors.Is(err, redisproc.ErrExited) || !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("Restart with the port taken: %v; want ErrExited with the log's reason", err)
-	}
-	if got := s.PID(); got != 0 {
-		t.Errorf("PID after a failed Restart = %d, want 0", got)
-	}
-	if err := s.Restart(t.Context()); err != nil {
-		t.Fatalf("Restart once the port is free: %v", err)
-	}
-	if got := command(t, s, "PING"); got != "PONG" {
-		t.Errorf("PING = %q, want PONG", got)
-	}
+	require.ErrorIs(t, err, redisproc.ErrExited, "Restart with the port taken; want ErrExited with the log's reason")
+	require.ErrorContains(t, err, "in use", "Restart with the port taken; want ErrExited with the log's reason")
+	assert.Zero(t, s.PID(), "PID after a failed Restart")
+	require.NoError(t, s.Restart(t.Context()), "Restart once the port is free")
+	assert.Equal(t, "PONG", command(t, s, "PING"), "PING")
 }
 
 func TestClose(t *testing.T) {
 	s := start(t, redisproc.Options{})
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("second Close: %v, want nil", err)
-	}
-	if got := s.PID(); got != 0 {
-		t.Errorf("PID after Close = %d, want 0", got)
-	}
-	if err := s.Launch(); !errors.Is(err, redisproc.ErrClosed) {
-		t.Errorf("Launch after Close: %v, want ErrClosed", err)
-	}
-	if err := s.Restart(t.Context()); !errors.Is(err, redisproc.ErrClosed) {
-		t.Errorf("Restart after Close: %v, want ErrClosed", err)
-	}
+	require.NoError(t, s.Close(), "Close")
+	assert.NoError(t, s.Close(), "second Close")
+	assert.Zero(t, s.PID(), "PID after Close")
+	assert.ErrorIs(t, s.Launch(), redisproc.ErrClosed, "Launch after Close")
+	assert.ErrorIs(t, s.Restart(t.Context()), redisproc.ErrClosed, "Restart after Close")
 }
 
 func TestStartMissingBinary(t *testing.T) {
 	_, err := redisproc.Start(t.Context(), redisproc.Options{Binary: "/nonexistent/redis-server"})
-	if !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Start with a missing binary: %v, want one wrapping os.ErrNotExist", err)
-	}
+	assert.ErrorIs(t, err, os.ErrNotExist, "Start with a missing binary")
 }

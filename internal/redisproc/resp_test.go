@@ -4,9 +4,11 @@ package redisproc
 
 import (
 	"bufio"
-	"errors"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestReadReply(t *testing.T) {
@@ -45,15 +47,12 @@ func TestReadReply(t *testing.T) {
 			got, err := ReadReply(bufio.NewReader(strings.NewReader(tc.in)))
 			switch {
 			case tc.wantNil:
-				if !errors.Is(err, ErrNil) {
-					t.Fatalf("ReadReply(%q) = %q, %v; want ErrNil", tc.in, got, err)
-				}
+				require.ErrorIs(t, err, ErrNil, "ReadReply(%q) = %q", tc.in, got)
 			case tc.wantErr != "":
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("ReadReply(%q) = %q, %v; want an error containing %q", tc.in, got, err, tc.wantErr)
-				}
-			case err != nil || got != tc.want:
-				t.Errorf("ReadReply(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+				require.ErrorContains(t, err, tc.wantErr, "ReadReply(%q) = %q", tc.in, got)
+			default:
+				assert.NoError(t, err, "ReadReply(%q) = %q", tc.in, got)
+				assert.Equal(t, tc.want, got, "ReadReply(%q)", tc.in)
 			}
 		})
 	}
@@ -62,9 +61,7 @@ func TestReadReply(t *testing.T) {
 func TestAppendCommand(t *testing.T) {
 	got := string(appendCommand(nil, []string{"SET", "k", "a\r\nb", ""}))
 	want := "*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\r\nb\r\n$0\r\n\r\n"
-	if got != want {
-		t.Errorf("appendCommand(SET k a\\r\\nb \"\") = %q, want %q", got, want)
-	}
+	assert.Equal(t, want, got, "appendCommand(SET k a\\r\\nb \"\")")
 }
 
 // FuzzReadReply checks that no input makes ReadReply panic, and that a
@@ -80,11 +77,10 @@ func FuzzReadReply(f *testing.F) {
 		enc := appendCommand(nil, []string{a, b})
 		r := bufio.NewReader(strings.NewReader(string(enc) + "+next\r\n"))
 		got, err := ReadReply(r)
-		if want := a + "\n" + b; err != nil || got != want {
-			t.Fatalf("ReadReply(appendCommand(%q, %q)) = %q, %v; want %q", a, b, got, err, want)
-		}
-		if next, err := ReadReply(r); err != nil || next != "next" {
-			t.Fatalf("after the command, ReadReply = %q, %v; want the next reply", next, err)
-		}
+		require.NoError(t, err, "ReadReply(appendCommand(%q, %q)) = %q", a, b, got)
+		require.Equal(t, a+"\n"+b, got, "ReadReply(appendCommand(%q, %q))", a, b)
+		next, err := ReadReply(r)
+		require.NoError(t, err, "after the command, ReadReply = %q; want the next reply", next)
+		require.Equal(t, "next", next, "after the command, ReadReply; want the next reply")
 	})
 }

@@ -7,6 +7,9 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func needPrograms(t *testing.T, names ...string) {
@@ -21,9 +24,7 @@ func needPrograms(t *testing.T, names ...string) {
 func TestSlot(t *testing.T) {
 	// The values redis-server's CLUSTER KEYSLOT gives.
 	for key, want := range map[string]int{"": 0, "foo": 12182, "bar": 5061, "{user1000}.following": 3443, "{user1000}.followers": 3443, "foo{}{bar}": 8363} {
-		if got := Slot(key); got != want {
-			t.Errorf("Slot(%q) = %d, want %d", key, got, want)
-		}
+		assert.Equal(t, want, Slot(key), "Slot(%q)", key)
 	}
 }
 
@@ -32,21 +33,15 @@ func TestStartClusterFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := StartCluster(ctx, ClusterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() { _ = c.Close() }()
 	slot := Slot("foo")
 	m, err := c.MasterFor(ctx, slot, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	c.Node(m).Kill()
 	start := time.Now()
 	nm, _, err := c.WaitPromoted(ctx, slot, m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Logf("slot %d: %s -> %s in %v", slot, m, nm, time.Since(start))
 }
 
@@ -55,31 +50,19 @@ func TestStartSentinelFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	st, err := StartSentinel(ctx, SentinelOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() { _ = st.Close() }()
 	m, err := st.MasterAddr(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m != st.Data[0].Addr() {
-		t.Fatalf("master %s, want %s", m, st.Data[0].Addr())
-	}
-	if err := st.Failover(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.Equal(t, st.Data[0].Addr(), m, "master")
+	require.NoError(t, st.Failover(ctx))
 	start := time.Now()
 	nm, _, err := st.WaitNewMaster(ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Logf("failover %s -> %s in %v", m, nm, time.Since(start))
 	st.Node(nm).Kill()
 	start = time.Now()
 	nm2, _, err := st.WaitNewMaster(ctx, nm)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Logf("kill -9: %s -> %s in %v", nm, nm2, time.Since(start))
 }
