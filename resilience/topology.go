@@ -211,29 +211,6 @@ func parseTopologyURL(raw string, topo Topology) (Config, error) {
 	return cfg, nil
 }
 
-// hostPort checks a host and port as net/url split them (hostport is the
-// whole, for the checks net/url does not make) and joins them, with the
-// default port when none is given.
-func hostPort(host, port, hostport string) (string, error) {
-	if host == "" {
-		return "", errors.New("missing host")
-	}
-	if strings.Contains(host, ":") && !strings.HasPrefix(hostport, "[") {
-		return "", errors.New("invalid host: put an IPv6 address in brackets")
-	}
-	if port == "" {
-		if strings.HasSuffix(hostport, ":") {
-			return "", errors.New("empty port")
-		}
-		port = DefaultPort
-	}
-	port, err := checkPort(port)
-	if err != nil {
-		return "", err
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
 // topologyString is [Config.String] for Sentinel and Cluster: the URL in
 // the form it was parsed from, with every password as ***.
 func (c Config) topologyString() string {
@@ -283,19 +260,4 @@ func (c Config) topologyString() string {
 		b.WriteString("?" + strings.Join(q, "&"))
 	}
 	return b.String()
-}
-
-// topologyFromEnv applies what the environment adds to a Sentinel or
-// Cluster configuration: REDIS_PASSWORD, when set, is the data nodes'
-// password. A URL that names a different one is an error.
-func topologyFromEnv(cfg Config, urlVar string, lookup func(string) (string, bool)) (Config, error) {
-	pw, ok := lookup(EnvPassword)
-	if !ok || pw == "" {
-		return cfg, nil
-	}
-	if cfg.Password != "" && cfg.Password != pw {
-		return Config{}, &ConfigError{Var: EnvPassword, Err: fmt.Errorf("differs from the data password %s gives", urlVar)}
-	}
-	cfg.Password = pw
-	return cfg, nil
 }
