@@ -69,6 +69,30 @@ func ParseClusterURL(raw string) (Config, error) {
 	return parseTopologyURL(raw, TopologyCluster)
 }
 
+// credential returns the field of c that the Sentinel form's credential
+// parameter k sets, or nil when k is none.
+func (c *Config) credential(k string) *string {
+	switch k {
+	case paramPassword:
+		return &c.Password
+	case paramUsername:
+		return &c.Username
+	case paramSentinelPassword:
+		return &c.SentinelPassword
+	case paramSentinelUsername:
+		return &c.SentinelUsername
+	}
+	return nil
+}
+
+// userinfoCredential names, for the credential parameters that the
+// user-info of a Sentinel URL may set too, what they set. A read-only
+// table.
+var userinfoCredential = map[string]string{
+	paramSentinelPassword: "sentinel password",
+	paramSentinelUsername: "sentinel user",
+}
+
 // hasMasterName reports whether raw's query holds a master_name
 // parameter: the mark of a Sentinel URL.
 func hasMasterName(raw string) bool {
@@ -93,16 +117,9 @@ func parseTopologyURL(raw string, topo Topology) (Config, error) {
 	fail := func(err error) (Config, error) {
 		return Config{}, &ConfigError{Var: "url", Value: redactURL(redactQuery(raw)), Err: errors.New(scrub(err.Error(), raw))}
 	}
-	if ui, ok := rawUserinfo(raw); ok && strings.Contains(ui, ":") && strings.ContainsAny(ui, "/?#") {
-		return fail(errors.New("user name or password holds an unescaped '/', '?' or '#': percent-encode it"))
-	}
-	u, err := url.Parse(raw)
+	u, err := parseRaw(raw)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fail(fmt.Errorf("malformed URL: %s", unquote(err.Error())))
+		return fail(err)
 	}
 	cfg := Config{Network: "tcp", Topology: topo}
 	switch u.Scheme {
@@ -168,32 +185,15 @@ func parseTopologyURL(raw string, topo Topology) (Config, error) {
 				return fail(errors.New("empty master_name"))
 			}
 			cfg.MasterName = dv
-		case topo == TopologySentinel && k == paramPassword:
+		case topo == TopologySentinel && cfg.credential(k) != nil:
 			if derr != nil {
-				return fail(errors.New("password parameter: malformed escape"))
+				return fail(fmt.Errorf("%s parameter: malformed escape", k))
 			}
-			cfg.Password = dv
-		case topo == TopologySentinel && k == paramUsername:
-			if derr != nil {
-				return fail(errors.New("username parameter: malformed escape"))
+			dst, what := cfg.credential(k), userinfoCredential[k]
+			if what != "" && *dst != "" {
+				return fail(fmt.Errorf("%s given twice: in the user-info and as %s", what, k))
 			}
-			cfg.Username = dv
-		case topo == TopologySentinel && k == paramSentinelPassword:
-			if derr != nil {
-				return fail(errors.New("sentinel_password parameter: malformed escape"))
-			}
-			if cfg.SentinelPassword != "" {
-				return fail(errors.New("sentinel password given twice: in the user-info and as sentinel_password"))
-			}
-			cfg.SentinelPassword = dv
-		case topo == TopologySentinel && k == paramSentinelUsername:
-			if derr != nil {
-				return fail(errors.New("sentinel_username parameter: malformed escape"))
-			}
-			if cfg.SentinelUsername != "" {
-				return fail(errors.New("sentinel user given twice: in the user-info and as sentinel_username"))
-			}
-			cfg.SentinelUsername = dv
+			*dst = dv
 		case topo == TopologySentinel && k == paramDB:
 			n, err := parseDB(v)
 			if err != nil {

@@ -32,23 +32,9 @@ func ParseURL(raw string) (Config, error) {
 	fail := func(err error) (Config, error) {
 		return Config{}, &ConfigError{Var: "url", Value: redactURL(raw), Err: errors.New(scrub(err.Error(), raw))}
 	}
-	// A '/', '?' or '#' left unescaped in a password would make net/url end
-	// the authority early: it would then read part of the password as a
-	// host or port, and either echo it in its error or, worse, accept the
-	// URL with the wrong host. Refuse such URLs before parsing.
-	if ui, ok := rawUserinfo(raw); ok && strings.Contains(ui, ":") && strings.ContainsAny(ui, "/?#") {
-		return fail(errors.New("user name or password holds an unescaped '/', '?' or '#': percent-encode it"))
-	}
-	u, err := url.Parse(raw)
+	u, err := parseRaw(raw)
 	if err != nil {
-		// url.Error repeats the raw URL, and its reason may quote a piece of
-		// it (an escape, a port) that can lie inside the password: keep
-		// only the reason's fixed words.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fail(fmt.Errorf("malformed URL: %s", unquote(err.Error())))
+		return fail(err)
 	}
 	cfg := Config{Network: "tcp"}
 	if u.User != nil {
@@ -58,25 +44,11 @@ func ParseURL(raw string) (Config, error) {
 	switch u.Scheme {
 	case "redis", "rediss":
 		cfg.TLS = u.Scheme == "rediss"
-		host, port := u.Hostname(), u.Port()
-		if host == "" {
-			return fail(errors.New("missing host"))
-		}
-		if strings.Contains(host, ":") && !strings.HasPrefix(u.Host, "[") {
-			// net/url reads redis://::1 as host ":" and port 1.
-			return fail(errors.New("invalid host: put an IPv6 address in brackets"))
-		}
-		if port == "" {
-			if strings.HasSuffix(u.Host, ":") {
-				return fail(errors.New("empty port"))
-			}
-			port = DefaultPort
-		}
-		port, err := checkPort(port)
+		addr, err := hostPort(u.Hostname(), u.Port(), u.Host)
 		if err != nil {
 			return fail(err)
 		}
-		cfg.Addr = net.JoinHostPort(host, port)
+		cfg.Addr = addr
 		// The escaped path, not the decoded one: an error must show what
 		// the URL holds, not what a percent-escape decodes to.
 		if p := strings.Trim(u.EscapedPath(), "/"); p != "" {
@@ -125,6 +97,31 @@ func ParseURL(raw string) (Config, error) {
 	return cfg, nil
 }
 
+// parseRaw is url.Parse for [ParseURL] and [ParseClusterURL], with a
+// reason that never quotes raw: the caller still scrubs it and adds the
+// redacted URL.
+func parseRaw(raw string) (*url.URL, error) {
+	// A '/', '?' or '#' left unescaped in a password would make net/url end
+	// the authority early: it would then read part of the password as a
+	// host or port, and either echo it in its error or, worse, accept the
+	// URL with the wrong host. Refuse such URLs before parsing.
+	if ui, ok := rawUserinfo(raw); ok && strings.Contains(ui, ":") && strings.ContainsAny(ui, "/?#") {
+		return nil, errors.New("user name or password holds an unescaped '/', '?' or '#': percent-encode it")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the raw URL, and its reason may quote a piece of
+		// it (an escape, a port) that can lie inside the password: keep
+		// only the reason's fixed words.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("malformed URL: %s", unquote(err.Error()))
+	}
+	return u, nil
+}
+
 // hostPort checks a host and port as net/url split them (hostport is the
 // whole, for the checks net/url does not make) and joins them, with the
 // default port when none is given.
@@ -133,6 +130,7 @@ func hostPort(host, port, hostport string) (string, error) {
 		return "", errors.New("missing host")
 	}
 	if strings.Contains(host, ":") && !strings.HasPrefix(hostport, "[") {
+		// net/url reads redis://::1 as host ":" and port 1.
 		return "", errors.New("invalid host: put an IPv6 address in brackets")
 	}
 	if port == "" {
