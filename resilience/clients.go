@@ -62,19 +62,15 @@ func poolTimeout(op time.Duration) time.Duration {
 	return max(op*4/5, time.Millisecond)
 }
 
-// failoverOptions turns a Sentinel cfg into go-redis failover options
-// with the same fail-fast settings as [clientOptions].
-func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
+// topologyOptions are what the options of a Sentinel and of a Cluster
+// client share: cfg's addresses and data credentials, and the fail-fast
+// settings of [clientOptions], in one place.
+func topologyOptions(cfg Config, o Options) *redis.UniversalOptions {
 	base := clientOptions(Config{Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLS: cfg.TLS}, o)
-	fo := &redis.FailoverOptions{
-		MasterName:       cfg.MasterName,
-		SentinelAddrs:    append([]string(nil), cfg.Addrs...),
-		SentinelUsername: cfg.SentinelUsername,
-		SentinelPassword: cfg.SentinelPassword,
-		Username:         cfg.Username,
-		Password:         cfg.Password,
-		DB:               cfg.DB,
-		// The fail-fast settings are clientOptions', in one place.
+	return &redis.UniversalOptions{
+		Addrs:                 append([]string(nil), cfg.Addrs...),
+		Username:              cfg.Username,
+		Password:              cfg.Password,
 		MaxRetries:            base.MaxRetries,
 		DialerRetries:         base.DialerRetries,
 		DialTimeout:           base.DialTimeout,
@@ -84,6 +80,16 @@ func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
 		DisableIdentity:       base.DisableIdentity,
 		Dialer:                base.Dialer,
 	}
+}
+
+// failoverOptions turns a Sentinel cfg into go-redis failover options
+// with the same fail-fast settings as [clientOptions].
+func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
+	uo := topologyOptions(cfg, o)
+	uo.MasterName = cfg.MasterName
+	uo.SentinelUsername, uo.SentinelPassword = cfg.SentinelUsername, cfg.SentinelPassword
+	uo.DB = cfg.DB
+	fo := uo.Failover() // Addrs become the sentinels' addresses
 	if cfg.TLS {
 		// Sentinels hand out addresses; the server name is each dial's
 		// host, which crypto/tls takes from the address when ServerName
@@ -99,26 +105,12 @@ func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
 // go-redis's default: following a MOVED after a failover is the cluster
 // working, not a retry, and every attempt shares the one deadline.
 func clusterOptions(cfg Config, o Options) *redis.ClusterOptions {
-	base := clientOptions(Config{Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, TLS: cfg.TLS}, o)
-	co := &redis.ClusterOptions{
-		Addrs:    append([]string(nil), cfg.Addrs...),
-		Username: cfg.Username,
-		Password: cfg.Password,
-		// The fail-fast settings are clientOptions', in one place.
-		MaxRetries:            base.MaxRetries,
-		DialerRetries:         base.DialerRetries,
-		DialTimeout:           base.DialTimeout,
-		ContextTimeoutEnabled: base.ContextTimeoutEnabled,
-		PoolTimeout:           base.PoolTimeout,
-		PoolSize:              base.PoolSize,
-		DisableIdentity:       base.DisableIdentity,
-		Dialer:                base.Dialer,
-		// go-redis reloads the slot map in the background, without a
-		// deadline, asking one node after the other: a paused node must
-		// not hold it up for seconds. Operations carry their own deadline.
-		ReadTimeout:  o.DialTimeout,
-		WriteTimeout: o.DialTimeout,
-	}
+	uo := topologyOptions(cfg, o)
+	// go-redis reloads the slot map in the background, without a
+	// deadline, asking one node after the other: a paused node must
+	// not hold it up for seconds. Operations carry their own deadline.
+	uo.ReadTimeout, uo.WriteTimeout = o.DialTimeout, o.DialTimeout
+	co := uo.Cluster()
 	if cfg.TLS {
 		co.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		co.Dialer = tlsDialer(o, co.TLSConfig)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 
 	"math/rand/v2"
@@ -189,17 +190,23 @@ func jitter(d time.Duration) time.Duration {
 func probeWith(base *redis.Options, o Options) func(ctx context.Context) error {
 	po := probeOptions(base, o)
 	return func(ctx context.Context) error {
-		c := redis.NewClient(cloneOptions(po))
-		// go-redis does not watch ctx while it waits for a reply, only its
-		// deadline: closing the client is what ends a probe of a hung
-		// Redis at once when the Redis is closed.
-		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-		defer func() {
-			stop()
-			_ = c.Close()
-		}()
-		return c.Ping(ctx).Err()
+		return withOwnClient(ctx, redis.NewClient(cloneOptions(po)), func(c *redis.Client) error {
+			return c.Ping(ctx).Err()
+		})
 	}
+}
+
+// withOwnClient runs fn with c, a client made for fn alone, and closes c
+// when fn returns, or as soon as ctx ends: go-redis does not watch ctx
+// while it waits for a reply, only its deadline, so closing the client is
+// what ends a probe of a hung Redis at once when the Redis is closed.
+func withOwnClient[C io.Closer](ctx context.Context, c C, fn func(c C) error) error {
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer func() {
+		stop()
+		_ = c.Close()
+	}()
+	return fn(c)
 }
 
 // probeOptions are the options of a client of one's own for a probe.
@@ -236,13 +243,9 @@ func probeCluster(co *redis.ClusterOptions, o Options) func(ctx context.Context)
 	po.ReadTimeout = o.DialTimeout
 	po.WriteTimeout = o.DialTimeout
 	return func(ctx context.Context) error {
-		c := redis.NewClusterClient(cloneCluster(po))
-		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-		defer func() {
-			stop()
-			_ = c.Close()
-		}()
-		return c.Ping(ctx).Err()
+		return withOwnClient(ctx, redis.NewClusterClient(cloneCluster(po)), func(c *redis.ClusterClient) error {
+			return c.Ping(ctx).Err()
+		})
 	}
 }
 
