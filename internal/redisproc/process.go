@@ -184,9 +184,14 @@ func (s *Server) logTail() string {
 		off = st.Size() - logTailSize
 	}
 	n, _ := f.ReadAt(buf, off)
-	lines := strings.Split(strings.TrimSpace(string(buf[:n])), "\n")
-	if len(lines) > logLines {
-		lines = lines[len(lines)-logLines:]
+	return lastLines(string(buf[:n]), logLines)
+}
+
+// lastLines is the last n lines of s, on one line.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
 }

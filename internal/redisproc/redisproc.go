@@ -73,12 +73,9 @@ type Server struct {
 // directory, and waits until it answers PING (see [Server.Restart] for how
 // long and how often it tries). On error nothing is left running.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	bin := opts.Binary
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			return nil, fmt.Errorf("find redis-server: %w", err)
-		}
+	bin, err := program(opts.Binary, "redis-server")
+	if err != nil {
+		return nil, err
 	}
 	port, err := FreePort()
 	if err != nil {
@@ -99,6 +96,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, errors.Join(err, s.Close())
 	}
 	return s, nil
+}
+
+// program returns path, or when it is empty the program name found on
+// PATH.
+func program(path, name string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("find %s: %w", name, err)
+	}
+	return p, nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
