@@ -241,38 +241,38 @@ func faultRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Rep
 		rep.Health = &h
 	}
 	const pre = 500 * time.Millisecond
-	for _, t := range cached {
-		if err := settle(ctx, t, f.conns); err != nil {
+	// Each Redis fault on every cached configuration in turn, each run
+	// after the configuration has settled; run adds its result to rep.
+	faults := []struct {
+		name, detail string
+		run          func(t target) error
+	}{
+		{"hang", fmt.Sprintf("SIGSTOP for %v", f.fault), func(t target) error {
+			h, err := hang(ctx, t.redisOf(rp), t, f.conns, pre, f.fault)
+			rep.Hang = append(rep.Hang, h)
 			return err
-		}
-		progress("hang: %s (SIGSTOP for %v)", t.name, f.fault)
-		h, err := hang(ctx, t.redisOf(rp), t, f.conns, pre, f.fault)
-		if err != nil {
+		}},
+		{"outage", fmt.Sprintf("killed for %v", f.fault), func(t target) error {
+			o, err := outage(ctx, t.redisOf(rp), t, f.conns, pre, f.fault, c.originHit)
+			rep.Outage = append(rep.Outage, o)
 			return err
-		}
-		rep.Hang = append(rep.Hang, h)
+		}},
+		{"resume", fmt.Sprintf("%d trials", f.trials), func(t target) error {
+			r, err := resume(ctx, t.redisOf(rp), t, f.trials)
+			rep.Resume = append(rep.Resume, r)
+			return err
+		}},
 	}
-	for _, t := range cached {
-		if err := settle(ctx, t, f.conns); err != nil {
-			return err
+	for _, fault := range faults {
+		for _, t := range cached {
+			if err := settle(ctx, t, f.conns); err != nil {
+				return err
+			}
+			progress("%s: %s (%s)", fault.name, t.name, fault.detail)
+			if err := fault.run(t); err != nil {
+				return err // rep, with the failed run's zero result, is dropped
+			}
 		}
-		progress("outage: %s (killed for %v)", t.name, f.fault)
-		o, err := outage(ctx, t.redisOf(rp), t, f.conns, pre, f.fault, c.originHit)
-		if err != nil {
-			return err
-		}
-		rep.Outage = append(rep.Outage, o)
-	}
-	for _, t := range cached {
-		if err := settle(ctx, t, f.conns); err != nil {
-			return err
-		}
-		progress("resume: %s (%d trials)", t.name, f.trials)
-		r, err := resume(ctx, t.redisOf(rp), t, f.trials)
-		if err != nil {
-			return err
-		}
-		rep.Resume = append(rep.Resume, r)
 	}
 	progress("coherence: two near-cached servers on one Redis, %d trials", f.coherence)
 	co, err := coherence(ctx, c.nearRedis.addr(), f.coherence, c.logger)
