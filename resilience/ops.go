@@ -44,7 +44,7 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 		// so this is what fills the near cache. The STRLEN below does not
 		// ride along: a large value that times out here counts as a
 		// failure, not ErrSlowTransfer, unless its size was noted before.
-		err := r.run(ctx, g, trial, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
+		err := r.run(ctx, g, trial, operation{name: "get", idempotent: true, timeout: r.opTimeout(int(known))}, func(ctx context.Context, c redis.UniversalClient) error {
 			v, err := c.Get(ctx, key).Bytes()
 			val = v
 			return err
@@ -54,7 +54,7 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 		}
 		return val, err
 	}
-	err = r.run(ctx, g, trial, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
+	err = r.run(ctx, g, trial, operation{name: "get", idempotent: true, timeout: r.opTimeout(int(known))}, func(ctx context.Context, c redis.UniversalClient) error {
 		// STRLEN rides along in the same round trip: if the deadline
 		// passes while a large value is arriving, Redis did answer, and
 		// the timeout is the value's size, not a failure.
@@ -98,7 +98,7 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	if r.near != nil {
 		defer r.near.forget(key)
 	}
-	return r.run(ctx, g, trial, "set", true, r.opTimeout(len(val)), func(ctx context.Context, c redis.UniversalClient) error {
+	return r.run(ctx, g, trial, operation{name: "set", idempotent: true, timeout: r.opTimeout(len(val))}, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Set(ctx, key, val, ttl).Err()
 	})
 }
@@ -135,7 +135,7 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 			}
 		}()
 	}
-	return r.run(ctx, g, trial, "del", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
+	return r.run(ctx, g, trial, operation{name: "del", idempotent: true, timeout: r.opts.OpTimeout}, func(ctx context.Context, c redis.UniversalClient) error {
 		return c.Del(ctx, ks...).Err()
 	})
 }
@@ -155,7 +155,7 @@ func (r *Redis) Ping(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	var rtt time.Duration
-	err := r.run(ctx, r.guard, false, "ping", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
+	err := r.run(ctx, r.guard, false, operation{name: "ping", idempotent: true, timeout: r.opts.OpTimeout}, func(ctx context.Context, c redis.UniversalClient) error {
 		start := time.Now()
 		err := c.Ping(ctx).Err()
 		rtt = time.Since(start)

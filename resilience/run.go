@@ -43,7 +43,7 @@ func (r *Redis) do(ctx context.Context, op string, idempotent bool, fn func(cont
 	if err != nil {
 		return err
 	}
-	return r.run(ctx, r.guard, trial, op, idempotent, r.opts.OpTimeout, fn)
+	return r.run(ctx, r.guard, trial, operation{name: op, idempotent: idempotent, timeout: r.opts.OpTimeout}, fn)
 }
 
 // rejectOnly is reject without trials.
@@ -78,11 +78,20 @@ func (r *Redis) reject(g *guard) (trial bool, err error) {
 	return false, nil
 }
 
-// run executes fn under the deadline, the retry policy (when idempotent)
-// and the breaker. Budget: besides the Redis round trip, one context with
+// operation says how [Redis.run] runs an fn: its name, for stats and
+// errors ("get", "set", "del", "ping", "do"), whether it is idempotent
+// and so may be retried, and its deadline.
+type operation struct {
+	name       string
+	idempotent bool
+	timeout    time.Duration
+}
+
+// run executes fn under op's deadline, the retry policy (when op is
+// idempotent) and the breaker. Budget: besides the Redis round trip, one context with
 // deadline and failsafe-go's execution (a few hundred nanoseconds, some 20
 // allocations).
-func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempotent bool, timeout time.Duration, fn func(context.Context, redis.UniversalClient) error) error {
+func (r *Redis) run(ctx context.Context, g *guard, trial bool, op operation, fn func(context.Context, redis.UniversalClient) error) error {
 	if err := ctx.Err(); err != nil {
 		if trial {
 			g.trialing.Store(false)
@@ -90,7 +99,7 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 		return err
 	}
 	if trial {
-		return r.runTrial(ctx, g, op, timeout, fn)
+		return r.runTrial(ctx, g, op.name, op.timeout, fn)
 	}
 	// The operation runs to its own end, whatever the caller does
 	// meanwhile: the breaker then judges Redis by what Redis did, never by
@@ -99,7 +108,7 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 	// cancellation anyway, so a caller that leaves waits no longer for it.
 	// The caller's deadline, when earlier than ours, still applies.
 	start := time.Now()
-	deadline := start.Add(timeout)
+	deadline := start.Add(op.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -113,7 +122,7 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 	opCtx, cancel := context.WithDeadline(execCtx, deadline)
 	defer cancel()
 	exec := g.once
-	if idempotent {
+	if op.idempotent {
 		exec = g.retry
 	}
 	ref := r.client.Load()
@@ -128,7 +137,7 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 	})
 	took := time.Since(start)
 	r.st.record(took, err)
-	r.observe(op, took, err)
+	r.observe(op.name, took, err)
 	switch {
 	case err == nil, errors.Is(err, redis.Nil):
 		r.markSuccess()
@@ -147,7 +156,7 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 	}
 	if cerr := ctx.Err(); errors.Is(cerr, context.Canceled) {
 		// The caller left: it gets its own reason, which is no failure.
-		return fmt.Errorf("redis %s: %w", op, cerr)
+		return fmt.Errorf("redis %s: %w", op.name, cerr)
 	}
-	return fmt.Errorf("redis %s: %w", op, err)
+	return fmt.Errorf("redis %s: %w", op.name, err)
 }
