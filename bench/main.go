@@ -234,13 +234,13 @@ func faultRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Rep
 	}
 	if c.health != nil {
 		progress("health: %s at %.0f req/s for %v", c.health.t.name, f.healthRate, f.healthDuration)
-		h, err := health(ctx, rp, c.health.t, c.health.path, f.healthRate, f.healthDuration, c.health.interval)
+		h, err := health(ctx, rp, *c.health, f.healthRate, f.healthDuration)
 		if err != nil {
 			return err
 		}
 		rep.Health = &h
 	}
-	const pre = 500 * time.Millisecond
+	w := phases{pre: 500 * time.Millisecond, dur: f.fault}
 	// Each Redis fault on every cached configuration in turn, each run
 	// after the configuration has settled; run adds its result to rep.
 	faults := []struct {
@@ -248,12 +248,12 @@ func faultRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Rep
 		run          func(t target) error
 	}{
 		{"hang", fmt.Sprintf("SIGSTOP for %v", f.fault), func(t target) error {
-			h, err := hang(ctx, t.redisOf(rp), t, f.conns, pre, f.fault)
+			h, err := hang(ctx, t.redisOf(rp), t, f.conns, w)
 			rep.Hang = append(rep.Hang, h)
 			return err
 		}},
 		{"outage", fmt.Sprintf("killed for %v", f.fault), func(t target) error {
-			o, err := outage(ctx, t.redisOf(rp), t, f.conns, pre, f.fault, c.originHit)
+			o, err := outage(ctx, t.redisOf(rp), t, f.conns, w, c.originHit)
 			rep.Outage = append(rep.Outage, o)
 			return err
 		}},
