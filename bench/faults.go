@@ -25,9 +25,13 @@ type faultRun struct {
 // at turns an offset from the run's start into a time.
 func (fr faultRun) at(d time.Duration) time.Time { return fr.res.Started.Add(d) }
 
+// phases are how long a fault run drives load before the fault (pre),
+// while it lasts (dur) and after it (post).
+type phases struct{ pre, dur, post time.Duration }
+
 // underFault drives t for pre+dur+post, with server-side timing on, and
 // calls faultOn at pre and faultOff at pre+dur.
-func underFault(ctx context.Context, t target, conns int, pre, dur, post time.Duration, faultOn, faultOff func() error) (faultRun, error) {
+func underFault(ctx context.Context, t target, conns int, w phases, faultOn, faultOff func() error) (faultRun, error) {
 	type done struct {
 		res loadgen.Result
 		err error
@@ -39,7 +43,7 @@ func underFault(ctx context.Context, t target, conns int, pre, dur, post time.Du
 		res, err := loadgen.Run(ctx, loadgen.Options{
 			Request:     cycling(t.srv.url, itemPath, conns, keys),
 			Connections: conns,
-			Duration:    pre + dur + post,
+			Duration:    w.pre + w.dur + w.post,
 			Timeout:     10 * time.Second,
 			Classify:    classify,
 		})
@@ -50,10 +54,10 @@ func underFault(ctx context.Context, t target, conns int, pre, dur, post time.Du
 	if t.breaker != nil {
 		watch = watchBreaker(wctx, t.breaker, started)
 	}
-	sleepCtx(ctx, pre)
+	sleepCtx(ctx, w.pre)
 	on := time.Now()
 	errOn := faultOn()
-	sleepCtx(ctx, dur)
+	sleepCtx(ctx, w.dur)
 	off := time.Now()
 	errOff := faultOff()
 	d := <-ch
@@ -158,8 +162,10 @@ type OutageResult struct {
 	Errors       int `json:"errors"`
 }
 
-func outage(ctx context.Context, rp *redisProc, t target, conns int, pre, dur time.Duration, origin merged) (OutageResult, error) {
-	fr, err := underFault(ctx, t, conns, pre, dur, 0,
+// outage kills Redis for w.dur after w.pre, and measures until it is
+// restarted (w.post is not used).
+func outage(ctx context.Context, rp *redisProc, t target, conns int, w phases, origin merged) (OutageResult, error) {
+	fr, err := underFault(ctx, t, conns, phases{pre: w.pre, dur: w.dur},
 		func() error { rp.kill(); return nil },
 		func() error { return nil })
 	if err != nil {
@@ -216,8 +222,10 @@ type HangResult struct {
 	Errors          int     `json:"errors"`
 }
 
-func hang(ctx context.Context, rp *redisProc, t target, conns int, pre, dur time.Duration) (HangResult, error) {
-	fr, err := underFault(ctx, t, conns, pre, dur, 200*time.Millisecond, rp.stop, rp.cont)
+// hang freezes Redis for w.dur after w.pre, and measures 200 ms more
+// after it continues (w.post is not used).
+func hang(ctx context.Context, rp *redisProc, t target, conns int, w phases) (HangResult, error) {
+	fr, err := underFault(ctx, t, conns, phases{pre: w.pre, dur: w.dur, post: 200 * time.Millisecond}, rp.stop, rp.cont)
 	if err != nil {
 		_ = rp.cont()
 		return HangResult{}, fmt.Errorf("hang %s: %w", t.name, err)

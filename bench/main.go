@@ -27,9 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -42,63 +40,6 @@ import (
 type quietLogger struct{}
 
 func (quietLogger) Printf(context.Context, string, ...any) {}
-
-// requireRedisEnv turns a missing redis-server from a skip into a failure,
-// as it does for the tests.
-const requireRedisEnv = "STEADFAST_REQUIRE_REDIS"
-
-// flags are the program's settings.
-type flags struct {
-	duration       time.Duration
-	rounds         int
-	conns          int
-	work           time.Duration
-	fault          time.Duration
-	trials         int
-	topoTrials     int
-	coherence      int
-	memKeys        int
-	stampede       int
-	healthRate     float64
-	healthDuration time.Duration
-	jsonPath       string
-	redisServer    string
-	cpuProfile     string
-	memProfile     string
-	verbose        bool
-	nearReplica    string
-}
-
-func parseFlags(args []string) (flags, error) {
-	var f flags
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.DurationVar(&f.duration, "duration", 500*time.Millisecond, "length of one hit run of one configuration")
-	fs.IntVar(&f.rounds, "rounds", 8, "hit runs per configuration, interleaved across configurations")
-	fs.IntVar(&f.conns, "conns", 16, "load generator connections (closed loop, keep-alive)")
-	fs.DurationVar(&f.work, "work", 2*time.Millisecond, "the origin handler's work per request")
-	fs.DurationVar(&f.fault, "fault", 1500*time.Millisecond, "how long Redis stays killed or frozen in the outage and hang scenarios")
-	fs.IntVar(&f.trials, "trials", 5, "resume trials per configuration")
-	fs.IntVar(&f.topoTrials, "topology-trials", 4, "failovers per Sentinel and Cluster scenario (0: skip them)")
-	fs.IntVar(&f.coherence, "coherence", 1000, "coherence trials: PUT on one near-cached server, then GETs on the other")
-	fs.IntVar(&f.memKeys, "mem-keys", 100000, "distinct keys read through the near cache in the memory scenario")
-	fs.IntVar(&f.stampede, "stampede", 1000, "concurrent requests for one cold URL in the stampede scenario")
-	fs.Float64Var(&f.healthRate, "health-rate", 1000, "requests per second to /health in the health scenario")
-	fs.DurationVar(&f.healthDuration, "health-duration", 5*time.Second, "length of the health scenario")
-	fs.StringVar(&f.jsonPath, "json", filepath.Join(os.TempDir(), "bench-results.json"), "where to write the results as JSON")
-	fs.StringVar(&f.redisServer, "redis-server", "", "path of redis-server (default: found on PATH)")
-	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write CPU profiles of each configuration's first hit run to FILE.origin, FILE.floor, FILE.steadfast")
-	fs.StringVar(&f.memProfile, "memprofile", "", "write allocation profiles before (FILE.base) and after steadfast's first hit run (FILE); compare with go tool pprof -base FILE.base")
-	fs.BoolVar(&f.verbose, "v", false, "show the library's log lines (state changes) on stderr")
-	fs.StringVar(&f.nearReplica, "near-replica", "", "internal: serve as one replica of the coherence scenario over the Redis at `ADDR`")
-	if err := fs.Parse(args); err != nil {
-		return f, err
-	}
-	if f.duration <= 0 || f.rounds < 1 || f.conns < 1 || f.fault <= 0 || f.trials < 1 || f.stampede < 1 || f.coherence < 1 || f.memKeys < 1 ||
-		f.healthRate <= 0 || f.healthDuration <= 0 || f.work < 0 {
-		return f, errors.New("bench: durations, counts and rates must be above zero")
-	}
-	return f, nil
-}
 
 func main() {
 	f, err := parseFlags(os.Args[1:])
@@ -304,45 +245,45 @@ func faultRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Rep
 	}
 	if c.health != nil {
 		progress("health: %s at %.0f req/s for %v", c.health.t.name, f.healthRate, f.healthDuration)
-		h, err := health(ctx, rp, c.health.t, c.health.path, f.healthRate, f.healthDuration, c.health.interval)
+		h, err := health(ctx, rp, *c.health, f.healthRate, f.healthDuration)
 		if err != nil {
 			return err
 		}
 		rep.Health = &h
 	}
-	const pre = 500 * time.Millisecond
-	for _, t := range cached {
-		if err := settle(ctx, t, f.conns); err != nil {
+	w := phases{pre: 500 * time.Millisecond, dur: f.fault}
+	// Each Redis fault on every cached configuration in turn, each run
+	// after the configuration has settled; run adds its result to rep.
+	faults := []struct {
+		name, detail string
+		run          func(t target) error
+	}{
+		{"hang", fmt.Sprintf("SIGSTOP for %v", f.fault), func(t target) error {
+			h, err := hang(ctx, t.redisOf(rp), t, f.conns, w)
+			rep.Hang = append(rep.Hang, h)
 			return err
-		}
-		progress("hang: %s (SIGSTOP for %v)", t.name, f.fault)
-		h, err := hang(ctx, t.redisOf(rp), t, f.conns, pre, f.fault)
-		if err != nil {
+		}},
+		{"outage", fmt.Sprintf("killed for %v", f.fault), func(t target) error {
+			o, err := outage(ctx, t.redisOf(rp), t, f.conns, w, c.originHit)
+			rep.Outage = append(rep.Outage, o)
 			return err
-		}
-		rep.Hang = append(rep.Hang, h)
+		}},
+		{"resume", fmt.Sprintf("%d trials", f.trials), func(t target) error {
+			r, err := resume(ctx, t.redisOf(rp), t, f.trials)
+			rep.Resume = append(rep.Resume, r)
+			return err
+		}},
 	}
-	for _, t := range cached {
-		if err := settle(ctx, t, f.conns); err != nil {
-			return err
+	for _, fault := range faults {
+		for _, t := range cached {
+			if err := settle(ctx, t, f.conns); err != nil {
+				return err
+			}
+			progress("%s: %s (%s)", fault.name, t.name, fault.detail)
+			if err := fault.run(t); err != nil {
+				return err // rep, with the failed run's zero result, is dropped
+			}
 		}
-		progress("outage: %s (killed for %v)", t.name, f.fault)
-		o, err := outage(ctx, t.redisOf(rp), t, f.conns, pre, f.fault, c.originHit)
-		if err != nil {
-			return err
-		}
-		rep.Outage = append(rep.Outage, o)
-	}
-	for _, t := range cached {
-		if err := settle(ctx, t, f.conns); err != nil {
-			return err
-		}
-		progress("resume: %s (%d trials)", t.name, f.trials)
-		r, err := resume(ctx, t.redisOf(rp), t, f.trials)
-		if err != nil {
-			return err
-		}
-		rep.Resume = append(rep.Resume, r)
 	}
 	progress("coherence: two near-cached replica processes on one Redis, %d trials", f.coherence)
 	co, err := coherence(ctx, c.nearRedis.addr(), f.coherence)
@@ -356,63 +297,5 @@ func faultRuns(ctx context.Context, f flags, rp *redisProc, c *configs, rep *Rep
 		return err
 	}
 	rep.NearMemory = &nm
-	return nil
-}
-
-// goroutinesLeft waits up to three seconds for the goroutine count to
-// come back to before, and writes the stacks of any left to a file.
-func goroutinesLeft(before int) GoroutineResult {
-	deadline := time.Now().Add(3 * time.Second)
-	n := runtime.NumGoroutine()
-	for n > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		n = runtime.NumGoroutine()
-	}
-	g := GoroutineResult{Before: before, After: n, Left: max(0, n-before)}
-	if g.Left > 0 {
-		path := filepath.Join(os.TempDir(), "bench-goroutines.txt")
-		if fh, err := os.Create(path); err == nil {
-			_ = pprof.Lookup("goroutine").WriteTo(fh, 2)
-			_ = fh.Close()
-			fmt.Fprintf(os.Stderr, "bench: %d goroutines left after Close; stacks in %s\n", g.Left, path)
-		}
-	}
-	return g
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-func startCPUProfile(path string) (func(), error) {
-	fh, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(fh); err != nil {
-		_ = fh.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() { pprof.StopCPUProfile(); _ = fh.Close() }, nil
-}
-
-func writeAllocProfile(path string) error {
-	fh, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("mem profile: %w", err)
-	}
-	defer func() { _ = fh.Close() }()
-	if err := pprof.Lookup("allocs").WriteTo(fh, 0); err != nil {
-		return fmt.Errorf("mem profile: %w", err)
-	}
 	return nil
 }

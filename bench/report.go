@@ -233,21 +233,21 @@ func writeMarkdown(w io.Writer, r *Report) {
 	p("| scenario | measure | `floor` | `steadfast` | `%s` |\n|---|---|---:|---:|---:|\n", nearName)
 	p("| outage: Redis killed under load | added p50 / p99 over the origin handler, in the server (%s) | %s | %s | %s |\n",
 		outageWindows(fo, so, no),
-		cell(fo != nil, "%s / %s", fmtAdd(fo.get().AddedP50ms), fmtAdd(fo.get().AddedP99ms)),
-		cell(so != nil, "%s / %s", fmtAdd(so.get().AddedP50ms), fmtAdd(so.get().AddedP99ms)),
-		cell(no != nil, "%s / %s", fmtAdd(no.get().AddedP50ms), fmtAdd(no.get().AddedP99ms)))
+		cell(fo != nil, "%s / %s", fmtAdd(orZero(fo).AddedP50ms), fmtAdd(orZero(fo).AddedP99ms)),
+		cell(so != nil, "%s / %s", fmtAdd(orZero(so).AddedP50ms), fmtAdd(orZero(so).AddedP99ms)),
+		cell(no != nil, "%s / %s", fmtAdd(orZero(no).AddedP50ms), fmtAdd(orZero(no).AddedP99ms)))
 	p("| | client p99 / max while down, 5xx | %s | %s | %s |\n",
-		cell(fo != nil, "%s / %s, %d", fmtMs(fo.get().DownP99ms), fmtMs(fo.get().DownMaxMs), fo.get().ServerErrors),
-		cell(so != nil, "%s / %s, %d", fmtMs(so.get().DownP99ms), fmtMs(so.get().DownMaxMs), so.get().ServerErrors),
-		cell(no != nil, "%s / %s, %d", fmtMs(no.get().DownP99ms), fmtMs(no.get().DownMaxMs), no.get().ServerErrors))
+		cell(fo != nil, "%s / %s, %d", fmtMs(orZero(fo).DownP99ms), fmtMs(orZero(fo).DownMaxMs), orZero(fo).ServerErrors),
+		cell(so != nil, "%s / %s, %d", fmtMs(orZero(so).DownP99ms), fmtMs(orZero(so).DownMaxMs), orZero(so).ServerErrors),
+		cell(no != nil, "%s / %s, %d", fmtMs(orZero(no).DownP99ms), fmtMs(orZero(no).DownMaxMs), orZero(no).ServerErrors))
 	p("| hang: Redis SIGSTOPped under load | p99 / max | %s | %s | %s |\n",
-		cell(fh != nil, "%s / %s", fmtMs(fh.get().P99ms), fmtMs(fh.get().MaxMs)),
-		cell(sh != nil, "%s / %s", fmtMs(sh.get().P99ms), fmtMs(sh.get().MaxMs)),
-		cell(nh != nil, "%s / %s", fmtMs(nh.get().P99ms), fmtMs(nh.get().MaxMs)))
+		cell(fh != nil, "%s / %s", fmtMs(orZero(fh).P99ms), fmtMs(orZero(fh).MaxMs)),
+		cell(sh != nil, "%s / %s", fmtMs(orZero(sh).P99ms), fmtMs(orZero(sh).MaxMs)),
+		cell(nh != nil, "%s / %s", fmtMs(orZero(nh).P99ms), fmtMs(orZero(nh).MaxMs)))
 	p("| resume: Redis restarted | first accepted connection → first hit, p50 / max of %d | %s | %s | %s |\n",
-		max(len(sr.get().TrialsMs), len(fr.get().TrialsMs)), resumeCell(fr), resumeCell(sr), resumeCell(nr))
+		max(len(orZero(sr).TrialsMs), len(orZero(fr).TrialsMs)), resumeCell(fr), resumeCell(sr), resumeCell(nr))
 	p("| stampede: %d concurrent requests, one cold URL | origin runs | %s | %s | %s |\n", s.StampedeClient,
-		cell(fs != nil, "%d", fs.get().OriginRuns), cell(ss != nil, "%d", ss.get().OriginRuns), cell(ns != nil, "%d", ns.get().OriginRuns))
+		cell(fs != nil, "%d", orZero(fs).OriginRuns), cell(ss != nil, "%d", orZero(ss).OriginRuns), cell(ns != nil, "%d", orZero(ns).OriginRuns))
 	if h := r.Health; h != nil {
 		p("| health: `/health` at %.0f req/s for %.0f s | Redis PINGs/s (check interval %s) | %s | %.2f | %s |\n",
 			h.Rate, h.Seconds, fmtMs(h.IntervalMs), dash, h.PingsPerSec, dash)
@@ -279,34 +279,14 @@ func writeMarkdown(w io.Writer, r *Report) {
 	}
 }
 
-// get returns the value or a zero one, so that a missing row prints as
-// a dash without nil checks at every cell.
-func (o *OutageResult) get() OutageResult {
-	if o == nil {
-		return OutageResult{}
+// orZero returns *p, or a zero value when p is nil, so that a missing
+// row prints as a dash without nil checks at every cell.
+func orZero[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
 	}
-	return *o
-}
-
-func (h *HangResult) get() HangResult {
-	if h == nil {
-		return HangResult{}
-	}
-	return *h
-}
-
-func (r *ResumeResult) get() ResumeResult {
-	if r == nil {
-		return ResumeResult{}
-	}
-	return *r
-}
-
-func (s *StampedeResult) get() StampedeResult {
-	if s == nil {
-		return StampedeResult{}
-	}
-	return *s
+	return *p
 }
 
 func outageWindows(rs ...*OutageResult) string {

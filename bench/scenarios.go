@@ -103,9 +103,10 @@ type HealthResult struct {
 	P99ms         float64     `json:"p99_ms"`
 }
 
-func health(ctx context.Context, rp *redisProc, t target, path string, rate float64, dur, interval time.Duration) (HealthResult, error) {
+func health(ctx context.Context, rp *redisProc, h healthTarget, rate float64, dur time.Duration) (HealthResult, error) {
+	t, interval := h.t, h.interval
 	s, err := measure(ctx, rp, loadgen.Options{
-		URL: t.srv.url + path, Connections: 8, Rate: rate, Duration: dur,
+		URL: t.srv.url + h.path, Connections: 8, Rate: rate, Duration: dur,
 	})
 	if err != nil {
 		return HealthResult{}, fmt.Errorf("health %s: %w", t.name, err)

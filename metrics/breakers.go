@@ -61,12 +61,19 @@ func newBreakerAttrs(name string) breakerAttrs {
 // half-open.
 func breakerState(s int) int64 { return int64(s) }
 
-func (bi breakerInstruments) observe(o metric.Observer, a breakerAttrs, state int64, opens, halfOpens, closes, rejected uint64) {
-	o.ObserveInt64(bi.state, state, a.name)
-	o.ObserveInt64(bi.transitions, count(opens), a.toOpen)
-	o.ObserveInt64(bi.transitions, count(halfOpens), a.toHalf)
-	o.ObserveInt64(bi.transitions, count(closes), a.toClosed)
-	o.ObserveInt64(bi.rejected, count(rejected), a.name)
+// breakerCounts are what the breaker metrics read of a breaker's stats:
+// the fields [resilience.Stats] and [middleware.BreakerStats] share.
+type breakerCounts struct {
+	state                              int
+	opens, halfOpens, closes, rejected uint64
+}
+
+func (bi breakerInstruments) observe(o metric.Observer, a breakerAttrs, c breakerCounts) {
+	o.ObserveInt64(bi.state, breakerState(c.state), a.name)
+	o.ObserveInt64(bi.transitions, count(c.opens), a.toOpen)
+	o.ObserveInt64(bi.transitions, count(c.halfOpens), a.toHalf)
+	o.ObserveInt64(bi.transitions, count(c.closes), a.toClosed)
+	o.ObserveInt64(bi.rejected, count(c.rejected), a.name)
 }
 
 // instrumentBreakers measures the handler breakers from their Stats.
@@ -87,7 +94,7 @@ func (m *Metrics) instrumentBreakers(meter metric.Meter, src Sources) error {
 	return m.register(meter, func(_ context.Context, o metric.Observer) error {
 		for i, b := range breakers {
 			s := b.Stats()
-			bi.observe(o, attrs[i], breakerState(int(s.State)), s.Opens, s.HalfOpens, s.Closes, s.Rejected)
+			bi.observe(o, attrs[i], breakerCounts{state: int(s.State), opens: s.Opens, halfOpens: s.HalfOpens, closes: s.Closes, rejected: s.Rejected})
 		}
 		return nil
 	}, bi.state, bi.transitions, bi.rejected)

@@ -20,9 +20,17 @@ const ScopeName = "github.com/steadfast-go/steadfast/metrics"
 // breaker, beside those of [middleware.Breaker]s.
 const RedisBreakerName = "redis"
 
-// ErrInvalidSources is wrapped by the error of [Instrument] when the
-// sources cannot be told apart in the metrics.
-var ErrInvalidSources = errors.New("invalid metrics sources")
+// ErrInvalidOption is wrapped by the error of [Instrument] when it cannot
+// use what it is given: a nil MeterProvider, a nil breaker or retry, or
+// sources that cannot be told apart in the metrics. The message names the
+// field ("metrics: Sources.Breakers[1]: name "api" already taken: invalid
+// option").
+var ErrInvalidOption = errors.New("invalid option")
+
+// ErrInvalidSources is the former name of [ErrInvalidOption].
+//
+// Deprecated: use ErrInvalidOption, which it equals.
+var ErrInvalidSources = ErrInvalidOption
 
 // Sources are the parts of a program to measure. Every field is optional:
 // what is nil or empty is not measured.
@@ -59,11 +67,12 @@ type Metrics struct {
 // [middleware.Cache.ObserveLookups]) record per-event values. It replaces
 // any observer already set on those hooks. Call Close to stop.
 //
-// The error wraps [ErrInvalidSources] when two breakers or two retries
-// share a name, or what mp returned when it refused an instrument.
+// The error wraps [ErrInvalidOption] when mp is nil, a breaker or retry is
+// nil, or two breakers or two retries share a name; or it wraps what mp
+// returned when it refused an instrument.
 func Instrument(mp metric.MeterProvider, src Sources) (*Metrics, error) {
 	if mp == nil {
-		return nil, fmt.Errorf("metrics: nil MeterProvider: %w", ErrInvalidSources)
+		return nil, fmt.Errorf("metrics: Instrument of a nil MeterProvider: %w", ErrInvalidOption)
 	}
 	if err := src.validate(); err != nil {
 		return nil, err
@@ -88,24 +97,27 @@ func (src Sources) validate() error {
 	if src.Redis != nil {
 		seen[RedisBreakerName] = true
 	}
-	for _, b := range src.Breakers {
-		if b == nil {
-			return fmt.Errorf("metrics: nil breaker: %w", ErrInvalidSources)
-		}
-		if seen[b.Name()] {
-			return fmt.Errorf("metrics: two breakers named %q: %w", b.Name(), ErrInvalidSources)
-		}
-		seen[b.Name()] = true
+	if err := uniqueNames("Breakers", src.Breakers, seen); err != nil {
+		return err
 	}
-	clear(seen)
-	for _, rt := range src.Retries {
-		if rt == nil {
-			return fmt.Errorf("metrics: nil retry: %w", ErrInvalidSources)
+	return uniqueNames("Retries", src.Retries, map[string]bool{})
+}
+
+// uniqueNames checks that every item of the Sources field named field is
+// set and has a name not in seen, which it adds.
+func uniqueNames[T interface {
+	comparable
+	Name() string
+}](field string, items []T, seen map[string]bool) error {
+	var none T
+	for i, it := range items {
+		if it == none {
+			return fmt.Errorf("metrics: Sources.%s[%d] is nil: %w", field, i, ErrInvalidOption)
 		}
-		if seen[rt.Name()] {
-			return fmt.Errorf("metrics: two retries named %q: %w", rt.Name(), ErrInvalidSources)
+		if seen[it.Name()] {
+			return fmt.Errorf("metrics: Sources.%s[%d]: name %q already taken: %w", field, i, it.Name(), ErrInvalidOption)
 		}
-		seen[rt.Name()] = true
+		seen[it.Name()] = true
 	}
 	return nil
 }
@@ -167,28 +179,35 @@ func (in *instruments) note(name string, err error) {
 	}
 }
 
+// The makers of each kind of instrument, by the meter's method for it.
+
 func (in *instruments) counter(name, unit, desc string) metric.Int64ObservableCounter {
-	c, err := in.meter.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-	in.note(name, err)
-	return c
+	return instrument[metric.Int64ObservableCounterOption](in, in.meter.Int64ObservableCounter, name,
+		metric.WithUnit(unit), metric.WithDescription(desc))
 }
 
 func (in *instruments) upDown(name, unit, desc string) metric.Int64ObservableUpDownCounter {
-	c, err := in.meter.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-	in.note(name, err)
-	return c
+	return instrument[metric.Int64ObservableUpDownCounterOption](in, in.meter.Int64ObservableUpDownCounter, name,
+		metric.WithUnit(unit), metric.WithDescription(desc))
 }
 
 func (in *instruments) gauge(name, unit, desc string) metric.Int64ObservableGauge {
-	g, err := in.meter.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
-	in.note(name, err)
-	return g
+	return instrument[metric.Int64ObservableGaugeOption](in, in.meter.Int64ObservableGauge, name,
+		metric.WithUnit(unit), metric.WithDescription(desc))
 }
 
 func (in *instruments) floatGauge(name, unit, desc string) metric.Float64ObservableGauge {
-	g, err := in.meter.Float64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	return instrument[metric.Float64ObservableGaugeOption](in, in.meter.Float64ObservableGauge, name,
+		metric.WithUnit(unit), metric.WithDescription(desc))
+}
+
+// instrument makes the instrument name with mk, one of the meter's
+// methods, and notes its error. O is mk's option type, given by the
+// caller: Go cannot infer it from metric.InstrumentOption values.
+func instrument[O, T any](in *instruments, mk func(string, ...O) (T, error), name string, opts ...O) T {
+	t, err := mk(name, opts...)
 	in.note(name, err)
-	return g
+	return t
 }
 
 // count converts a Stats counter for an Int64 instrument.

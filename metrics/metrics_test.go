@@ -331,11 +331,11 @@ func TestInstrumentInvalidSources(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := metrics.Instrument(mp, tc.src)
-			assert.ErrorIs(t, err, metrics.ErrInvalidSources)
+			assert.ErrorIs(t, err, metrics.ErrInvalidOption)
 		})
 	}
 	_, err = metrics.Instrument(nil, metrics.Sources{})
-	assert.ErrorIs(t, err, metrics.ErrInvalidSources)
+	assert.ErrorIs(t, err, metrics.ErrInvalidOption)
 	m, err := metrics.Instrument(mp, metrics.Sources{})
 	require.NoError(t, err, "no sources: nothing to measure, no error")
 	require.NoError(t, m.Close())

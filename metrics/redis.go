@@ -267,7 +267,7 @@ func (m *Metrics) instrumentRedis(meter metric.Meter, src Sources) error {
 		o.ObserveInt64(timeouts, int64(p.Timeouts), poolOnly)
 		o.ObserveInt64(stale, int64(p.StaleConns), poolOnly)
 		o.ObserveInt64(failures, count(s.Failures), system)
-		bi.observe(o, breaker, breakerState(int(s.State)), s.Opens, s.HalfOpens, s.Closes, s.Rejected)
+		bi.observe(o, breaker, breakerCounts{state: int(s.State), opens: s.Opens, halfOpens: s.HalfOpens, closes: s.Closes, rejected: s.Rejected})
 		o.ObserveInt64(dropped, count(ops.dropped.Load()), system)
 		near.observe(o, s.NearCache)
 		return nil

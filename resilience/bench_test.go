@@ -78,7 +78,7 @@ func BenchmarkGetNear(b *testing.B) {
 	b.Run("guarded-csc", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			err := r.run(ctx, r.guard, false, "get", true, r.opts.OpTimeout, func(ctx context.Context, c redis.UniversalClient) error {
+			err := r.run(ctx, r.guard, false, operation{name: "get", idempotent: true, timeout: r.opts.OpTimeout}, func(ctx context.Context, c redis.UniversalClient) error {
 				return c.Get(ctx, "k").Err()
 			})
 			if err != nil {

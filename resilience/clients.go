@@ -3,26 +3,74 @@ package resilience
 import (
 	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"net"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// failoverOptions turns a Sentinel cfg into go-redis failover options
-// with the same fail-fast settings as [clientOptions].
-func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
+// clientOptions turns cfg into go-redis options that fail fast.
+func clientOptions(cfg Config, o Options) *redis.Options {
+	network := cfg.Network
+	if network == "" {
+		network = "tcp"
+	}
+	ro := &redis.Options{
+		Network:               network,
+		Addr:                  cfg.Addr,
+		Username:              cfg.Username,
+		Password:              cfg.Password,
+		DB:                    cfg.DB,
+		MaxRetries:            -1, // failsafe-go owns retries
+		DialerRetries:         1,  // one dial per attempt; the breaker and prober do the rest
+		DialTimeout:           o.DialTimeout,
+		ContextTimeoutEnabled: true,
+		// The pool wait gives up a little before the operation's deadline,
+		// so that it reports ErrPoolTimeout (not a Redis failure) rather
+		// than the deadline (a failure) when the pool, not Redis, is slow.
+		PoolTimeout:     poolTimeout(o.OpTimeout),
+		PoolSize:        o.PoolSize,
+		DisableIdentity: true, // no CLIENT SETINFO round trip on every new connection
+	}
+	if cfg.TLS {
+		host, _, _ := net.SplitHostPort(cfg.Addr)
+		ro.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	}
+	if o.Dialer != nil {
+		d := o.Dialer
+		ro.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := d(ctx, network, addr)
+			if err == nil && ro.TLSConfig != nil {
+				conn = tls.Client(conn, ro.TLSConfig.Clone())
+			}
+			return conn, err
+		}
+	}
+	return ro
+}
+
+func cloneOptions(o *redis.Options) *redis.Options {
+	c := *o
+	if o.TLSConfig != nil {
+		c.TLSConfig = o.TLSConfig.Clone()
+	}
+	return &c
+}
+
+// poolTimeout is four fifths of the operation deadline, at least 1 ms.
+func poolTimeout(op time.Duration) time.Duration {
+	return max(op*4/5, time.Millisecond)
+}
+
+// topologyOptions are what the options of a Sentinel and of a Cluster
+// client share: cfg's addresses and data credentials, and the fail-fast
+// settings of [clientOptions], in one place.
+func topologyOptions(cfg Config, o Options) *redis.UniversalOptions {
 	base := clientOptions(Config{Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLS: cfg.TLS}, o)
-	fo := &redis.FailoverOptions{
-		MasterName:       cfg.MasterName,
-		SentinelAddrs:    append([]string(nil), cfg.Addrs...),
-		SentinelUsername: cfg.SentinelUsername,
-		SentinelPassword: cfg.SentinelPassword,
-		Username:         cfg.Username,
-		Password:         cfg.Password,
-		DB:               cfg.DB,
-		// The fail-fast settings are clientOptions', in one place.
+	return &redis.UniversalOptions{
+		Addrs:                 append([]string(nil), cfg.Addrs...),
+		Username:              cfg.Username,
+		Password:              cfg.Password,
 		MaxRetries:            base.MaxRetries,
 		DialerRetries:         base.DialerRetries,
 		DialTimeout:           base.DialTimeout,
@@ -32,6 +80,16 @@ func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
 		DisableIdentity:       base.DisableIdentity,
 		Dialer:                base.Dialer,
 	}
+}
+
+// failoverOptions turns a Sentinel cfg into go-redis failover options
+// with the same fail-fast settings as [clientOptions].
+func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
+	uo := topologyOptions(cfg, o)
+	uo.MasterName = cfg.MasterName
+	uo.SentinelUsername, uo.SentinelPassword = cfg.SentinelUsername, cfg.SentinelPassword
+	uo.DB = cfg.DB
+	fo := uo.Failover() // Addrs become the sentinels' addresses
 	if cfg.TLS {
 		// Sentinels hand out addresses; the server name is each dial's
 		// host, which crypto/tls takes from the address when ServerName
@@ -47,26 +105,12 @@ func failoverOptions(cfg Config, o Options) *redis.FailoverOptions {
 // go-redis's default: following a MOVED after a failover is the cluster
 // working, not a retry, and every attempt shares the one deadline.
 func clusterOptions(cfg Config, o Options) *redis.ClusterOptions {
-	base := clientOptions(Config{Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, TLS: cfg.TLS}, o)
-	co := &redis.ClusterOptions{
-		Addrs:    append([]string(nil), cfg.Addrs...),
-		Username: cfg.Username,
-		Password: cfg.Password,
-		// The fail-fast settings are clientOptions', in one place.
-		MaxRetries:            base.MaxRetries,
-		DialerRetries:         base.DialerRetries,
-		DialTimeout:           base.DialTimeout,
-		ContextTimeoutEnabled: base.ContextTimeoutEnabled,
-		PoolTimeout:           base.PoolTimeout,
-		PoolSize:              base.PoolSize,
-		DisableIdentity:       base.DisableIdentity,
-		Dialer:                base.Dialer,
-		// go-redis reloads the slot map in the background, without a
-		// deadline, asking one node after the other: a paused node must
-		// not hold it up for seconds. Operations carry their own deadline.
-		ReadTimeout:  o.DialTimeout,
-		WriteTimeout: o.DialTimeout,
-	}
+	uo := topologyOptions(cfg, o)
+	// go-redis reloads the slot map in the background, without a
+	// deadline, asking one node after the other: a paused node must
+	// not hold it up for seconds. Operations carry their own deadline.
+	uo.ReadTimeout, uo.WriteTimeout = o.DialTimeout, o.DialTimeout
+	co := uo.Cluster()
 	if cfg.TLS {
 		co.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		co.Dialer = tlsDialer(o, co.TLSConfig)
@@ -92,61 +136,6 @@ func tlsDialer(o Options, conf *tls.Config) func(ctx context.Context, network, a
 		c.ServerName, _, _ = net.SplitHostPort(addr)
 		return tls.Client(conn, c), nil
 	}
-}
-
-// probeFailover pings the master Sentinel names now: it asks the
-// sentinels afresh (all at once, the first answer wins) and pings that
-// address on a connection of its own, so a promoted replica is found as
-// soon as Sentinel knows it. It builds no failover client: go-redis
-// resolves the made-up address of one ("FailoverClient") as it builds it.
-func probeFailover(fo *redis.FailoverOptions, o Options) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		addr, err := askMaster(ctx, fo, o)
-		if err != nil {
-			return err
-		}
-		base := &redis.Options{Addr: addr, Username: fo.Username, Password: fo.Password, DB: fo.DB,
-			TLSConfig: fo.TLSConfig, Dialer: fo.Dialer}
-		return probeWith(base, o)(ctx)
-	}
-}
-
-// askMaster asks every sentinel of fo for the master's address and
-// returns the first answer.
-func askMaster(ctx context.Context, fo *redis.FailoverOptions, o Options) (string, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type answer struct {
-		addr string
-		err  error
-	}
-	answers := make(chan answer, len(fo.SentinelAddrs))
-	for _, addr := range fo.SentinelAddrs {
-		go func() {
-			sc := redis.NewSentinelClient(sentinelOptions(fo, addr, o))
-			defer func() { _ = sc.Close() }()
-			stop := context.AfterFunc(ctx, func() { _ = sc.Close() })
-			defer stop()
-			m, err := sc.GetMasterAddrByName(ctx, fo.MasterName).Result()
-			if err == nil && len(m) != 2 {
-				err = errors.New("sentinel: malformed master address")
-			}
-			if err != nil {
-				answers <- answer{err: err}
-				return
-			}
-			answers <- answer{addr: net.JoinHostPort(m[0], m[1])}
-		}()
-	}
-	var errs []error
-	for range fo.SentinelAddrs {
-		a := <-answers
-		if a.err == nil {
-			return a.addr, nil
-		}
-		errs = append(errs, a.err)
-	}
-	return "", fmt.Errorf("redis sentinel: no sentinel named the master: %w", errors.Join(errs...))
 }
 
 // sentinelOptions are a plain client's options for the sentinel at addr.
@@ -192,62 +181,5 @@ func nodeOptions(co *redis.ClusterOptions, addr string, o Options) *redis.Option
 		DialTimeout:           o.DialTimeout,
 		ContextTimeoutEnabled: true,
 		DisableIdentity:       true,
-	}
-}
-
-// newTopologyRedis is [NewRedis] for Sentinel and Cluster.
-func newTopologyRedis(cfg Config, o Options) (*Redis, error) {
-	if len(cfg.Addrs) == 0 {
-		if cfg.Addr == "" {
-			return nil, fmt.Errorf("resilience: Config.Addrs is empty: %w", ErrInvalidOption)
-		}
-		cfg.Addrs = []string{cfg.Addr}
-	}
-	switch cfg.Topology {
-	case TopologySentinel:
-		if cfg.MasterName == "" {
-			return nil, fmt.Errorf("resilience: Config.MasterName is empty (Sentinel): %w", ErrInvalidOption)
-		}
-		fo := failoverOptions(cfg, o)
-		fresh := func() redis.UniversalClient { return redis.NewFailoverClient(cloneFailover(fo)) }
-		r := newRedis(o, cfg.String(), true, fresh())
-		r.cfg = cfg
-		r.fresh = fresh
-		r.probe = probeFailover(fo, o)
-		near, off := nearSetup(o, cfg.DB, cfg.Username, false)
-		r.setNear(near, off, nil)
-		r.start()
-		return r, nil
-	case TopologyCluster:
-		co := clusterOptions(cfg, o)
-		r := newRedis(o, cfg.String(), true, redis.NewClusterClient(cloneCluster(co)))
-		r.cfg = cfg
-		r.fresh = func() redis.UniversalClient { return redis.NewClusterClient(cloneCluster(co)) }
-		r.probe = probeCluster(co, o)
-		r.cluster = newClusterGuards(r, co)
-		near, off := nearSetup(o, 0, cfg.Username, false)
-		r.setNear(near, off, nil)
-		r.start()
-		return r, nil
-	}
-	return nil, fmt.Errorf("resilience: Config.Topology is unknown: %w", ErrInvalidOption)
-}
-
-// probeCluster pings some node of the cluster with a cluster client of
-// its own: the probe of the guard of operations that name no key.
-func probeCluster(co *redis.ClusterOptions, o Options) func(ctx context.Context) error {
-	po := cloneCluster(co)
-	po.PoolSize = 2
-	po.PoolTimeout = o.DialTimeout
-	po.ReadTimeout = o.DialTimeout
-	po.WriteTimeout = o.DialTimeout
-	return func(ctx context.Context) error {
-		c := redis.NewClusterClient(cloneCluster(po))
-		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-		defer func() {
-			stop()
-			_ = c.Close()
-		}()
-		return c.Ping(ctx).Err()
 	}
 }

@@ -164,7 +164,7 @@ func (cg *clusterGuards) ping(ctx context.Context) (time.Duration, error) {
 		var rtt time.Duration
 		err := r.rejectOnly(g)
 		if err == nil {
-			err = r.run(ctx, g, false, "ping", true, r.opts.OpTimeout, func(ctx context.Context, _ redis.UniversalClient) error {
+			err = r.run(ctx, g, false, operation{name: "ping", idempotent: true, timeout: r.opts.OpTimeout}, func(ctx context.Context, _ redis.UniversalClient) error {
 				start := time.Now()
 				err := c.Ping(ctx).Err()
 				rtt = time.Since(start)

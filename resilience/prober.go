@@ -2,11 +2,16 @@ package resilience
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 
 	"math/rand/v2"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // start launches the prober. It pings once at once, so that a Redis that
@@ -178,4 +183,123 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d - time.Duration(spread/2) + time.Duration(rand.Int64N(spread))
+}
+
+// probeWith pings with a client of its own, new for every probe, so that
+// no pool's dial back-off can delay noticing that Redis is back.
+func probeWith(base *redis.Options, o Options) func(ctx context.Context) error {
+	po := probeOptions(base, o)
+	return func(ctx context.Context) error {
+		return withOwnClient(ctx, redis.NewClient(cloneOptions(po)), func(c *redis.Client) error {
+			return c.Ping(ctx).Err()
+		})
+	}
+}
+
+// withOwnClient runs fn with c, a client made for fn alone, and closes c
+// when fn returns, or as soon as ctx ends: go-redis does not watch ctx
+// while it waits for a reply, only its deadline, so closing the client is
+// what ends a probe of a hung Redis at once when the Redis is closed.
+func withOwnClient[C io.Closer](ctx context.Context, c C, fn func(c C) error) error {
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer func() {
+		stop()
+		_ = c.Close()
+	}()
+	return fn(c)
+}
+
+// probeOptions are the options of a client of one's own for a probe.
+func probeOptions(base *redis.Options, o Options) *redis.Options {
+	po := cloneOptions(base)
+	// Two, not one: go-redis starts a background re-dial loop (a goroutine
+	// that dials at once, then every second until the pool closes) when a
+	// pool has had PoolSize dial failures in a row. A probe dials once, so
+	// with two it never starts: no extra dial and no lingering goroutine
+	// per failed probe.
+	po.PoolSize = 2
+	// A probe is a bare PING: none of what a client may share through its
+	// options (they may be a live client's, see Wrap) and nothing that adds
+	// round trips to its handshake.
+	po.PushNotificationProcessor = nil
+	po.ClientSideCache = nil
+	po.ClientSideCacheConfig = nil
+	po.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	po.MinIdleConns = 0
+	po.MaxRetries = -1
+	po.DialerRetries = 1
+	po.PoolTimeout = o.DialTimeout
+	po.ReadTimeout = o.DialTimeout
+	po.WriteTimeout = o.DialTimeout
+	return po
+}
+
+// probeCluster pings some node of the cluster with a cluster client of
+// its own: the probe of the guard of operations that name no key.
+func probeCluster(co *redis.ClusterOptions, o Options) func(ctx context.Context) error {
+	po := cloneCluster(co)
+	po.PoolSize = 2
+	po.PoolTimeout = o.DialTimeout
+	po.ReadTimeout = o.DialTimeout
+	po.WriteTimeout = o.DialTimeout
+	return func(ctx context.Context) error {
+		return withOwnClient(ctx, redis.NewClusterClient(cloneCluster(po)), func(c *redis.ClusterClient) error {
+			return c.Ping(ctx).Err()
+		})
+	}
+}
+
+// probeFailover pings the master Sentinel names now: it asks the
+// sentinels afresh (all at once, the first answer wins) and pings that
+// address on a connection of its own, so a promoted replica is found as
+// soon as Sentinel knows it. It builds no failover client: go-redis
+// resolves the made-up address of one ("FailoverClient") as it builds it.
+func probeFailover(fo *redis.FailoverOptions, o Options) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		addr, err := askMaster(ctx, fo, o)
+		if err != nil {
+			return err
+		}
+		base := &redis.Options{Addr: addr, Username: fo.Username, Password: fo.Password, DB: fo.DB,
+			TLSConfig: fo.TLSConfig, Dialer: fo.Dialer}
+		return probeWith(base, o)(ctx)
+	}
+}
+
+// askMaster asks every sentinel of fo for the master's address and
+// returns the first answer.
+func askMaster(ctx context.Context, fo *redis.FailoverOptions, o Options) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		addr string
+		err  error
+	}
+	answers := make(chan answer, len(fo.SentinelAddrs))
+	for _, addr := range fo.SentinelAddrs {
+		go func() {
+			sc := redis.NewSentinelClient(sentinelOptions(fo, addr, o))
+			defer func() { _ = sc.Close() }()
+			stop := context.AfterFunc(ctx, func() { _ = sc.Close() })
+			defer stop()
+			m, err := sc.GetMasterAddrByName(ctx, fo.MasterName).Result()
+			if err == nil && len(m) != 2 {
+				err = errors.New("sentinel: malformed master address")
+			}
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			answers <- answer{addr: net.JoinHostPort(m[0], m[1])}
+		}()
+	}
+	var errs []error
+	for range fo.SentinelAddrs {
+		a := <-answers
+		if a.err == nil {
+			return a.addr, nil
+		}
+		errs = append(errs, a.err)
+	}
+	return "", fmt.Errorf("redis sentinel: no sentinel named the master: %w", errors.Join(errs...))
 }

@@ -69,6 +69,30 @@ func ParseClusterURL(raw string) (Config, error) {
 	return parseTopologyURL(raw, TopologyCluster)
 }
 
+// credential returns the field of c that the Sentinel form's credential
+// parameter k sets, or nil when k is none.
+func (c *Config) credential(k string) *string {
+	switch k {
+	case paramPassword:
+		return &c.Password
+	case paramUsername:
+		return &c.Username
+	case paramSentinelPassword:
+		return &c.SentinelPassword
+	case paramSentinelUsername:
+		return &c.SentinelUsername
+	}
+	return nil
+}
+
+// userinfoCredential names, for the credential parameters that the
+// user-info of a Sentinel URL may set too, what they set. A read-only
+// table.
+var userinfoCredential = map[string]string{
+	paramSentinelPassword: "sentinel password",
+	paramSentinelUsername: "sentinel user",
+}
+
 // hasMasterName reports whether raw's query holds a master_name
 // parameter: the mark of a Sentinel URL.
 func hasMasterName(raw string) bool {
@@ -93,16 +117,9 @@ func parseTopologyURL(raw string, topo Topology) (Config, error) {
 	fail := func(err error) (Config, error) {
 		return Config{}, &ConfigError{Var: "url", Value: redactURL(redactQuery(raw)), Err: errors.New(scrub(err.Error(), raw))}
 	}
-	if ui, ok := rawUserinfo(raw); ok && strings.Contains(ui, ":") && strings.ContainsAny(ui, "/?#") {
-		return fail(errors.New("user name or password holds an unescaped '/', '?' or '#': percent-encode it"))
-	}
-	u, err := url.Parse(raw)
+	u, err := parseRaw(raw)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fail(fmt.Errorf("malformed URL: %s", unquote(err.Error())))
+		return fail(err)
 	}
 	cfg := Config{Network: "tcp", Topology: topo}
 	switch u.Scheme {
@@ -168,32 +185,15 @@ func parseTopologyURL(raw string, topo Topology) (Config, error) {
 				return fail(errors.New("empty master_name"))
 			}
 			cfg.MasterName = dv
-		case topo == TopologySentinel && k == paramPassword:
+		case topo == TopologySentinel && cfg.credential(k) != nil:
 			if derr != nil {
-				return fail(errors.New("password parameter: malformed escape"))
+				return fail(fmt.Errorf("%s parameter: malformed escape", k))
 			}
-			cfg.Password = dv
-		case topo == TopologySentinel && k == paramUsername:
-			if derr != nil {
-				return fail(errors.New("username parameter: malformed escape"))
+			dst, what := cfg.credential(k), userinfoCredential[k]
+			if what != "" && *dst != "" {
+				return fail(fmt.Errorf("%s given twice: in the user-info and as %s", what, k))
 			}
-			cfg.Username = dv
-		case topo == TopologySentinel && k == paramSentinelPassword:
-			if derr != nil {
-				return fail(errors.New("sentinel_password parameter: malformed escape"))
-			}
-			if cfg.SentinelPassword != "" {
-				return fail(errors.New("sentinel password given twice: in the user-info and as sentinel_password"))
-			}
-			cfg.SentinelPassword = dv
-		case topo == TopologySentinel && k == paramSentinelUsername:
-			if derr != nil {
-				return fail(errors.New("sentinel_username parameter: malformed escape"))
-			}
-			if cfg.SentinelUsername != "" {
-				return fail(errors.New("sentinel user given twice: in the user-info and as sentinel_username"))
-			}
-			cfg.SentinelUsername = dv
+			*dst = dv
 		case topo == TopologySentinel && k == paramDB:
 			n, err := parseDB(v)
 			if err != nil {
@@ -209,29 +209,6 @@ func parseTopologyURL(raw string, topo Topology) (Config, error) {
 	}
 	cfg.Addr = cfg.Addrs[0]
 	return cfg, nil
-}
-
-// hostPort checks a host and port as net/url split them (hostport is the
-// whole, for the checks net/url does not make) and joins them, with the
-// default port when none is given.
-func hostPort(host, port, hostport string) (string, error) {
-	if host == "" {
-		return "", errors.New("missing host")
-	}
-	if strings.Contains(host, ":") && !strings.HasPrefix(hostport, "[") {
-		return "", errors.New("invalid host: put an IPv6 address in brackets")
-	}
-	if port == "" {
-		if strings.HasSuffix(hostport, ":") {
-			return "", errors.New("empty port")
-		}
-		port = DefaultPort
-	}
-	port, err := checkPort(port)
-	if err != nil {
-		return "", err
-	}
-	return net.JoinHostPort(host, port), nil
 }
 
 // topologyString is [Config.String] for Sentinel and Cluster: the URL in
@@ -283,19 +260,4 @@ func (c Config) topologyString() string {
 		b.WriteString("?" + strings.Join(q, "&"))
 	}
 	return b.String()
-}
-
-// topologyFromEnv applies what the environment adds to a Sentinel or
-// Cluster configuration: REDIS_PASSWORD, when set, is the data nodes'
-// password. A URL that names a different one is an error.
-func topologyFromEnv(cfg Config, urlVar string, lookup func(string) (string, bool)) (Config, error) {
-	pw, ok := lookup(EnvPassword)
-	if !ok || pw == "" {
-		return cfg, nil
-	}
-	if cfg.Password != "" && cfg.Password != pw {
-		return Config{}, &ConfigError{Var: EnvPassword, Err: fmt.Errorf("differs from the data password %s gives", urlVar)}
-	}
-	cfg.Password = pw
-	return cfg, nil
 }

@@ -53,12 +53,9 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	if opts.NodeTimeout == 0 {
 		opts.NodeTimeout = 500 * time.Millisecond
 	}
-	cli := opts.CLI
-	if cli == "" {
-		var err error
-		if cli, err = exec.LookPath("redis-cli"); err != nil {
-			return nil, fmt.Errorf("find redis-cli: %w", err)
-		}
+	cli, err := program(opts.CLI, "redis-cli")
+	if err != nil {
+		return nil, err
 	}
 	c := &Cluster{}
 	n := opts.Masters * (1 + opts.Replicas)
@@ -100,14 +97,6 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 		}
 	}
 	return c, nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 // Addrs returns every node's host:port.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -53,12 +52,9 @@ func StartSentinel(ctx context.Context, opts SentinelOptions) (*Sentinel, error)
 	if opts.FailoverTimeout == 0 {
 		opts.FailoverTimeout = 2 * time.Second
 	}
-	sbin := opts.SentinelBinary
-	if sbin == "" {
-		var err error
-		if sbin, err = exec.LookPath("redis-sentinel"); err != nil {
-			return nil, fmt.Errorf("find redis-sentinel: %w", err)
-		}
+	sbin, err := program(opts.SentinelBinary, "redis-sentinel")
+	if err != nil {
+		return nil, err
 	}
 	st := &Sentinel{Name: opts.MasterName}
 	// Replicas sync at once, not after the default 5 s wait.

@@ -12,6 +12,7 @@ package redistest
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"testing"
@@ -47,14 +48,7 @@ type Server struct {
 // [RequireEnv] is set) the test when it is missing.
 func Binary(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv(RequireEnv) == "1" {
-			t.Fatalf("redis-server not found and %s=1: %v", RequireEnv, err)
-		}
-		t.Skipf("redis-server not found (set %s=1 to fail instead): %v", RequireEnv, err)
-	}
-	return bin
+	return program(t, "redis-server")
 }
 
 // Start starts a redis-server on a free 127.0.0.1 port, with DEBUG
@@ -65,15 +59,7 @@ func Start(t testing.TB, opts Options) *Server {
 	srv, err := redisproc.Start(context.Background(), redisproc.Options{
 		Binary: Binary(t), Password: opts.Password, Args: opts.Args,
 	})
-	if err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("close redis-server: %v", err)
-		}
-	})
-	return &Server{t: t, srv: srv}
+	return &Server{t: t, srv: closedAtEnd(t, "redis-server", srv, err)}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -179,15 +165,7 @@ func StartSentinel(t testing.TB, opts redisproc.SentinelOptions) *redisproc.Sent
 	opts.Binary = Binary(t)
 	opts.SentinelBinary = program(t, "redis-sentinel")
 	st, err := redisproc.StartSentinel(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("start sentinel: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Errorf("close sentinel: %v", err)
-		}
-	})
-	return st
+	return closedAtEnd(t, "sentinel", st, err)
 }
 
 // StartCluster starts a Redis Cluster of redis-server processes on free
@@ -198,12 +176,19 @@ func StartCluster(t testing.TB, opts redisproc.ClusterOptions) *redisproc.Cluste
 	opts.Binary = Binary(t)
 	opts.CLI = program(t, "redis-cli")
 	c, err := redisproc.StartCluster(context.Background(), opts)
+	return closedAtEnd(t, "cluster", c, err)
+}
+
+// closedAtEnd fails the test when what did not start (err), and otherwise
+// returns c, which it closes when the test ends.
+func closedAtEnd[C io.Closer](t testing.TB, what string, c C, err error) C {
+	t.Helper()
 	if err != nil {
-		t.Fatalf("start cluster: %v", err)
+		t.Fatalf("start %s: %v", what, err)
 	}
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
-			t.Errorf("close cluster: %v", err)
+			t.Errorf("close %s: %v", what, err)
 		}
 	})
 	return c
