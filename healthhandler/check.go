@@ -1,6 +1,7 @@
 package healthhandler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -165,14 +166,8 @@ func validate(c Check) (Check, error) {
 	case c.Interval < 0, c.Timeout < 0:
 		return c, fmt.Errorf("healthhandler: check %q: Interval (%v) and Timeout (%v) must not be negative: %w", c.Name, c.Interval, c.Timeout, ErrInvalidOption)
 	}
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.ComponentType == "" {
-		c.ComponentType = ComponentTypeComponent
-	}
+	c.Interval = cmp.Or(c.Interval, DefaultInterval)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.ComponentType = cmp.Or(c.ComponentType, ComponentTypeComponent)
 	return c, nil
 }
