@@ -261,7 +261,8 @@ func (h *Handler) changed(c Change) {
 // segment of the request path: ".../live" is liveness, ".../ready" is
 // readiness, any other path the full report. So one Handler mounted at
 // both "/health" and "/health/" serves /health, /health/live and
-// /health/ready.
+// /health/ready. Each view answers GET and HEAD with a [Report] in JSON,
+// Content-Type [MediaType]; other methods get 405.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := strings.TrimSuffix(r.URL.Path, "/")
 	switch p[strings.LastIndexByte(p, '/')+1:] {
