@@ -110,12 +110,7 @@ func ParseRequest(h http.Header) RequestDirectives {
 	lines := h["Cache-Control"]
 	if len(lines) == 0 {
 		for _, line := range h["Pragma"] {
-			for rest := line; ; {
-				var dir directive
-				var ok bool
-				if dir, rest, ok = nextDirective(rest); !ok {
-					break
-				}
+			for dir, rest, ok := nextDirective(line); ok; dir, rest, ok = nextDirective(rest) {
 				if strings.EqualFold(dir.name, "no-cache") {
 					d.NoCache = true
 				}
@@ -125,12 +120,7 @@ func ParseRequest(h http.Header) RequestDirectives {
 	}
 	maxStaleBad := false
 	for _, line := range lines {
-		for rest := line; ; {
-			var dir directive
-			var ok bool
-			if dir, rest, ok = nextDirective(rest); !ok {
-				break
-			}
+		for dir, rest, ok := nextDirective(line); ok; dir, rest, ok = nextDirective(rest) {
 			switch name := dir.name; {
 			case strings.EqualFold(name, "no-cache"):
 				d.NoCache = true
@@ -139,8 +129,7 @@ func ParseRequest(h http.Header) RequestDirectives {
 			case strings.EqualFold(name, "only-if-cached"):
 				d.OnlyIfCached = true
 			case strings.EqualFold(name, "max-age"):
-				v, _ := dir.delta()
-				setMin(&d.MaxAge, &d.HasMaxAge, v)
+				setDelta(&d.MaxAge, &d.HasMaxAge, dir)
 			case strings.EqualFold(name, "max-stale"):
 				if !dir.hasValue {
 					setMin(&d.MaxStale, &d.HasMaxStale, MaxDelta)
@@ -187,12 +176,7 @@ func ParseResponse(h http.Header) ResponseDirectives {
 func parseResponseLines(lines []string, sf bool) ResponseDirectives {
 	var d ResponseDirectives
 	for _, line := range lines {
-		for rest := line; ; {
-			var dir directive
-			var ok bool
-			if dir, rest, ok = nextDirective(rest); !ok {
-				break
-			}
+		for dir, rest, ok := nextDirective(line); ok; dir, rest, ok = nextDirective(rest) {
 			if sf {
 				if dir.hasValue && !dir.quoted {
 					dir.value, _, _ = strings.Cut(dir.value, ";")
@@ -213,19 +197,11 @@ func parseResponseLines(lines []string, sf bool) ResponseDirectives {
 					d.Public = true
 				}
 			case strings.EqualFold(name, "private"):
-				if fields, ok := dir.fieldList(); ok {
-					d.PrivateFields = append(d.PrivateFields, fields...)
-				} else {
-					d.Private = true
-				}
+				setFields(&d.PrivateFields, &d.Private, dir)
 			case strings.EqualFold(name, "no-store"):
 				d.NoStore = true
 			case strings.EqualFold(name, "no-cache"):
-				if fields, ok := dir.fieldList(); ok {
-					d.NoCacheFields = append(d.NoCacheFields, fields...)
-				} else {
-					d.NoCache = true
-				}
+				setFields(&d.NoCacheFields, &d.NoCache, dir)
 			case strings.EqualFold(name, "must-revalidate"):
 				d.MustRevalidate = true
 			case strings.EqualFold(name, "proxy-revalidate"):
@@ -239,17 +215,13 @@ func parseResponseLines(lines []string, sf bool) ResponseDirectives {
 					d.Immutable = true
 				}
 			case strings.EqualFold(name, "max-age"):
-				v, _ := dir.delta()
-				setMin(&d.MaxAge, &d.HasMaxAge, v)
+				setDelta(&d.MaxAge, &d.HasMaxAge, dir)
 			case strings.EqualFold(name, "s-maxage"):
-				v, _ := dir.delta()
-				setMin(&d.SMaxAge, &d.HasSMaxAge, v)
+				setDelta(&d.SMaxAge, &d.HasSMaxAge, dir)
 			case strings.EqualFold(name, "stale-while-revalidate"):
-				v, _ := dir.delta()
-				setMin(&d.StaleWhileRevalidate, &d.HasStaleWhileRevalidate, v)
+				setDelta(&d.StaleWhileRevalidate, &d.HasStaleWhileRevalidate, dir)
 			case strings.EqualFold(name, "stale-if-error"):
-				v, _ := dir.delta()
-				setMin(&d.StaleIfError, &d.HasStaleIfError, v)
+				setDelta(&d.StaleIfError, &d.HasStaleIfError, dir)
 			}
 		}
 	}
@@ -278,6 +250,24 @@ func (d directive) fieldList() (fields []string, ok bool) {
 		fields = append(fields, textproto.CanonicalMIMEHeaderKey(name))
 	}
 	return fields, len(fields) > 0
+}
+
+// setFields records a private or no-cache directive: the fields it
+// lists are appended to *fields; when it lists none that can be read (see
+// [directive.fieldList]), *all is set instead, the safe reading.
+func setFields(fields *[]string, all *bool, dir directive) {
+	if listed, ok := dir.fieldList(); ok {
+		*fields = append(*fields, listed...)
+	} else {
+		*all = true
+	}
+}
+
+// setDelta records the directive's delta-seconds (0 when its value is
+// missing or not a number, see [directive.delta]) as [setMin] does.
+func setDelta(v *time.Duration, has *bool, dir directive) {
+	x, _ := dir.delta()
+	setMin(v, has, x)
 }
 
 // setMin records x in *v if it is the first value or smaller than *v.

@@ -254,11 +254,16 @@ func expiresLifetime(h http.Header, received time.Time) time.Duration {
 	if !ok {
 		return 0
 	}
-	date := received
+	return min(max(expires.Sub(dateOr(h, received)), 0), MaxDelta)
+}
+
+// dateOr returns the response's Date, or received when it has no valid
+// Date.
+func dateOr(h http.Header, received time.Time) time.Time {
 	if d, ok := dateOf(h, received); ok {
-		date = d
+		return d
 	}
-	return min(max(expires.Sub(date), 0), MaxDelta)
+	return received
 }
 
 // dateOf returns the response's Date, if it has one valid Date.

@@ -38,10 +38,8 @@ func parseIMFFixdate(s string) (time.Time, bool) {
 		s[16] != ' ' || s[25:] != " GMT" {
 		return time.Time{}, false
 	}
-	day, ok1 := digits(s[5:7])
-	month, ok2 := monthOf(s[8:11])
-	year, ok3 := digits(s[12:16])
-	if !ok1 || !ok2 || !ok3 {
+	day, month, year, ok := dayMonthYear(s[5:7], s[8:11], s[12:16])
+	if !ok {
 		return time.Time{}, false
 	}
 	return build(year, month, day, s[17:25])
@@ -53,14 +51,12 @@ func parseAsctime(s string) (time.Time, bool) {
 	if !oneOf(s[:3], shortDays[:]) || s[7] != ' ' || s[10] != ' ' || s[19] != ' ' {
 		return time.Time{}, false
 	}
-	month, ok1 := monthOf(s[4:7])
 	dd := s[8:10]
 	if dd[0] == ' ' {
 		dd = dd[1:]
 	}
-	day, ok2 := digits(dd)
-	year, ok3 := digits(s[20:24])
-	if !ok1 || !ok2 || !ok3 {
+	day, month, year, ok := dayMonthYear(dd, s[4:7], s[20:24])
+	if !ok {
 		return time.Time{}, false
 	}
 	return build(year, month, day, s[11:19])
@@ -83,10 +79,8 @@ func parseRFC850(s string, now time.Time) (time.Time, bool) {
 		s[8] != '-' || s[11] != ' ' || s[20:] != " GMT" {
 		return time.Time{}, false
 	}
-	day, ok1 := digits(s[2:4])
-	month, ok2 := monthOf(s[5:8])
-	yy, ok3 := digits(s[9:11])
-	if !ok1 || !ok2 || !ok3 {
+	day, month, yy, ok := dayMonthYear(s[2:4], s[5:8], s[9:11])
+	if !ok {
 		return time.Time{}, false
 	}
 	// The century that puts the date no more than 50 years after now.
@@ -95,6 +89,14 @@ func parseRFC850(s string, now time.Time) (time.Time, bool) {
 		year -= 100
 	}
 	return build(year, month, day, s[12:20])
+}
+
+// dayMonthYear reads a date's day and year digits and its month name.
+func dayMonthYear(dd, mon, yy string) (day int, month time.Month, year int, ok bool) {
+	day, ok1 := digits(dd)
+	month, ok2 := monthOf(mon)
+	year, ok3 := digits(yy)
+	return day, month, year, ok1 && ok2 && ok3
 }
 
 // build checks "hh:mm:ss" and the ranges and returns the UTC time.

@@ -226,6 +226,14 @@ func appendHeaders(b []byte, h http.Header, names []string) []byte {
 		var arr [16]string
 		names = canonicalize(arr[:0], names)
 	}
+	return appendFields(b, h, names, false)
+}
+
+// appendFields appends the count of names (canonical) and, for each, the
+// name and a 0 when h lacks the field, or a 1 and its values: as sent
+// (their count, then each), or, when normalize is set, as one
+// [NormalizeField] value.
+func appendFields(b []byte, h http.Header, names []string, normalize bool) []byte {
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for _, name := range names {
 		b = appendString(b, name)
@@ -235,6 +243,10 @@ func appendHeaders(b []byte, h http.Header, names []string) []byte {
 			continue
 		}
 		b = append(b, 1)
+		if normalize {
+			b = appendString(b, NormalizeField(name, values))
+			continue
+		}
 		b = binary.AppendUvarint(b, uint64(len(values)))
 		for _, v := range values {
 			b = appendString(b, v)

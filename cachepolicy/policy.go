@@ -224,11 +224,7 @@ func (p Policy) HeuristicLifetime(h http.Header, received time.Time) time.Durati
 	if !ok {
 		return 0
 	}
-	date := received
-	if d, ok := dateOf(h, received); ok {
-		date = d
-	}
-	since := date.Sub(modified)
+	since := dateOr(h, received).Sub(modified)
 	if since <= 0 {
 		return 0
 	}

@@ -2,7 +2,6 @@ package cachepolicy
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"net/http"
 	"net/textproto"
@@ -68,19 +67,7 @@ func unkeyed(names, keyHeaders []string) []string {
 // The values are hashed, so no credential named by Vary reaches the store.
 func AppendVariantKey(dst []byte, base string, h http.Header, names []string) []byte {
 	var scratch [512]byte
-	pre := scratch[:0]
-	pre = binary.AppendUvarint(pre, uint64(len(names)))
-	for _, name := range names {
-		pre = appendString(pre, name)
-		values, ok := h[name]
-		if !ok {
-			pre = append(pre, 0)
-			continue
-		}
-		pre = append(pre, 1)
-		pre = appendString(pre, NormalizeField(name, values))
-	}
-	sum := sha256.Sum256(pre)
+	sum := sha256.Sum256(appendFields(scratch[:0], h, names, true))
 	dst = append(dst, base...)
 	dst = append(dst, '~')
 	return hex.AppendEncode(dst, sum[:16])

@@ -1,6 +1,7 @@
 package healthhandler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +12,10 @@ import (
 // ErrInvalidOption is wrapped by every error this package, and its
 // readers healthhandler/celery and healthhandler/asynq, return for an
 // invalid option or check: [New], [Handler.Add] and the constructors of
-// ready-made checks. The error names the field.
+// ready-made checks. The error names the field, in the form
+// "healthhandler: WorkersOptions.PruneAfter (1s) is shorter than TTL
+// (1m0s): invalid option" (prefixed "celery: " or "asynq: " by the
+// readers).
 var ErrInvalidOption = errors.New("invalid option")
 
 // Defaults used when a [Check] field is zero.
@@ -104,14 +108,6 @@ func newCheck(name string, critical bool, interval, timeout time.Duration, compo
 	return Check{Name: name, Critical: critical, Interval: interval, Timeout: timeout, ComponentType: componentType}
 }
 
-// orName returns name, or fallback when name is empty.
-func orName(name, fallback string) string {
-	if name == "" {
-		return fallback
-	}
-	return name
-}
-
 // Observation is one measurement of a check: one object of the report's
 // array under the key "Name:Measurement". Several observations with the
 // same Measurement (one per instance, told apart by ComponentID) share the
@@ -120,8 +116,8 @@ type Observation struct {
 	// Measurement is the part of the key after the colon, such as
 	// "responseTime". Empty means the key is the check's Name alone.
 	Measurement string
-	// ComponentType is "component", "datastore" or "system". Empty means
-	// the check's ComponentType.
+	// ComponentType is [ComponentTypeComponent], [ComponentTypeDatastore]
+	// or [ComponentTypeSystem]. Empty means the check's ComponentType.
 	ComponentType string
 	// ComponentID identifies the instance, such as a host and port. It
 	// is shown only to callers allowed to see details.
@@ -165,14 +161,8 @@ func validate(c Check) (Check, error) {
 	case c.Interval < 0, c.Timeout < 0:
 		return c, fmt.Errorf("healthhandler: check %q: Interval (%v) and Timeout (%v) must not be negative: %w", c.Name, c.Interval, c.Timeout, ErrInvalidOption)
 	}
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.ComponentType == "" {
-		c.ComponentType = ComponentTypeComponent
-	}
+	c.Interval = cmp.Or(c.Interval, DefaultInterval)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.ComponentType = cmp.Or(c.ComponentType, ComponentTypeComponent)
 	return c, nil
 }

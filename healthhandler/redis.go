@@ -1,6 +1,7 @@
 package healthhandler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,7 +68,7 @@ const redisOutput = "redis unavailable"
 // details. It returns an error wrapping [ErrInvalidOption] when rdb is
 // nil.
 func Redis(rdb *resilience.Redis, opts RedisOptions) (Check, error) {
-	c := newCheck(orName(opts.Name, "redis"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeDatastore)
+	c := newCheck(cmp.Or(opts.Name, "redis"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeDatastore)
 	if rdb == nil {
 		return Check{}, fmt.Errorf("healthhandler: Redis of a nil client: %w", ErrInvalidOption)
 	}

@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// MediaType is the Content-Type of every response, from the IETF draft
-// "Health Check Response Format for HTTP APIs".
+// MediaType is the Content-Type of every report the [Handler] serves, from
+// the IETF draft "Health Check Response Format for HTTP APIs".
 const MediaType = "application/health+json"
 
 // Report is the JSON document the Handler serves, after the draft. Clients
@@ -16,11 +16,12 @@ const MediaType = "application/health+json"
 type Report struct {
 	// Status is the whole service's status: pass, warn or fail.
 	Status Status `json:"status"`
-	// Version, ReleaseID, ServiceID and Description come from [Options].
+	// Version and ReleaseID come from [Options].
 	Version   string `json:"version,omitempty"`
 	ReleaseID string `json:"releaseId,omitempty"`
 	// Output says why readiness fails ("draining", "not yet checked").
-	Output      string `json:"output,omitempty"`
+	Output string `json:"output,omitempty"`
+	// ServiceID and Description come from [Options].
 	ServiceID   string `json:"serviceId,omitempty"`
 	Description string `json:"description,omitempty"`
 	// Checks maps "component:measurement" keys to one result per

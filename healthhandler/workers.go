@@ -1,6 +1,7 @@
 package healthhandler
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -57,7 +58,7 @@ type WorkersOptions struct {
 // for longer than PruneAfter. It returns an error wrapping
 // [ErrInvalidOption] when rdb is nil or an option is invalid.
 func Workers(rdb *resilience.Redis, opts WorkersOptions) (Check, error) {
-	c := newCheck(orName(opts.Name, "workers"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeComponent)
+	c := newCheck(cmp.Or(opts.Name, "workers"), opts.Critical, opts.Interval, opts.Timeout, ComponentTypeComponent)
 	c.WorkersMeasurement = "count"
 	ttl, prune := opts.TTL, opts.PruneAfter
 	if ttl == 0 {

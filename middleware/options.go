@@ -11,7 +11,7 @@ import (
 
 // ErrInvalidOption is wrapped by the errors constructors return for options
 // they cannot use; the message names the field, in the form
-// "middleware: RetryOptions.MaxDelay is negative (-1s): invalid option".
+// "middleware: RetryOptions.MaxDelay -1s is negative: invalid option".
 var ErrInvalidOption = errors.New("invalid option")
 
 // invalidOption returns an error wrapping [ErrInvalidOption], in the

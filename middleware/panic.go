@@ -7,6 +7,12 @@ import (
 	"runtime/debug"
 )
 
+// Panics. Breaker and Retry recover a handler's panic narrowly around
+// next.ServeHTTP and, when they pass it on from the deferred call, re-panic
+// there so the stack still shows where it started. A panic Retry passes on
+// later, after deciding not to retry, travels as a *panicError that carries
+// the original stack.
+
 // panicError is a recovered panic value with the stack of the goroutine
 // that raised it.
 type panicError struct {

@@ -1,6 +1,7 @@
 package asynq
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -84,9 +85,7 @@ func Servers(rdb *resilience.Redis, opts Options) (healthhandler.Check, error) {
 	case opts.Min < 0:
 		return healthhandler.Check{}, fmt.Errorf("asynq: Options.Min (%d) must not be negative: %w", opts.Min, healthhandler.ErrInvalidOption)
 	}
-	if opts.Name == "" {
-		opts.Name = "asynq"
-	}
+	opts.Name = cmp.Or(opts.Name, "asynq")
 	return healthhandler.Check{
 		Name: opts.Name, Critical: opts.Critical,
 		Interval: opts.Interval, Timeout: opts.Timeout,

@@ -1,6 +1,7 @@
 package celery
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -172,15 +173,9 @@ func newEvents(rdb *resilience.Redis, opts Options, notify func()) (*Events, err
 		return nil, fmt.Errorf("celery: Options.Min (%d), Interval (%v), Timeout (%v) and HeartbeatInterval (%v) must not be negative: %w",
 			opts.Min, opts.Interval, opts.Timeout, opts.HeartbeatInterval, healthhandler.ErrInvalidOption)
 	}
-	if opts.Name == "" {
-		opts.Name = "celery"
-	}
-	if opts.HeartbeatInterval == 0 {
-		opts.HeartbeatInterval = DefaultHeartbeat
-	}
-	if opts.EventExchange == "" {
-		opts.EventExchange = DefaultEventExchange
-	}
+	opts.Name = cmp.Or(opts.Name, "celery")
+	opts.HeartbeatInterval = cmp.Or(opts.HeartbeatInterval, DefaultHeartbeat)
+	opts.EventExchange = cmp.Or(opts.EventExchange, DefaultEventExchange)
 	e := &Events{
 		rdb:     rdb,
 		opts:    opts,

@@ -1,6 +1,7 @@
 package celery
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -111,19 +112,10 @@ type PingOptions struct {
 // the field, wrapping [healthhandler.ErrInvalidOption], when rdb is nil or
 // an option is invalid.
 func Ping(rdb *resilience.Redis, opts PingOptions) (healthhandler.Check, error) {
-	if opts.Name == "" {
-		opts.Name = "celery"
-	}
-	if opts.Window == 0 {
-		opts.Window = DefaultPingWindow
-	}
-	if opts.ControlExchange == "" {
-		opts.ControlExchange = DefaultControlExchange
-	}
-	timeout := opts.Timeout
-	if timeout == 0 {
-		timeout = opts.Window + time.Second
-	}
+	opts.Name = cmp.Or(opts.Name, "celery")
+	opts.Window = cmp.Or(opts.Window, DefaultPingWindow)
+	opts.ControlExchange = cmp.Or(opts.ControlExchange, DefaultControlExchange)
+	timeout := cmp.Or(opts.Timeout, opts.Window+time.Second)
 	switch {
 	case rdb == nil:
 		return healthhandler.Check{}, fmt.Errorf("celery: Ping of a nil client: %w", healthhandler.ErrInvalidOption)

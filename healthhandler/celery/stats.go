@@ -30,7 +30,7 @@ type Worker struct {
 	Skew time.Duration
 }
 
-// Stats is a snapshot of a [Events].
+// Stats is a snapshot of an [Events].
 type Stats struct {
 	// Connected says whether the listener is subscribed now; Since is
 	// when it subscribed (zero when it is not).
