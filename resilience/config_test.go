@@ -9,6 +9,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // testPassword is the password the redaction tests hunt for. Its two
@@ -39,7 +42,8 @@ func assertNoSecret(t *testing.T, what, text string, secrets ...string) {
 	t.Helper()
 	for _, s := range append(secrets, secretParts...) {
 		if s != "" && strings.Contains(text, s) {
-			t.Errorf("%s holds a secret of %d bytes: %s", what, len(s), strings.ReplaceAll(text, s, "<SECRET>"))
+			// Not assert.NotContains: it would print the secret.
+			assert.Failf(t, "secret shown", "%s holds a secret of %d bytes: %s", what, len(s), strings.ReplaceAll(text, s, "<SECRET>"))
 		}
 	}
 }
@@ -47,12 +51,8 @@ func assertNoSecret(t *testing.T, what, text string, secrets ...string) {
 // assertConfig compares configs without ever printing a password.
 func assertConfig(t *testing.T, got, want Config) {
 	t.Helper()
-	if got.GoString() != want.GoString() {
-		t.Errorf("config = %#v, want %#v", got, want)
-	}
-	if got.Password != want.Password {
-		t.Errorf("password differs (got %d bytes, want %d bytes)", len(got.Password), len(want.Password))
-	}
+	assert.Equal(t, want.GoString(), got.GoString(), "config = %#v, want %#v", got, want)
+	assert.True(t, got.Password == want.Password, "password differs (got %d bytes, want %d bytes)", len(got.Password), len(want.Password))
 }
 
 func mapLookup(env map[string]string) func(string) (string, bool) {
@@ -209,9 +209,7 @@ func TestConfigFromEnv(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := configFrom(mapLookup(tc.env))
-			if err != nil {
-				t.Fatalf("configFrom: %v", err)
-			}
+			require.NoError(t, err, "configFrom")
 			assertConfig(t, got, tc.want)
 			assertNoSecret(t, "String()", got.String(), got.Password)
 		})
@@ -240,22 +238,19 @@ func TestConfigFromEnvNotConfigured(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := configFrom(mapLookup(tc.env))
-			if got, want := errors.Is(err, ErrNotConfigured), tc.wantVar == ""; got != want {
-				t.Fatalf("err = %v, errors.Is ErrNotConfigured = %v, want %v (only nothing set is not configured)", err, got, want)
-			}
+			got, want := errors.Is(err, ErrNotConfigured), tc.wantVar == ""
+			require.Equal(t, want, got, "err = %v, errors.Is ErrNotConfigured = %v, want %v (only nothing set is not configured)", err, got, want)
 			var ce *ConfigError
 			switch {
 			case tc.wantVar == "" && errors.As(err, &ce):
-				t.Errorf("err = %v is a *ConfigError, want a bare ErrNotConfigured", err)
+				assert.Failf(t, "unwanted *ConfigError", "err = %v is a *ConfigError, want a bare ErrNotConfigured", err)
 			case tc.wantVar != "" && !errors.As(err, &ce):
-				t.Errorf("err = %v is not a *ConfigError", err)
+				assert.Failf(t, "no *ConfigError", "err = %v is not a *ConfigError", err)
 			case tc.wantVar != "" && ce.Var != tc.wantVar:
-				t.Errorf("ConfigError.Var = %q, want %q", ce.Var, tc.wantVar)
+				assert.Failf(t, "wrong ConfigError.Var", "ConfigError.Var = %q, want %q", ce.Var, tc.wantVar)
 			}
 			for _, w := range tc.wantText {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("err = %q, want it to contain %q", err, w)
-				}
+				assert.Contains(t, err.Error(), w, "err = %q, want it to contain %q", err, w)
 			}
 			assertNoSecret(t, "error", err.Error(), testPassword)
 		})
@@ -338,22 +333,12 @@ func TestConfigFromEnvMalformed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := configFrom(mapLookup(tc.env))
 			var ce *ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("err = %v (%T), want a *ConfigError", err, err)
-			}
-			if ce.Var != tc.wantVar {
-				t.Errorf("ConfigError.Var = %q, want %q (err %q)", ce.Var, tc.wantVar, err)
-			}
-			if !strings.HasPrefix(err.Error(), tc.wantVar) {
-				t.Errorf("err = %q, want it to start with the variable %s", err, tc.wantVar)
-			}
-			if errors.Is(err, ErrNotConfigured) {
-				t.Errorf("err = %q matches ErrNotConfigured; a malformed value is configured", err)
-			}
+			require.ErrorAs(t, err, &ce, "err = %v (%T), want a *ConfigError", err, err)
+			assert.Equal(t, tc.wantVar, ce.Var, "ConfigError.Var = %q, want %q (err %q)", ce.Var, tc.wantVar, err)
+			assert.True(t, strings.HasPrefix(err.Error(), tc.wantVar), "err = %q, want it to start with the variable %s", err, tc.wantVar)
+			assert.NotErrorIs(t, err, ErrNotConfigured, "err = %q matches ErrNotConfigured; a malformed value is configured", err)
 			for _, w := range tc.wantText {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("err = %q, want it to contain %q", err, w)
-				}
+				assert.Contains(t, err.Error(), w, "err = %q, want it to contain %q", err, w)
 			}
 			assertNoSecret(t, "error", err.Error(), testPassword)
 			assertNoSecret(t, "ConfigError.Value", ce.Value, testPassword)
@@ -370,20 +355,15 @@ func TestConfigFromEnvProcess(t *testing.T) {
 	t.Setenv(EnvPassword, testPassword)
 	t.Setenv(EnvDB, "3")
 	got, err := ConfigFromEnv()
-	if err != nil {
-		t.Fatalf("ConfigFromEnv: %v", err)
-	}
+	require.NoError(t, err, "ConfigFromEnv")
 	assertConfig(t, got, Config{Network: "tcp", Addr: "cache.internal:6390", Username: "app", Password: testPassword, DB: 3})
-	if want := "redis://app:***@cache.internal:6390/3"; got.String() != want {
-		t.Errorf("String() = %q, want %q", got.String(), want)
-	}
+	assert.Equal(t, "redis://app:***@cache.internal:6390/3", got.String(), "String()")
 
 	t.Setenv(EnvURL, "redis://:"+testPassword+"@cache.internal:bad")
 	_, err = ConfigFromEnv()
 	var ce *ConfigError
-	if !errors.As(err, &ce) || ce.Var != EnvURL {
-		t.Fatalf("ConfigFromEnv with a bad REDIS_URL: err = %v, want a *ConfigError for %s", err, EnvURL)
-	}
+	require.ErrorAs(t, err, &ce, "ConfigFromEnv with a bad REDIS_URL: err = %v, want a *ConfigError for %s", err, EnvURL)
+	require.Equal(t, EnvURL, ce.Var, "ConfigFromEnv with a bad REDIS_URL: err = %v, want a *ConfigError for %s", err, EnvURL)
 	assertNoSecret(t, "error", err.Error(), testPassword)
 }
 
@@ -407,31 +387,21 @@ func TestPasswordNeverShown(t *testing.T) {
 				} {
 					assertNoSecret(t, what, text, tp.pw)
 				}
-				if !strings.Contains(buf.String(), `"redis":"`+cfg.String()+`"`) {
-					t.Errorf("slog output %s does not show the redacted URL %s", buf.String(), cfg.String())
-				}
+				assert.Contains(t, buf.String(), `"redis":"`+cfg.String()+`"`, "slog output %s does not show the redacted URL %s", buf.String(), cfg.String())
 			}
 
 			// Set directly, and through REDIS_PASSWORD.
 			shows(t, Config{Network: "tcp", Addr: "cache:6379", Username: "app", Password: tp.pw})
 			env, err := configFrom(mapLookup(map[string]string{EnvHost: "cache", EnvPort: "6379", EnvPassword: tp.pw}))
-			if err != nil {
-				t.Fatalf("configFrom with REDIS_PASSWORD: %v", err)
-			}
-			if env.Password != tp.pw {
-				t.Errorf("REDIS_PASSWORD not taken verbatim")
-			}
+			require.NoError(t, err, "configFrom with REDIS_PASSWORD")
+			assert.True(t, env.Password == tp.pw, "REDIS_PASSWORD not taken verbatim")
 			shows(t, env)
 
 			// Escaped properly in a URL: parsed back exactly.
 			u := url.URL{Scheme: "redis", User: url.UserPassword("app", tp.pw), Host: "cache:6379", Path: "/1"}
 			cfg, err := ParseURL(u.String())
-			if err != nil {
-				t.Fatalf("ParseURL of an escaped URL: %v", err)
-			}
-			if cfg.Password != tp.pw {
-				t.Errorf("escaped password not parsed back exactly")
-			}
+			require.NoError(t, err, "ParseURL of an escaped URL")
+			assert.True(t, cfg.Password == tp.pw, "escaped password not parsed back exactly")
 			shows(t, cfg)
 
 			// Written raw into a URL, as users do: either it parses (and is
@@ -456,9 +426,7 @@ func TestPasswordNeverShown(t *testing.T) {
 			// A NewRedis error and name never show it either.
 			r, err := NewRedis(Config{Addr: "127.0.0.1:1", Password: tp.pw}, Options{Logger: slog.New(slog.DiscardHandler),
 				ProbeInterval: hour, ProbeMaxInterval: hour})
-			if err != nil {
-				t.Fatalf("NewRedis: %v", err)
-			}
+			require.NoError(t, err, "NewRedis")
 			defer r.Close()
 			assertNoSecret(t, "Redis.String()", r.String(), tp.pw)
 			assertNoSecret(t, "Stats().Addr", r.Stats().Addr, tp.pw)
@@ -496,16 +464,10 @@ func TestParseURLRegressions(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ParseURL(tc.raw)
-			if err == nil {
-				t.Fatalf("ParseURL accepted it as %v", cfg)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("ParseURL error %q, want it to contain %q", err, tc.want)
-			}
+			require.Error(t, err, "ParseURL accepted it as %v", cfg)
+			assert.Contains(t, err.Error(), tc.want, "ParseURL error %q, want it to contain %q", err, tc.want)
 			assertNoSecret(t, "error", err.Error())
-			if strings.Contains(err.Error(), `%P`) {
-				t.Errorf("error %q quotes an escape from the password", err)
-			}
+			assert.NotContains(t, err.Error(), `%P`, "error %q quotes an escape from the password", err)
 		})
 	}
 }
@@ -533,17 +495,11 @@ func TestConfigString(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.cfg.String(); got != tc.want {
-				t.Errorf("String() = %q, want %q", got, tc.want)
-			}
-			if got := tc.cfg.LogValue().String(); got != tc.want {
-				t.Errorf("LogValue() = %q, want %q", got, tc.want)
-			}
+			assert.Equal(t, tc.want, tc.cfg.String(), "String()")
+			assert.Equal(t, tc.want, tc.cfg.LogValue().String(), "LogValue()")
 			// The redacted form parses back to the same place.
 			back, err := ParseURL(tc.cfg.String())
-			if err != nil {
-				t.Fatalf("ParseURL(String()): %v", err)
-			}
+			require.NoError(t, err, "ParseURL(String())")
 			want := tc.cfg
 			if want.Network == "" {
 				want.Network = "tcp"
@@ -561,12 +517,8 @@ func TestConfigString(t *testing.T) {
 func TestConfigGoString(t *testing.T) {
 	cfg := Config{Network: "tcp", Addr: "cache:6379", Username: "app", Password: testPassword, DB: 1, TLS: true}
 	want := `resilience.Config{Network:"tcp", Addr:"cache:6379", Username:"app", Password:"***", DB:1, TLS:true}`
-	if got := fmt.Sprintf("%#v", cfg); got != want {
-		t.Errorf("%%#v = %s, want %s", got, want)
-	}
-	if got := fmt.Sprintf("%#v", Config{Addr: "x"}); !strings.Contains(got, `Password:""`) {
-		t.Errorf("%%#v of a config without password = %s, want an empty Password", got)
-	}
+	assert.Equal(t, want, fmt.Sprintf("%#v", cfg), "%%#v")
+	assert.Contains(t, fmt.Sprintf("%#v", Config{Addr: "x"}), `Password:""`, "%%#v of a config without password, want an empty Password")
 }
 
 func TestRedactURL(t *testing.T) {
@@ -590,9 +542,7 @@ func TestRedactURL(t *testing.T) {
 		{"", ""},
 	}
 	for _, tc := range tests {
-		if got := redactURL(tc.raw); got != tc.want {
-			t.Errorf("redactURL(%q) = %q, want %q", tc.raw, got, tc.want)
-		}
+		assert.Equal(t, tc.want, redactURL(tc.raw), "redactURL(%q)", tc.raw)
 	}
 }
 
@@ -605,9 +555,7 @@ func TestUnquote(t *testing.T) {
 		{"missing protocol scheme", "missing protocol scheme"},
 	}
 	for _, tc := range tests {
-		if got := unquote(tc.in); got != tc.want {
-			t.Errorf("unquote(%q) = %q, want %q", tc.in, got, tc.want)
-		}
+		assert.Equal(t, tc.want, unquote(tc.in), "unquote(%q)", tc.in)
 	}
 }
 
@@ -658,28 +606,22 @@ func FuzzParseURL(f *testing.F) {
 		cfg, err := ParseURL(raw)
 		if err != nil {
 			var ce *ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("ParseURL(%q) error %T, want *ConfigError", raw, err)
-			}
+			require.ErrorAs(t, err, &ce, "ParseURL(%q) error %T, want *ConfigError", raw, err)
 			msg := err.Error()
 			for _, pw := range fuzzPasswords(raw) {
-				if leakCheckable(pw, raw, ce) && strings.Contains(msg, pw) {
-					t.Fatalf("ParseURL(%q) error %q shows the password %q", raw, msg, pw)
-				}
+				require.False(t, leakCheckable(pw, raw, ce) && strings.Contains(msg, pw),
+					"ParseURL(%q) error %q shows the password %q", raw, msg, pw)
 			}
 			return
 		}
 		// The shown form is the same whatever the password.
 		other := cfg
 		other.Password = "other"
-		if cfg.Password != "" && cfg.String() != other.String() {
-			t.Fatalf("ParseURL(%q).String() = %q depends on the password", raw, cfg.String())
-		}
+		require.False(t, cfg.Password != "" && cfg.String() != other.String(),
+			"ParseURL(%q).String() = %q depends on the password", raw, cfg.String())
 		// It parses back to the same place, with *** as the password.
 		back, err := ParseURL(cfg.String())
-		if err != nil {
-			t.Fatalf("ParseURL(%q).String() = %q does not parse: %v", raw, cfg.String(), err)
-		}
+		require.NoError(t, err, "ParseURL(%q).String() = %q does not parse", raw, cfg.String())
 		want := cfg
 		if want.Password != "" {
 			want.Password = redacted
@@ -687,9 +629,7 @@ func FuzzParseURL(f *testing.F) {
 		if want.SentinelPassword != "" {
 			want.SentinelPassword = redacted
 		}
-		if !reflect.DeepEqual(back, want) {
-			t.Fatalf("ParseURL(%q) = %#v; its String %q parses to %#v", raw, cfg, cfg.String(), back)
-		}
+		require.True(t, reflect.DeepEqual(back, want), "ParseURL(%q) = %#v; its String %q parses to %#v", raw, cfg, cfg.String(), back)
 	})
 }
 
