@@ -137,3 +137,40 @@ func newFakeClock(t time.Time) *fakeClock {
 func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *fakeClock) set(t time.Time)         { c.ns.Store(t.UnixNano()) }
 func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+var discard = slog.New(slog.DiscardHandler)
+
+// fixedNow is the time an injected clock reports.
+var fixedNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// hungListener accepts connections and never answers: a Redis that hangs
+// without a redis-server. accepted gets one value per connection.
+func hungListener(t *testing.T) (addr string, accepted <-chan struct{}) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ch := make(chan struct{}, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return l.Addr().String(), ch
+}
