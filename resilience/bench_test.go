@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/internal/redistest"
 )
@@ -21,29 +22,23 @@ func BenchmarkGet(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DisableIdentity: true})
 		defer c.Close()
-		if err := c.Set(ctx, "k", val, 0).Err(); err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, c.Set(ctx, "k", val, 0).Err())
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := c.Get(ctx, "k").Bytes(); err != nil {
-				b.Fatal(err)
+				require.NoError(b, err) // only on failure: an assertion per iteration would be measured
 			}
 		}
 	})
 	b.Run("guarded", func(b *testing.B) {
 		r, err := NewRedis(Config{Addr: srv.Addr()}, Options{OpTimeout: time.Second})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
 		defer r.Close()
-		if err := r.Set(ctx, "k", val, 0); err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, r.Set(ctx, "k", val, 0))
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := r.Get(ctx, "k"); err != nil {
-				b.Fatal(err)
+				require.NoError(b, err) // only on failure: an assertion per iteration would be measured
 			}
 		}
 	})
@@ -61,20 +56,14 @@ func BenchmarkGetNear(b *testing.B) {
 	ctx := context.Background()
 	val := make([]byte, 1024)
 	r, err := NewRedis(Config{Addr: srv.Addr()}, Options{OpTimeout: time.Second, NearCache: &NearCacheOptions{Heartbeat: time.Hour}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	defer r.Close()
-	if err := r.Set(ctx, "k", val, 0); err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, r.Set(ctx, "k", val, 0))
 	r.near.resume() // the heartbeat is an hour away: open the gate now
-	if _, err := r.Get(ctx, "k"); err != nil {
-		b.Fatal(err)
-	}
-	if _, _, ok := r.near.lookup("k"); !ok {
-		b.Fatal("k not in the near cache")
-	}
+	_, err = r.Get(ctx, "k")
+	require.NoError(b, err)
+	_, _, ok := r.near.lookup("k")
+	require.True(b, ok, "k not in the near cache")
 	b.Run("guarded-csc", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -82,7 +71,7 @@ func BenchmarkGetNear(b *testing.B) {
 				return c.Get(ctx, "k").Err()
 			})
 			if err != nil {
-				b.Fatal(err)
+				require.NoError(b, err) // only on failure: an assertion per iteration would be measured
 			}
 		}
 	})
@@ -91,7 +80,7 @@ func BenchmarkGetNear(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := c.Get(ctx, "k").Bytes(); err != nil {
-				b.Fatal(err)
+				require.NoError(b, err) // only on failure: an assertion per iteration would be measured
 			}
 		}
 	})
@@ -100,12 +89,10 @@ func BenchmarkGetNear(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := r.Get(ctx, "k"); err != nil {
-				b.Fatal(err)
+				require.NoError(b, err) // only on failure: an assertion per iteration would be measured
 			}
 		}
-		if r.Stats().Ops != ops {
-			b.Fatal("the fast path went through the guard")
-		}
+		require.Equal(b, ops, r.Stats().Ops, "the fast path went through the guard")
 	})
 }
 
@@ -113,16 +100,14 @@ func BenchmarkGetNear(b *testing.B) {
 // open: no network call at all. Target: under 1 µs.
 func BenchmarkBreakerOpen(b *testing.B) {
 	r, err := NewRedis(Config{Addr: "127.0.0.1:1"}, Options{ProbeInterval: time.Hour, ProbeMaxInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	defer r.Close()
 	r.cb.Open()
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := r.Get(ctx, "k"); err != ErrUnavailable {
-			b.Fatalf("Get with breaker open = %v, want ErrUnavailable", err)
+			require.FailNowf(b, "breaker open", "Get with breaker open = %v, want ErrUnavailable", err) // only on failure, as above
 		}
 	}
 }

@@ -2,7 +2,6 @@ package resilience
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +11,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // replyError returns the error go-redis gives for a Get that Redis answers
@@ -23,14 +24,10 @@ func replyError(t *testing.T, msg string) error {
 	defer c.Close()
 	ctx := ctxFor(t, waitLimit)
 	// Connect first: the error hook answers every command, HELLO included.
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("ping miniredis: %v", err)
-	}
+	require.NoError(t, c.Ping(ctx).Err(), "ping miniredis")
 	mr.SetError(msg)
 	err := c.Get(ctx, "k").Err()
-	if err == nil {
-		t.Fatalf("Get answered by %q: no error", msg)
-	}
+	require.Error(t, err, "Get answered by %q", msg)
 	return err
 }
 
@@ -38,15 +35,12 @@ func replyError(t *testing.T, msg string) error {
 func wrongTypeError(t *testing.T) error {
 	t.Helper()
 	mr := miniredis.RunT(t)
-	if _, err := mr.Lpush("list", "x"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := mr.Lpush("list", "x")
+	require.NoError(t, err)
 	c := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
 	defer c.Close()
-	err := c.Get(ctxFor(t, waitLimit), "list").Err()
-	if err == nil {
-		t.Fatal("Get of a list: no error")
-	}
+	err = c.Get(ctxFor(t, waitLimit), "list").Err()
+	require.Error(t, err, "Get of a list")
 	return err
 }
 
@@ -58,9 +52,7 @@ func authError(t *testing.T) error {
 	c := redis.NewClient(&redis.Options{Addr: mr.Addr(), Password: "wrong", MaxRetries: -1})
 	defer c.Close()
 	err := c.Ping(ctxFor(t, waitLimit)).Err()
-	if err == nil {
-		t.Fatal("Ping with a wrong password: no error")
-	}
+	require.Error(t, err, "Ping with a wrong password")
 	return err
 }
 
@@ -68,17 +60,13 @@ func authError(t *testing.T) error {
 func refusedError(t *testing.T) error {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	addr := l.Addr().String()
 	l.Close()
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1})
 	defer c.Close()
 	err = c.Get(ctxFor(t, waitLimit), "k").Err()
-	if err == nil {
-		t.Fatal("Get from a closed port: no error")
-	}
+	require.Error(t, err, "Get from a closed port")
 	return err
 }
 
@@ -88,14 +76,11 @@ func timeoutError(t *testing.T) error {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if err := a.SetReadDeadline(time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, a.SetReadDeadline(time.Now()))
 	_, err := a.Read(make([]byte, 1))
 	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("read past the deadline: %v, want a timeout", err)
-	}
+	require.ErrorAs(t, err, &ne, "read past the deadline, want a timeout")
+	require.True(t, ne.Timeout(), "read past the deadline: %v, want a timeout", err)
 	return &net.OpError{Op: "read", Net: "tcp", Err: err}
 }
 
@@ -161,9 +146,7 @@ func TestIsFailure(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.err(t)
-			if got := IsFailure(err); got != tc.want {
-				t.Errorf("IsFailure(%v) = %v, want %v", err, got, tc.want)
-			}
+			assert.Equal(t, tc.want, IsFailure(err), "IsFailure(%v)", err)
 		})
 	}
 }
@@ -194,9 +177,7 @@ func TestRetryable(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.err(t)
-			if got := retryable(err); got != tc.want {
-				t.Errorf("retryable(%v) = %v, want %v", err, got, tc.want)
-			}
+			assert.Equal(t, tc.want, retryable(err), "retryable(%v)", err)
 		})
 	}
 }

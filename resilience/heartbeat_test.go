@@ -1,20 +1,20 @@
 package resilience_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/internal/redistest"
+	"github.com/steadfast-go/steadfast/internal/testlog"
 	"github.com/steadfast-go/steadfast/resilience"
 )
 
@@ -32,36 +32,28 @@ func hbRedis(t *testing.T, addr string, log *slog.Logger) *resilience.Redis {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r, err := resilience.NewRedis(resilience.Config{Addr: addr}, resilience.Options{Logger: log, OpTimeout: time.Second, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("NewRedis: %v", err)
-	}
+	require.NoError(t, err, "NewRedis")
 	t.Cleanup(func() { _ = r.Close() })
 	return r
 }
 
-// hbLog records log lines and signals each one.
+// hbLog records log lines in a testlog.Buffer and signals each one.
 type hbLog struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
+	testlog.Buffer
 	lines chan string
 }
 
 func newHBLog() *hbLog { return &hbLog{lines: make(chan string, 100)} }
 
+// Write keeps p first, then signals it, so that a String after the
+// signal holds the line.
 func (l *hbLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	n, err := l.Buffer.Write(p)
 	select {
 	case l.lines <- string(p):
 	default:
 	}
-	return l.buf.Write(p)
-}
-
-func (l *hbLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	return n, err
 }
 
 func (l *hbLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
@@ -78,7 +70,7 @@ func (l *hbLog) waitLine(t *testing.T, msg string, limit time.Duration) {
 				return
 			}
 		case <-deadline.C:
-			t.Fatalf("no log line %q within %v; log:\n%s", msg, limit, l.String())
+			require.FailNowf(t, "no log line", "no log line %q within %v; log:\n%s", msg, limit, l.String())
 		}
 	}
 }
@@ -98,35 +90,29 @@ func TestHeartbeatScoresByServerClock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := hbRedis(t, m.Addr(), nil)
 		hb, err := resilience.NewHeartbeat(r, resilience.HeartbeatOptions{Key: hbKey, ID: "w1", Interval: 5 * time.Second})
-		if err != nil {
-			t.Fatalf("NewHeartbeat: %v", err)
-		}
+		require.NoError(t, err, "NewHeartbeat")
 		// The first beat is in before NewHeartbeat returns.
-		if got, ok := hbScore(t, m, "w1"); !ok || !got.Equal(hbServerTime) {
-			t.Fatalf("after NewHeartbeat: last beat %v (present %v), want the server's %v", got, ok, hbServerTime)
-		}
+		got, ok := hbScore(t, m, "w1")
+		require.True(t, ok, "after NewHeartbeat: no last beat, want the server's %v", hbServerTime)
+		require.True(t, got.Equal(hbServerTime), "after NewHeartbeat: last beat %v, want the server's %v", got, hbServerTime)
 		for i := 1; i <= 3; i++ {
 			now := hbServerTime.Add(time.Duration(i) * 5 * time.Second)
 			m.SetTime(now)
 			time.Sleep(5 * time.Second)
 			synctest.Wait()
-			if got, _ := hbScore(t, m, "w1"); !got.Equal(now) {
-				t.Fatalf("beat %d: last beat %v, want %v", i, got, now)
-			}
+			got, _ = hbScore(t, m, "w1")
+			require.True(t, got.Equal(now), "beat %d: last beat %v, want %v", i, got, now)
 		}
 		st := hb.Stats()
-		if st.Beats != 4 || st.Failures != 0 || !st.LastBeat.Equal(hbServerTime.Add(15*time.Second)) || st.ID != "w1" || st.Key != hbKey {
-			t.Errorf("Stats = %+v, want 4 beats, no failure, last beat %v", st, hbServerTime.Add(15*time.Second))
-		}
-		if err := hb.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		if _, ok := hbScore(t, m, "w1"); ok {
-			t.Errorf("w1 still in the set after Close")
-		}
-		if err := hb.Close(); err != nil {
-			t.Errorf("second Close: %v", err)
-		}
+		assert.EqualValues(t, 4, st.Beats, "Stats().Beats")
+		assert.Zero(t, st.Failures, "Stats().Failures")
+		assert.True(t, st.LastBeat.Equal(hbServerTime.Add(15*time.Second)), "Stats().LastBeat = %v, want %v", st.LastBeat, hbServerTime.Add(15*time.Second))
+		assert.Equal(t, "w1", st.ID, "Stats().ID")
+		assert.Equal(t, hbKey, st.Key, "Stats().Key")
+		require.NoError(t, hb.Close(), "Close")
+		_, ok = hbScore(t, m, "w1")
+		assert.False(t, ok, "w1 still in the set after Close")
+		assert.NoError(t, hb.Close(), "second Close")
 	})
 }
 
@@ -140,46 +126,35 @@ func TestHeartbeatKeepsBeatingThroughOutage(t *testing.T) {
 		hb, err := resilience.NewHeartbeat(r, resilience.HeartbeatOptions{
 			Key: hbKey, ID: "w1", Interval: time.Second, Backoff: 100 * time.Millisecond, Logger: log.logger(),
 		})
-		if err != nil {
-			t.Fatalf("NewHeartbeat: %v", err)
-		}
+		require.NoError(t, err, "NewHeartbeat")
 		defer hb.Close()
 
 		m.Close()
 		time.Sleep(30 * time.Second)
 		synctest.Wait()
 		st := hb.Stats()
-		if !st.Failing || st.Failures < 5 || st.LastError == "" {
-			t.Fatalf("during the outage: Stats = %+v, want failing with several failures", st)
-		}
+		require.True(t, st.Failing, "during the outage: Stats = %+v, want failing with several failures", st)
+		require.GreaterOrEqual(t, st.Failures, uint64(5), "during the outage: Stats = %+v, want several failures", st)
+		require.NotEmpty(t, st.LastError, "during the outage: Stats = %+v, want failing with a last error", st)
 		// Backoff: waits double from 100 ms to the 1 s interval, so 30 s
 		// of outage cost well under one attempt per 100 ms.
-		if st.Failures > 60 {
-			t.Errorf("%d attempts in 30 s of outage: backoff not applied", st.Failures)
-		}
+		assert.LessOrEqual(t, st.Failures, uint64(60), "attempts in 30 s of outage: backoff not applied")
 
 		outside.Run(func() { err = m.Restart() })
-		if err != nil {
-			t.Fatalf("restart miniredis: %v", err)
-		}
+		require.NoError(t, err, "restart miniredis")
 		m.Del(hbKey) // as if the restarted server had lost its data
 		back := hbServerTime.Add(time.Minute)
 		m.SetTime(back)
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
-		if got, ok := hbScore(t, m, "w1"); !ok || !got.Equal(back) {
-			t.Fatalf("after Redis came back: last beat %v (present %v), want %v", got, ok, back)
-		}
-		if st := hb.Stats(); st.Failing {
-			t.Errorf("after Redis came back: Stats = %+v, want not failing", st)
-		}
+		got, ok := hbScore(t, m, "w1")
+		require.True(t, ok, "after Redis came back: no last beat, want %v", back)
+		require.True(t, got.Equal(back), "after Redis came back: last beat %v, want %v", got, back)
+		st = hb.Stats()
+		assert.False(t, st.Failing, "after Redis came back: Stats = %+v, want not failing", st)
 		out := log.String()
-		if n := strings.Count(out, "heartbeat failing"); n != 1 {
-			t.Errorf("%d \"heartbeat failing\" lines, want one per transition:\n%s", n, out)
-		}
-		if n := strings.Count(out, "heartbeat resumed"); n != 1 {
-			t.Errorf("%d \"heartbeat resumed\" lines, want one:\n%s", n, out)
-		}
+		assert.Equal(t, 1, strings.Count(out, "heartbeat failing"), "\"heartbeat failing\" lines, want one per transition:\n%s", out)
+		assert.Equal(t, 1, strings.Count(out, "heartbeat resumed"), "\"heartbeat resumed\" lines, want one:\n%s", out)
 	})
 }
 
@@ -192,28 +167,22 @@ func TestHeartbeatSurvivesRedisRestart(t *testing.T) {
 	hb, err := resilience.NewHeartbeat(r, resilience.HeartbeatOptions{
 		Key: hbKey, ID: "w1", Interval: 50 * time.Millisecond, Backoff: 10 * time.Millisecond, Logger: log.logger(),
 	})
-	if err != nil {
-		t.Fatalf("NewHeartbeat: %v", err)
-	}
+	require.NoError(t, err, "NewHeartbeat")
 	defer hb.Close()
-	if _, err := srv.Command("ZSCORE", hbKey, "w1"); err != nil {
-		t.Fatalf("w1 not in the set at start: %v", err)
-	}
+	_, err = srv.Command("ZSCORE", hbKey, "w1")
+	require.NoError(t, err, "w1 not in the set at start")
 
 	srv.Kill()
 	log.waitLine(t, "heartbeat failing", 10*time.Second)
 	srv.Restart()
 	log.waitLine(t, "heartbeat resumed", 10*time.Second)
 	score, err := srv.Command("ZSCORE", hbKey, "w1")
-	if err != nil || score == "" || score == "$-1" {
-		t.Fatalf("after restart: ZSCORE w1 = %q, %v; want the worker back", score, err)
-	}
-	if err := hb.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if got, _ := srv.Command("ZSCORE", hbKey, "w1"); got != "$-1" {
-		t.Errorf("after Close: ZSCORE w1 = %q, want nil", got)
-	}
+	require.NoError(t, err, "after restart: ZSCORE w1, want the worker back")
+	require.NotEmpty(t, score, "after restart: ZSCORE w1, want the worker back")
+	require.NotEqual(t, "$-1", score, "after restart: ZSCORE w1, want the worker back")
+	require.NoError(t, hb.Close(), "Close")
+	got, _ := srv.Command("ZSCORE", hbKey, "w1")
+	assert.Equal(t, "$-1", got, "after Close: ZSCORE w1, want nil")
 }
 
 func TestHeartbeatStopsWhenRedisClosed(t *testing.T) {
@@ -221,22 +190,17 @@ func TestHeartbeatStopsWhenRedisClosed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := hbRedis(t, m.Addr(), nil)
 		hb, err := resilience.NewHeartbeat(r, resilience.HeartbeatOptions{Key: hbKey, ID: "w1", Interval: time.Second})
-		if err != nil {
-			t.Fatalf("NewHeartbeat: %v", err)
-		}
+		require.NoError(t, err, "NewHeartbeat")
 		_ = r.Close()
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
-		if st := hb.Stats(); st.Beats != 1 || st.Failures != 0 {
-			t.Errorf("Stats = %+v, want the first beat only and no failure counted", st)
-		}
-		if err := hb.Close(); !errors.Is(err, resilience.ErrClosed) {
-			t.Errorf("Close = %v, want ErrClosed (the ID could not be removed)", err)
-		}
+		st := hb.Stats()
+		assert.EqualValues(t, 1, st.Beats, "Stats().Beats, want the first beat only")
+		assert.Zero(t, st.Failures, "Stats().Failures, want no failure counted")
+		assert.ErrorIs(t, hb.Close(), resilience.ErrClosed, "Close, want ErrClosed (the ID could not be removed)")
 		// The worker's ID stays, to drop out by age like a crashed worker's.
-		if _, ok := hbScore(t, m, "w1"); !ok {
-			t.Errorf("w1 removed although its Redis was closed")
-		}
+		_, ok := hbScore(t, m, "w1")
+		assert.True(t, ok, "w1 removed although its Redis was closed")
 	})
 }
 
@@ -258,11 +222,9 @@ func TestNewHeartbeatErrors(t *testing.T) {
 			hb, err := resilience.NewHeartbeat(tc.r, tc.opts)
 			if err == nil {
 				_ = hb.Close()
-				t.Fatalf("NewHeartbeat(%+v) = nil error, want one naming %q", tc.opts, tc.want)
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("NewHeartbeat(%+v) = %v, want it to name %q", tc.opts, err, tc.want)
-			}
+			require.Error(t, err, "NewHeartbeat(%+v), want an error naming %q", tc.opts, tc.want)
+			assert.Contains(t, err.Error(), tc.want, "NewHeartbeat(%+v) = %v, want it to name %q", tc.opts, err, tc.want)
 		})
 	}
 }
@@ -271,17 +233,14 @@ func TestHeartbeatDefaults(t *testing.T) {
 	m := miniredis.RunT(t)
 	r := hbRedis(t, m.Addr(), nil)
 	hb, err := resilience.NewHeartbeat(r, resilience.HeartbeatOptions{})
-	if err != nil {
-		t.Fatalf("NewHeartbeat: %v", err)
-	}
+	require.NoError(t, err, "NewHeartbeat")
 	defer hb.Close()
 	st := hb.Stats()
-	if st.Key != resilience.DefaultHeartbeatKey || st.ID == "" || hb.ID() != st.ID {
-		t.Errorf("Stats = %+v, ID() = %q; want key %q and a default ID", st, hb.ID(), resilience.DefaultHeartbeatKey)
-	}
-	if _, err := m.ZScore(resilience.DefaultHeartbeatKey, st.ID); err != nil {
-		t.Errorf("default ID %q not in %q: %v", st.ID, resilience.DefaultHeartbeatKey, err)
-	}
+	assert.Equal(t, resilience.DefaultHeartbeatKey, st.Key, "Stats().Key")
+	assert.NotEmpty(t, st.ID, "Stats().ID, want a default ID")
+	assert.Equal(t, st.ID, hb.ID(), "ID(), want Stats().ID")
+	_, err = m.ZScore(resilience.DefaultHeartbeatKey, st.ID)
+	assert.NoError(t, err, "default ID %q not in %q", st.ID, resilience.DefaultHeartbeatKey)
 }
 
 func TestRedisWorkers(t *testing.T) {
@@ -289,57 +248,44 @@ func TestRedisWorkers(t *testing.T) {
 	m.SetTime(hbServerTime)
 	ms := func(d time.Duration) float64 { return float64(hbServerTime.Add(-d).UnixMilli()) }
 	for id, age := range map[string]time.Duration{"new": 0, "old": 10 * time.Second, "dead": 5 * time.Minute, "ancient": 2 * time.Hour} {
-		if _, err := m.ZAdd(hbKey, ms(age), id); err != nil {
-			t.Fatal(err)
-		}
+		_, err := m.ZAdd(hbKey, ms(age), id)
+		require.NoError(t, err)
 	}
 	r := hbRedis(t, m.Addr(), nil)
 	ctx := context.Background()
 
 	ws, err := r.Workers(ctx, hbKey, 0)
-	if err != nil {
-		t.Fatalf("Workers: %v", err)
-	}
-	if got, want := fmt.Sprint(ws), fmt.Sprint([]resilience.Worker{
+	require.NoError(t, err, "Workers")
+	assert.Equal(t, fmt.Sprint([]resilience.Worker{
 		{ID: "new", LastBeat: hbServerTime, Age: 0},
 		{ID: "old", LastBeat: hbServerTime.Add(-10 * time.Second), Age: 10 * time.Second},
 		{ID: "dead", LastBeat: hbServerTime.Add(-5 * time.Minute), Age: 5 * time.Minute},
 		{ID: "ancient", LastBeat: hbServerTime.Add(-2 * time.Hour), Age: 2 * time.Hour},
-	}); got != want {
-		t.Errorf("Workers without pruning =\n%s\nwant\n%s", got, want)
-	}
+	}), fmt.Sprint(ws), "Workers without pruning")
 
 	ws, err = r.Workers(ctx, hbKey, time.Hour)
-	if err != nil {
-		t.Fatalf("Workers with pruning: %v", err)
-	}
+	require.NoError(t, err, "Workers with pruning")
 	var ids []string
 	for _, w := range ws {
 		ids = append(ids, w.ID)
 	}
-	if got := strings.Join(ids, ","); got != "new,old,dead" {
-		t.Errorf("Workers pruning after 1h = %s, want new,old,dead", got)
-	}
-	if members, _ := m.ZMembers(hbKey); len(members) != 3 {
-		t.Errorf("set after pruning = %v, want ancient removed", members)
-	}
+	assert.Equal(t, "new,old,dead", strings.Join(ids, ","), "Workers pruning after 1h")
+	members, _ := m.ZMembers(hbKey)
+	assert.Len(t, members, 3, "set after pruning, want ancient removed")
 
-	if ws, err := r.Workers(ctx, "test:empty", time.Hour); err != nil || len(ws) != 0 {
-		t.Errorf("Workers of a missing key = %v, %v; want none, nil", ws, err)
-	}
+	ws, err = r.Workers(ctx, "test:empty", time.Hour)
+	assert.NoError(t, err, "Workers of a missing key")
+	assert.Empty(t, ws, "Workers of a missing key")
 }
 
 func TestRedisWorkersUnavailable(t *testing.T) {
 	m := miniredis.RunT(t)
 	r := hbRedis(t, m.Addr(), nil)
-	if err := r.WaitReady(context.Background()); err != nil { // the start-up probe is done
-		t.Fatal(err)
-	}
+	require.NoError(t, r.WaitReady(context.Background())) // the start-up probe is done
 	m.SetError("READONLY You can't write against a read only replica.")
 	_, err := r.Workers(context.Background(), hbKey, 0)
-	if !resilience.IsFailure(err) || !strings.Contains(err.Error(), "READONLY") {
-		t.Errorf("Workers on a read-only replica = %v, want a READONLY failure", err)
-	}
+	require.True(t, resilience.IsFailure(err), "Workers on a read-only replica = %v, want a READONLY failure", err)
+	assert.Contains(t, err.Error(), "READONLY", "Workers on a read-only replica, want a READONLY failure")
 }
 
 func ExampleNewHeartbeat() {

@@ -1,15 +1,17 @@
 package resilience
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/steadfast-go/steadfast/internal/testlog"
 )
 
 // hour is long enough to mean "never" in a test: a probe interval or a
@@ -20,43 +22,10 @@ const hour = time.Hour
 // running the tests may be loaded; a wait normally ends far sooner.
 const waitLimit = 10 * time.Second
 
-// logBuffer is a slog handler's output, safe to read while a Redis logs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the logged lines that contain every one of subs.
-func (b *logBuffer) lines(subs ...string) []string {
-	var out []string
-	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		ok := l != ""
-		for _, s := range subs {
-			ok = ok && strings.Contains(l, s)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// newLogger returns a JSON logger at level writing to a logBuffer.
-func newLogger(level slog.Level) (*slog.Logger, *logBuffer) {
-	b := new(logBuffer)
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: level})), b
+// newLogger returns a JSON logger at level and the buffer it writes to.
+func newLogger(level slog.Level) (*slog.Logger, *testlog.Buffer) {
+	b := new(testlog.Buffer)
+	return b.JSON(level), b
 }
 
 // events collects state changes from Options.OnStateChange without ever
@@ -87,7 +56,7 @@ func (e *events) waitFor(t *testing.T, to State, limit time.Duration) StateChang
 				return c
 			}
 		case <-timer.C:
-			t.Fatalf("no change to %v within %v", to, limit)
+			require.FailNowf(t, "no state change", "no change to %v within %v", to, limit)
 			return StateChange{}
 		}
 	}
@@ -140,13 +109,9 @@ func eventually(op func() error) error {
 func newTestRedis(t *testing.T, cfg Config, opts Options) *Redis {
 	t.Helper()
 	r, err := NewRedis(cfg, withTestTimeouts(opts))
-	if err != nil {
-		t.Fatalf("NewRedis(%v): %v", cfg, err)
-	}
+	require.NoError(t, err, "NewRedis(%v)", cfg)
 	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
+		assert.NoError(t, r.Close(), "Close")
 	})
 	return r
 }
@@ -172,3 +137,40 @@ func newFakeClock(t time.Time) *fakeClock {
 func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *fakeClock) set(t time.Time)         { c.ns.Store(t.UnixNano()) }
 func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+var discard = slog.New(slog.DiscardHandler)
+
+// fixedNow is the time an injected clock reports.
+var fixedNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// hungListener accepts connections and never answers: a Redis that hangs
+// without a redis-server. accepted gets one value per connection.
+func hungListener(t *testing.T) (addr string, accepted <-chan struct{}) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ch := make(chan struct{}, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return l.Addr().String(), ch
+}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/internal/faultproxy"
 	"github.com/steadfast-go/steadfast/internal/redistest"
@@ -35,9 +37,7 @@ func waitServing(t *testing.T, r *Redis, want bool) NearCacheStats {
 		if s.Serving == want {
 			return s
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("near cache Serving = %v after %v, want %v (reason %q)", s.Serving, waitLimit, want, s.Reason)
-		}
+		require.False(t, time.Now().After(deadline), "near cache Serving = %v after %v, want %v (reason %q)", s.Serving, waitLimit, want, s.Reason)
 		time.Sleep(time.Millisecond)
 	}
 }
@@ -53,9 +53,7 @@ func waitGone(t *testing.T, r *Redis, key, why string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for nearHas(r, key) {
-		if time.Since(start) > waitLimit {
-			t.Fatalf("%s: %q still in the near cache after %v", why, key, waitLimit)
-		}
+		require.LessOrEqual(t, time.Since(start), waitLimit, "%s: %q still in the near cache", why, key)
 		time.Sleep(100 * time.Microsecond)
 	}
 	return time.Since(start)
@@ -77,16 +75,12 @@ func cached(t *testing.T, r *Redis, key, want string) {
 	for i := range 2 {
 		before := r.Stats().Ops
 		v, err := r.Get(ctx, key)
-		if err != nil || string(v) != want {
-			t.Fatalf("Get(%q) #%d = %q, %v; want %q", key, i, v, err, want)
-		}
-		if i == 1 && r.Stats().Ops != before {
-			t.Fatalf("second Get(%q) went through the guard (Ops %d -> %d): not a near hit", key, before, r.Stats().Ops)
-		}
+		require.NoError(t, err, "Get(%q) #%d = %q, %v; want %q", key, i, v, err, want)
+		require.Equal(t, want, string(v), "Get(%q) #%d = %q, %v; want %q", key, i, v, err, want)
+		require.False(t, i == 1 && r.Stats().Ops != before,
+			"second Get(%q) went through the guard (Ops %d -> %d): not a near hit", key, before, r.Stats().Ops)
 	}
-	if !nearHas(r, key) {
-		t.Fatalf("%q not in the near cache after two reads", key)
-	}
+	require.True(t, nearHas(r, key), "%q not in the near cache after two reads", key)
 }
 
 func TestNearCacheInvalidation(t *testing.T) {
@@ -109,20 +103,15 @@ func TestNearCacheInvalidation(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			key := "near:" + strings.ReplaceAll(tc.name, " ", "-")
-			if err := other.Set(ctx, key, "v1", 0).Err(); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, other.Set(ctx, key, "v1", 0).Err())
 			cached(t, r, key, "v1")
 			inv := r.Stats().NearCache
-			if err := tc.write(key); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, tc.write(key))
 			d := waitGone(t, r, key, tc.name)
 			t.Logf("%s reached the near cache after %v", tc.name, d)
 			got := r.Stats().NearCache
-			if got.Invalidations+got.Flushes <= inv.Invalidations+inv.Flushes {
-				t.Errorf("Invalidations %d, Flushes %d: no push counted", got.Invalidations, got.Flushes)
-			}
+			assert.Greater(t, got.Invalidations+got.Flushes, inv.Invalidations+inv.Flushes,
+				"Invalidations %d, Flushes %d: no push counted", got.Invalidations, got.Flushes)
 			want, err := other.Get(ctx, key).Result()
 			if errors.Is(err, redis.Nil) {
 				want = "<none>"
@@ -131,9 +120,7 @@ func TestNearCacheInvalidation(t *testing.T) {
 			if errors.Is(err, ErrNotFound) {
 				v = []byte("<none>")
 			}
-			if string(v) != want {
-				t.Errorf("Get(%q) after %s = %q, %v; Redis has %q", key, tc.name, v, err, want)
-			}
+			assert.Equal(t, want, string(v), "Get(%q) after %s = %q, %v; Redis has %q", key, tc.name, v, err, want)
 		})
 	}
 }
@@ -144,33 +131,25 @@ func TestNearCacheEviction(t *testing.T) {
 	waitServing(t, r, true)
 	other := rawClient(t, srv.Addr())
 	ctx := ctxFor(t, waitLimit)
-	if err := other.Set(ctx, "victim", "v1", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, other.Set(ctx, "victim", "v1", 0).Err())
 	cached(t, r, "victim", "v1")
 	// Near hits do not touch the key in Redis: it is the least recently
 	// used, and goes first.
 	filler := bytes.Repeat([]byte("x"), 64<<10)
 	for i := 0; ; i++ {
 		n, err := other.Exists(ctx, "victim").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if n == 0 {
 			break
 		}
-		if i > 1000 {
-			t.Fatal("victim never evicted")
-		}
-		if err := other.Set(ctx, fmt.Sprintf("fill:%d", i), filler, 0).Err(); err != nil && !redis.IsOOMError(err) {
-			t.Fatal(err)
-		}
+		require.LessOrEqual(t, i, 1000, "victim never evicted")
+		err = other.Set(ctx, fmt.Sprintf("fill:%d", i), filler, 0).Err()
+		require.True(t, err == nil || redis.IsOOMError(err), "fill: %v", err)
 	}
 	d := waitGone(t, r, "victim", "eviction")
 	t.Logf("eviction reached the near cache after %v", d)
-	if _, err := r.Get(ctx, "victim"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get(victim) after eviction: %v, want ErrNotFound", err)
-	}
+	_, err := r.Get(ctx, "victim")
+	assert.ErrorIs(t, err, ErrNotFound, "Get(victim) after eviction: %v, want ErrNotFound", err)
 }
 
 // TestNearCacheOwnWrite: this process's own Set and Del are seen by its
@@ -182,23 +161,16 @@ func TestNearCacheOwnWrite(t *testing.T) {
 	r := newTestRedis(t, Config{Addr: srv.Addr()}, nearOpts(Options{NearCache: &NearCacheOptions{DrainInterval: time.Hour}}))
 	waitServing(t, r, true)
 	ctx := ctxFor(t, waitLimit)
-	if err := r.Set(ctx, "k", []byte("v1"), 0); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, r.Set(ctx, "k", []byte("v1"), 0))
 	cached(t, r, "k", "v1")
-	if err := r.Set(ctx, "k", []byte("v2"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if v, err := r.Get(ctx, "k"); err != nil || string(v) != "v2" {
-		t.Fatalf("Get after own Set = %q, %v; want v2", v, err)
-	}
+	require.NoError(t, r.Set(ctx, "k", []byte("v2"), 0))
+	v, err := r.Get(ctx, "k")
+	require.NoError(t, err, "Get after own Set = %q, %v; want v2", v, err)
+	require.Equal(t, "v2", string(v), "Get after own Set = %q, %v; want v2", v, err)
 	cached(t, r, "k", "v2")
-	if err := r.Del(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	if v, err := r.Get(ctx, "k"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Get after own Del = %q, %v; want ErrNotFound", v, err)
-	}
+	require.NoError(t, r.Del(ctx, "k"))
+	v, err = r.Get(ctx, "k")
+	require.ErrorIs(t, err, ErrNotFound, "Get after own Del = %q, %v; want ErrNotFound", v, err)
 }
 
 // TestNearCacheNegativeHit: a missing key is cached too, and a write by
@@ -209,20 +181,15 @@ func TestNearCacheNegativeHit(t *testing.T) {
 	waitServing(t, r, true)
 	ctx := ctxFor(t, waitLimit)
 	for range 2 {
-		if _, err := r.Get(ctx, "absent"); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("Get(absent) = %v, want ErrNotFound", err)
-		}
+		_, err := r.Get(ctx, "absent")
+		require.ErrorIs(t, err, ErrNotFound, "Get(absent) = %v, want ErrNotFound", err)
 	}
-	if !nearHas(r, "absent") {
-		t.Fatal("a miss was not cached")
-	}
-	if err := rawClient(t, srv.Addr()).Set(ctx, "absent", "now", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	require.True(t, nearHas(r, "absent"), "a miss was not cached")
+	require.NoError(t, rawClient(t, srv.Addr()).Set(ctx, "absent", "now", 0).Err())
 	waitGone(t, r, "absent", "create")
-	if v, err := r.Get(ctx, "absent"); err != nil || string(v) != "now" {
-		t.Fatalf("Get after create = %q, %v", v, err)
-	}
+	v, err := r.Get(ctx, "absent")
+	require.NoError(t, err, "Get after create = %q", v)
+	require.Equal(t, "now", string(v), "Get after create = %q, %v", v, err)
 }
 
 // TestNearCacheFaults: with Redis killed, hung or behind a blackhole the
@@ -242,9 +209,7 @@ func TestNearCacheFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t, redistest.Options{})
 			p, err := faultproxy.New(srv.Addr(), faultproxy.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			t.Cleanup(func() { _ = p.Close() })
 			logger, logs := newLogger(slog.LevelInfo)
 			r := newTestRedis(t, Config{Addr: p.Addr()}, nearOpts(Options{
@@ -254,51 +219,37 @@ func TestNearCacheFaults(t *testing.T) {
 			waitServing(t, r, true)
 			ctx := context.Background()
 			other := rawClient(t, srv.Addr())
-			if err := other.Set(ctx, "k", "v1", 0).Err(); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, other.Set(ctx, "k", "v1", 0).Err())
 			cached(t, r, "k", "v1")
 
 			tc.fault(srv, p)
 			s := waitServing(t, r, false)
-			if s.Reason == "" || s.Entries != 0 {
-				t.Errorf("paused near cache: reason %q, %d entries; want a reason and none", s.Reason, s.Entries)
-			}
-			if v, err := r.Get(ctx, "k"); err == nil {
-				t.Errorf("Get while Redis is cut off = %q, want an error (nothing served from memory)", v)
-			}
+			assert.NotEmpty(t, s.Reason, "paused near cache: reason %q, %d entries; want a reason and none", s.Reason, s.Entries)
+			assert.Zero(t, s.Entries, "paused near cache: reason %q, %d entries; want a reason and none", s.Reason, s.Entries)
+			v, err := r.Get(ctx, "k")
+			assert.Error(t, err, "Get while Redis is cut off = %q, want an error (nothing served from memory)", v)
 			if tc.writeDuring {
-				if err := other.Set(ctx, "k", "v2", 0).Err(); err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, other.Set(ctx, "k", "v2", 0).Err())
 			}
 			tc.heal(srv, p)
 			if tc.name == "killed" { // no persistence: the key went with it
-				if err := eventually(func() error { return other.Set(ctx, "k", "v1", 0).Err() }); err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, eventually(func() error { return other.Set(ctx, "k", "v1", 0).Err() }))
 			}
 			s = waitServing(t, r, true)
-			if s.Pauses == 0 {
-				t.Errorf("Pauses = 0 after a fault")
-			}
+			assert.NotZero(t, s.Pauses, "Pauses = 0 after a fault")
 			want := "v1"
 			if tc.writeDuring {
 				want = "v2"
 			}
-			if err := eventually(func() error {
+			require.NoError(t, eventually(func() error {
 				v, err := r.Get(ctx, "k")
-				if err == nil && string(v) != want {
-					t.Fatalf("Get after %s = %q, want %q: a stale read", tc.name, v, want)
+				if err == nil {
+					require.Equal(t, want, string(v), "Get after %s: a stale read", tc.name)
 				}
 				return err
-			}); err != nil {
-				t.Fatalf("Get after heal: %v", err)
-			}
+			}), "Get after heal")
 			cached(t, r, "k", want)
-			if n := len(logs.lines("near cache paused")); n != 1 {
-				t.Errorf("%d 'near cache paused' lines, want 1:\n%s", n, logs)
-			}
+			assert.Len(t, logs.Lines("near cache paused"), 1, "%d 'near cache paused' lines, want 1:\n%s", len(logs.Lines("near cache paused")), logs)
 		})
 	}
 }
@@ -322,9 +273,7 @@ func TestNearCacheUnsupported(t *testing.T) {
 			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
 			t.Cleanup(func() { _ = c.Close() })
 			r, err := Wrap(c, o)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			t.Cleanup(func() { _ = r.Close() })
 			return r
 		}, "standalone client built by NewRedis"},
@@ -335,27 +284,20 @@ func TestNearCacheUnsupported(t *testing.T) {
 			r := tc.build(t, nearOpts(Options{Logger: logger}))
 			deadline := time.Now().Add(waitLimit)
 			for !strings.Contains(r.Stats().NearCache.Reason, tc.reason) {
-				if time.Now().After(deadline) {
-					t.Fatalf("Reason = %q, want it to say %q", r.Stats().NearCache.Reason, tc.reason)
-				}
+				require.False(t, time.Now().After(deadline), "Reason = %q, want it to say %q", r.Stats().NearCache.Reason, tc.reason)
 				time.Sleep(time.Millisecond)
 			}
 			s := r.Stats().NearCache
-			if !s.Enabled || s.Serving {
-				t.Errorf("Enabled %v Serving %v, want true false", s.Enabled, s.Serving)
-			}
+			assert.True(t, s.Enabled, "Enabled %v Serving %v, want true false", s.Enabled, s.Serving)
+			assert.False(t, s.Serving, "Enabled %v Serving %v, want true false", s.Enabled, s.Serving)
 			ctx := ctxFor(t, waitLimit)
-			if err := r.Set(ctx, "k", []byte("v"), 0); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, r.Set(ctx, "k", []byte("v"), 0))
 			for range 2 {
-				if v, err := r.Get(ctx, "k"); err != nil || string(v) != "v" {
-					t.Fatalf("Get = %q, %v", v, err)
-				}
+				v, err := r.Get(ctx, "k")
+				require.NoError(t, err, "Get = %q", v)
+				require.Equal(t, "v", string(v), "Get = %q, %v", v, err)
 			}
-			if n := len(logs.lines("near cache off")); n != 1 {
-				t.Errorf("%d 'near cache off' lines, want 1:\n%s", n, logs)
-			}
+			assert.Len(t, logs.Lines("near cache off"), 1, "%d 'near cache off' lines, want 1:\n%s", len(logs.Lines("near cache off")), logs)
 		})
 	}
 }
@@ -363,16 +305,14 @@ func TestNearCacheUnsupported(t *testing.T) {
 func TestNearCacheOffByDefault(t *testing.T) {
 	m := miniredis.RunT(t)
 	r := newTestRedis(t, Config{Addr: m.Addr()}, Options{})
-	if s := r.Stats().NearCache; s != (NearCacheStats{}) {
-		t.Errorf("NearCache stats without the option = %+v, want zero", s)
-	}
+	s := r.Stats().NearCache
+	assert.Zero(t, s, "NearCache stats without the option = %+v, want zero", s)
 }
 
 func TestNearCacheOptionsInvalid(t *testing.T) {
 	_, err := NewRedis(Config{Addr: "127.0.0.1:1"}, Options{NearCache: &NearCacheOptions{MaxBytes: -1}})
-	if err == nil || !strings.Contains(err.Error(), "NearCache") {
-		t.Errorf("NewRedis with MaxBytes -1: %v, want an error naming NearCache", err)
-	}
+	require.Error(t, err, "NewRedis with MaxBytes -1, want an error naming NearCache")
+	assert.Contains(t, err.Error(), "NearCache", "NewRedis with MaxBytes -1: %v, want an error naming NearCache", err)
 }
 
 // TestNearCacheFloor: a fetch reserved before a pause never publishes,
@@ -382,28 +322,23 @@ func TestNearCacheFloor(t *testing.T) {
 	n.resume()
 	key := n.cacheKey("k")
 	token, fetch := n.Reserve(key, []string{n.prefix + "k"})
-	if !fetch || token == 0 {
-		t.Fatalf("Reserve = %d, %v", token, fetch)
-	}
+	require.True(t, fetch, "Reserve = %d, %v", token, fetch)
+	require.NotZero(t, token, "Reserve = %d, %v", token, fetch)
 	n.pause(nearLost)
 	n.resume()
-	if n.FulfillOwned(key, token, 1, []byte("$1\r\nx\r\n")) {
-		t.Fatal("a value reserved before a pause was published after it")
-	}
+	require.False(t, n.FulfillOwned(key, token, 1, []byte("$1\r\nx\r\n")), "a value reserved before a pause was published after it")
 	token, _ = n.Reserve(key, []string{n.prefix + "k"})
-	if !n.FulfillOwned(key, token, 1, []byte("$1\r\nx\r\n")) {
-		t.Fatal("a value reserved after the resume was refused")
-	}
-	if v, found, ok := n.lookup("k"); !ok || !found || string(v) != "x" {
-		t.Fatalf("lookup = %q, %v, %v", v, found, ok)
-	}
+	require.True(t, n.FulfillOwned(key, token, 1, []byte("$1\r\nx\r\n")), "a value reserved after the resume was refused")
+	v, found, ok := n.lookup("k")
+	require.True(t, ok, "lookup = %q, %v, %v", v, found, ok)
+	require.True(t, found, "lookup = %q, %v, %v", v, found, ok)
+	require.Equal(t, "x", string(v), "lookup = %q, %v, %v", v, found, ok)
 	n.pause(nearLost)
-	if _, _, ok := n.lookup("k"); ok {
-		t.Fatal("lookup served while paused")
-	}
-	if token, fetch := n.Reserve(key, nil); token != 0 || !fetch {
-		t.Fatalf("Reserve while paused = %d, %v; want 0, true (fetch uncached)", token, fetch)
-	}
+	_, _, ok = n.lookup("k")
+	require.False(t, ok, "lookup served while paused")
+	token, fetch = n.Reserve(key, nil)
+	require.Zero(t, token, "Reserve while paused = %d, %v; want 0, true (fetch uncached)", token, fetch)
+	require.True(t, fetch, "Reserve while paused = %d, %v; want 0, true (fetch uncached)", token, fetch)
 }
 
 func TestParseBulk(t *testing.T) {
@@ -428,9 +363,9 @@ func TestParseBulk(t *testing.T) {
 	}
 	for _, tc := range cases {
 		v, found, ok := parseBulk([]byte(tc.raw))
-		if string(v) != tc.val || found != tc.found || ok != tc.ok {
-			t.Errorf("parseBulk(%q) = %q, %v, %v; want %q, %v, %v", tc.raw, v, found, ok, tc.val, tc.found, tc.ok)
-		}
+		assert.Equal(t, tc.val, string(v), "parseBulk(%q) = %q, %v, %v; want %q, %v, %v", tc.raw, v, found, ok, tc.val, tc.found, tc.ok)
+		assert.Equal(t, tc.found, found, "parseBulk(%q) = %q, %v, %v; want %q, %v, %v", tc.raw, v, found, ok, tc.val, tc.found, tc.ok)
+		assert.Equal(t, tc.ok, ok, "parseBulk(%q) = %q, %v, %v; want %q, %v, %v", tc.raw, v, found, ok, tc.val, tc.found, tc.ok)
 	}
 }
 
@@ -440,14 +375,10 @@ func FuzzParseBulk(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		v, found, ok := parseBulk(raw)
-		if !ok && (found || v != nil) {
-			t.Fatalf("parseBulk(%q) not ok but found=%v v=%q", raw, found, v)
-		}
+		require.False(t, !ok && (found || v != nil), "parseBulk(%q) not ok but found=%v v=%q", raw, found, v)
 		if ok && found {
 			want := fmt.Sprintf("$%d\r\n%s\r\n", len(v), v)
-			if want != string(raw) {
-				t.Fatalf("parseBulk(%q) = %q, which is not what it read", raw, v)
-			}
+			require.Equal(t, want, string(raw), "parseBulk(%q) = %q, which is not what it read", raw, v)
 		}
 	})
 }
@@ -464,15 +395,13 @@ func TestNearCacheOffOnTopology(t *testing.T) {
 			r := newTestRedis(t, cfg, nearOpts(Options{Logger: slog.New(slog.DiscardHandler)}))
 			deadline := time.Now().Add(waitLimit)
 			for r.State() != StateOpen {
-				if time.Now().After(deadline) {
-					t.Fatalf("breaker %v, want open", r.State())
-				}
+				require.False(t, time.Now().After(deadline), "breaker %v, want open", r.State())
 				time.Sleep(time.Millisecond)
 			}
 			s := r.Stats().NearCache
-			if !s.Enabled || s.Serving || !strings.Contains(s.Reason, "standalone client built by NewRedis") {
-				t.Errorf("NearCache = %+v, want enabled, not serving, off for the topology", s)
-			}
+			assert.True(t, s.Enabled, "NearCache = %+v, want enabled, not serving, off for the topology", s)
+			assert.False(t, s.Serving, "NearCache = %+v, want enabled, not serving, off for the topology", s)
+			assert.Contains(t, s.Reason, "standalone client built by NewRedis", "NearCache = %+v, want enabled, not serving, off for the topology", s)
 		})
 	}
 }
@@ -481,9 +410,7 @@ func TestNearCacheOffOnTopology(t *testing.T) {
 func deadAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	addr := l.Addr().String()
 	_ = l.Close()
 	return addr

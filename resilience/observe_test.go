@@ -10,6 +10,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestObserveOps(t *testing.T) {
@@ -23,9 +25,7 @@ func TestObserveOps(t *testing.T) {
 		got = append(got, op)
 	})
 	ctx := ctxFor(t, waitLimit)
-	if err := eventually(func() error { _, err := r.Ping(ctx); return err }); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, eventually(func() error { _, err := r.Ping(ctx); return err }))
 	mu.Lock()
 	got = nil
 	mu.Unlock()
@@ -35,22 +35,18 @@ func TestObserveOps(t *testing.T) {
 	_ = r.Do(ctx, func(ctx context.Context, c redis.UniversalClient) error { return c.Incr(ctx, "n").Err() })
 	mu.Lock()
 	want := []string{"get", "set", "del", "do"}
-	if len(got) != len(want) {
-		t.Fatalf("observed %+v, want %v", got, want)
-	}
+	require.Len(t, got, len(want), "observed %+v, want %v", got, want)
 	for i, op := range got {
-		if op.Name != want[i] || op.Outcome != OpOK || op.Duration <= 0 {
-			t.Errorf("op %d = %+v, want %s ok with a duration", i, op, want[i])
-		}
+		assert.Equal(t, want[i], op.Name, "op %d = %+v, want %s ok with a duration", i, op, want[i])
+		assert.Equal(t, OpOK, op.Outcome, "op %d = %+v, want %s ok with a duration", i, op, want[i])
+		assert.Positive(t, op.Duration, "op %d = %+v, want %s ok with a duration", i, op, want[i])
 	}
 	mu.Unlock()
 
 	r.ObserveOps(nil)
 	_, _ = r.Get(ctx, "missing")
 	mu.Lock()
-	if len(got) != len(want) {
-		t.Errorf("observed after ObserveOps(nil): %+v", got[len(want):])
-	}
+	assert.Len(t, got, len(want), "observed after ObserveOps(nil): %+v", got[len(want):])
 	mu.Unlock()
 	r.ObserveOps(func(op Op) {
 		mu.Lock()
@@ -63,25 +59,22 @@ func TestObserveOps(t *testing.T) {
 	mr.Close()
 	before := r.Stats().Ops
 	for range 3 {
-		if _, err := r.Get(ctx, "k"); err == nil {
-			t.Fatal("GET with Redis gone succeeded")
-		}
+		_, err := r.Get(ctx, "k")
+		require.Error(t, err, "GET with Redis gone")
 	}
 	reached := r.Stats().Ops - before
 	mu.Lock()
 	failed := got[len(want):]
-	if uint64(len(failed)) != reached {
-		t.Errorf("observed %d operations after Redis went away, Stats counts %d", len(failed), reached)
-	}
+	assert.Equal(t, reached, uint64(len(failed)), "operations observed after Redis went away, want what Stats counts")
 	for _, op := range failed {
-		if op.Name != "get" || op.Outcome == OpOK {
-			t.Errorf("after Redis went away: %+v, want a get that failed", op)
-		}
+		assert.Equal(t, "get", op.Name, "after Redis went away: %+v, want a get that failed", op)
+		assert.NotEqual(t, OpOK, op.Outcome, "after Redis went away: %+v, want a get that failed", op)
 	}
 	mu.Unlock()
-	if s := r.Stats(); s.Opens != 1 || s.Closes != 0 || s.Rejected == 0 {
-		t.Errorf("Stats Opens %d, Closes %d, Rejected %d; want 1, 0, some", s.Opens, s.Closes, s.Rejected)
-	}
+	s := r.Stats()
+	assert.EqualValues(t, 1, s.Opens, "Stats().Opens")
+	assert.Zero(t, s.Closes, "Stats().Closes")
+	assert.NotZero(t, s.Rejected, "Stats().Rejected")
 }
 
 func TestOutcomeOf(t *testing.T) {
@@ -98,9 +91,7 @@ func TestOutcomeOf(t *testing.T) {
 		{errors.New("dial tcp: connection refused"), OpError},
 		{redis.ErrClosed, OpError},
 	} {
-		if got := outcomeOf(tc.err); got != tc.want {
-			t.Errorf("outcomeOf(%v) = %q, want %q", tc.err, got, tc.want)
-		}
+		assert.Equal(t, tc.want, outcomeOf(tc.err), "outcomeOf(%v)", tc.err)
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The tests of Retry run in a synctest bubble: the backoff waits (timers
@@ -27,21 +29,15 @@ func TestRetrySucceedsOnThirdAttempt(t *testing.T) {
 				}
 				return nil
 			})
-		if err != nil {
-			t.Fatalf("Retry = %v, want nil", err)
-		}
-		if attempts != 3 {
-			t.Errorf("attempts = %d, want 3", attempts)
-		}
+		require.NoError(t, err, "Retry")
+		assert.Equal(t, 3, attempts, "attempts")
 		// Waits of about 1 s then 2 s, each with ±20% jitter.
-		if d := time.Since(start); d < 2400*time.Millisecond || d > 3600*time.Millisecond {
-			t.Errorf("time spent = %v, want the two backoff waits (about 3 s)", d)
-		}
-		if got := logs.lines(`"level":"WARN"`, `"task":"flaky"`); len(got) != 2 {
-			t.Errorf("logged %d retry warnings, want 2:\n%s", len(got), logs)
-		}
-		if got := logs.lines(`"attempt":1`); len(got) != 1 || !strings.Contains(got[0], "attempt 1: upstream 500") {
-			t.Errorf("first warning %q does not carry attempt 1 and its error", got)
+		d := time.Since(start)
+		assert.GreaterOrEqual(t, d, 2400*time.Millisecond, "time spent, want the two backoff waits (about 3 s)")
+		assert.LessOrEqual(t, d, 3600*time.Millisecond, "time spent, want the two backoff waits (about 3 s)")
+		assert.Len(t, logs.Lines(`"level":"WARN"`, `"task":"flaky"`), 2, "retry warnings, log:\n%s", logs)
+		if got := logs.Lines(`"attempt":1`); assert.Len(t, got, 1, "warnings of attempt 1") {
+			assert.Contains(t, got[0], "attempt 1: upstream 500", "first warning does not carry attempt 1 and its error")
 		}
 	})
 }
@@ -59,15 +55,9 @@ func TestRetryStopsAtMaxAttempts(t *testing.T) {
 				errs = append(errs, e)
 				return e
 			})
-		if len(errs) != 4 {
-			t.Fatalf("attempts = %d, want 4", len(errs))
-		}
-		if !errors.Is(err, errs[3]) {
-			t.Errorf("Retry = %v, want the last error %v", err, errs[3])
-		}
-		if got := logs.lines(`"level":"WARN"`, `"task":"task"`); len(got) != 3 {
-			t.Errorf("logged %d warnings, want 3 (one per retry, none for the final failure):\n%s", len(got), logs)
-		}
+		require.Len(t, errs, 4, "attempts")
+		assert.ErrorIs(t, err, errs[3], "Retry, want the last error")
+		assert.Len(t, logs.Lines(`"level":"WARN"`, `"task":"task"`), 3, "warnings, want one per retry, none for the final failure; log:\n%s", logs)
 	})
 }
 
@@ -80,16 +70,12 @@ func TestRetryZeroOptions(t *testing.T) {
 			attempts++
 			return errUpstream
 		})
-		if !errors.Is(err, errUpstream) {
-			t.Errorf("Retry = %v, want %v", err, errUpstream)
-		}
-		if attempts != DefaultTaskAttempts {
-			t.Errorf("attempts = %d, want DefaultTaskAttempts (%d)", attempts, DefaultTaskAttempts)
-		}
+		assert.ErrorIs(t, err, errUpstream, "Retry = %v, want %v", err, errUpstream)
+		assert.EqualValues(t, DefaultTaskAttempts, attempts, "attempts = %d, want DefaultTaskAttempts (%d)", attempts, DefaultTaskAttempts)
 		// 100+200+400+800 ms, ±20%.
-		if d := time.Since(start); d < 1200*time.Millisecond || d > 1800*time.Millisecond {
-			t.Errorf("time spent = %v, want about 1.5 s", d)
-		}
+		d := time.Since(start)
+		assert.GreaterOrEqual(t, d, 1200*time.Millisecond, "time spent, want about 1.5 s")
+		assert.LessOrEqual(t, d, 1800*time.Millisecond, "time spent, want about 1.5 s")
 	})
 }
 
@@ -103,9 +89,7 @@ func TestRetryMaxBackoffCapsWaits(t *testing.T) {
 				return errUpstream
 			})
 		for i := 1; i < len(at); i++ {
-			if d := at[i].Sub(at[i-1]); d > 3*time.Second*12/10 {
-				t.Errorf("wait before attempt %d = %v, want at most MaxBackoff 3 s (+20%% jitter)", i+1, d)
-			}
+			assert.LessOrEqual(t, at[i].Sub(at[i-1]), 3*time.Second*12/10, "wait before attempt %d, want at most MaxBackoff 3 s (+20%% jitter)", i+1)
 		}
 	})
 }
@@ -133,15 +117,10 @@ func TestRetryMaxElapsed(t *testing.T) {
 						}
 						return errUpstream
 					})
-				if !errors.Is(err, errUpstream) {
-					t.Errorf("Retry = %v, want %v", err, errUpstream)
-				}
-				if d := time.Since(start); d > 10*time.Second {
-					t.Errorf("time spent = %v, want at most MaxElapsed (10 s)", d)
-				}
-				if attempts < 2 || attempts > tc.wantMax {
-					t.Errorf("attempts = %d, want 2..%d", attempts, tc.wantMax)
-				}
+				assert.ErrorIs(t, err, errUpstream, "Retry = %v, want %v", err, errUpstream)
+				assert.LessOrEqual(t, time.Since(start), 10*time.Second, "time spent, want at most MaxElapsed (10 s)")
+				assert.GreaterOrEqual(t, attempts, 2, "attempts, want 2..%d", tc.wantMax)
+				assert.LessOrEqual(t, attempts, tc.wantMax, "attempts, want 2..%d", tc.wantMax)
 			})
 		})
 	}
@@ -160,18 +139,10 @@ func TestRetryNotRetryable(t *testing.T) {
 			attempts++
 			return permanent
 		})
-		if !errors.Is(err, permanent) {
-			t.Errorf("Retry = %v, want %v", err, permanent)
-		}
-		if attempts != 1 {
-			t.Errorf("attempts = %d, want 1", attempts)
-		}
-		if !errors.Is(seen, permanent) {
-			t.Errorf("Retryable saw %v, want %v", seen, permanent)
-		}
-		if logs.String() != "" {
-			t.Errorf("logged %s, want nothing: the caller decides about the final error", logs)
-		}
+		assert.ErrorIs(t, err, permanent, "Retry = %v, want %v", err, permanent)
+		assert.Equal(t, 1, attempts, "attempts")
+		assert.ErrorIs(t, seen, permanent, "Retryable saw %v, want %v", seen, permanent)
+		assert.Empty(t, logs.String(), "logged %s, want nothing: the caller decides about the final error", logs)
 	})
 }
 
@@ -184,22 +155,14 @@ func TestRetryPanic(t *testing.T) {
 			panic("boom")
 		})
 		var pe *PanicError
-		if !errors.As(err, &pe) {
-			t.Fatalf("Retry = %v (%T), want a *PanicError", err, err)
-		}
-		if pe.Value != "boom" {
-			t.Errorf("PanicError.Value = %v, want boom", pe.Value)
-		}
-		if !strings.Contains(err.Error(), "boom") {
-			t.Errorf("PanicError text %q does not say what the panic was", err)
-		}
-		if attempts != 1 {
-			t.Errorf("attempts = %d, want 1: a panic is not retried", attempts)
-		}
-		lines := logs.lines()
-		if len(lines) != 1 || !strings.Contains(lines[0], `"level":"ERROR"`) || !strings.Contains(lines[0], `"task":"job"`) ||
-			!strings.Contains(lines[0], "retry_test.go") {
-			t.Errorf("log = %q, want exactly one error line naming the task, with the stack", lines)
+		require.ErrorAs(t, err, &pe, "Retry = %v (%T), want a *PanicError", err, err)
+		assert.Equal(t, "boom", pe.Value, "PanicError.Value = %v, want boom", pe.Value)
+		assert.Contains(t, err.Error(), "boom", "PanicError text %q does not say what the panic was", err)
+		assert.Equal(t, 1, attempts, "attempts, want 1: a panic is not retried")
+		if lines := logs.Lines(); assert.Len(t, lines, 1, "log, want exactly one error line naming the task, with the stack") {
+			assert.Contains(t, lines[0], `"level":"ERROR"`, "log line, want an error")
+			assert.Contains(t, lines[0], `"task":"job"`, "log line, want the task")
+			assert.Contains(t, lines[0], "retry_test.go", "log line, want the stack")
 		}
 	})
 }
@@ -211,8 +174,8 @@ func TestRetryPanicWithError(t *testing.T) {
 			panic(errUpstream)
 		})
 		var pe *PanicError
-		if !errors.As(err, &pe) || pe.Value != errUpstream {
-			t.Errorf("Retry = %v, want a *PanicError holding %v", err, errUpstream)
+		if assert.ErrorAs(t, err, &pe, "Retry = %v, want a *PanicError holding %v", err, errUpstream) {
+			assert.Equal(t, errUpstream, pe.Value, "PanicError.Value")
 		}
 	})
 }
@@ -229,15 +192,9 @@ func TestRetryContextCancelStopsWaiting(t *testing.T) {
 			attempts++
 			return errUpstream
 		})
-		if d := time.Since(start); d != 5*time.Second {
-			t.Errorf("Retry returned after %v, want at the cancel (5 s), not after the 1 min backoff", d)
-		}
-		if attempts != 1 {
-			t.Errorf("attempts = %d, want 1", attempts)
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Retry = %v, want context.Canceled", err)
-		}
+		assert.Equal(t, 5*time.Second, time.Since(start), "Retry returned then, want at the cancel (5 s), not after the 1 min backoff")
+		assert.Equal(t, 1, attempts, "attempts")
+		assert.ErrorIs(t, err, context.Canceled, "Retry = %v, want context.Canceled", err)
 	})
 }
 
@@ -253,12 +210,8 @@ func TestRetryContextCancelDuringAttempt(t *testing.T) {
 			<-ctx.Done() // the task sees its context end
 			return ctx.Err()
 		})
-		if attempts != 1 {
-			t.Errorf("attempts = %d, want 1", attempts)
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Retry = %v, want context.Canceled", err)
-		}
+		assert.Equal(t, 1, attempts, "attempts")
+		assert.ErrorIs(t, err, context.Canceled, "Retry = %v, want context.Canceled", err)
 	})
 }
 
@@ -272,9 +225,8 @@ func TestRetryContextDoneBeforeStart(t *testing.T) {
 			attempts++
 			return errUpstream
 		})
-		if !errors.Is(err, context.Canceled) || attempts != 0 {
-			t.Errorf("Retry on a done context = %v after %d attempts, want context.Canceled and no attempt", err, attempts)
-		}
+		assert.ErrorIs(t, err, context.Canceled, "Retry on a done context = %v after %d attempts, want context.Canceled and no attempt", err, attempts)
+		assert.Zero(t, attempts, "Retry on a done context = %v after %d attempts, want context.Canceled and no attempt", err, attempts)
 	})
 }
 
@@ -284,15 +236,11 @@ func TestRetryPassesContext(t *testing.T) {
 		ctx := context.WithValue(t.Context(), key{}, "v")
 		var got any
 		log, _ := newLogger(slog.LevelDebug)
-		if err := Retry(ctx, RetryOptions{Logger: log}, func(ctx context.Context) error {
+		require.NoError(t, Retry(ctx, RetryOptions{Logger: log}, func(ctx context.Context) error {
 			got = ctx.Value(key{})
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if got != "v" {
-			t.Errorf("task's context value = %v, want the caller's", got)
-		}
+		}))
+		assert.Equal(t, "v", got, "task's context value = %v, want the caller's", got)
 	})
 }
 
@@ -302,8 +250,7 @@ func TestRetryNegativeOptions(t *testing.T) {
 	} {
 		called := false
 		err := Retry(t.Context(), opts, func(context.Context) error { called = true; return nil })
-		if err == nil || called {
-			t.Errorf("Retry(%+v) = %v, called %v; want an error and no call", opts, err, called)
-		}
+		assert.Error(t, err, "Retry(%+v), want an error", opts)
+		assert.False(t, called, "Retry(%+v) called the task, want no call", opts)
 	}
 }

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/steadfast-go/steadfast/internal/redisproc"
 	"github.com/steadfast-go/steadfast/internal/redistest"
 )
@@ -57,7 +60,7 @@ func untilOK(t *testing.T, limit time.Duration, op func() error) time.Time {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("no success within %v; last error: %v", limit, err)
+	require.FailNowf(t, "no success", "no success within %v; last error: %v", limit, err)
 	return time.Time{}
 }
 
@@ -68,9 +71,7 @@ func TestSentinelFailoverResumes(t *testing.T) {
 	st := redistest.StartSentinel(t, redisproc.SentinelOptions{})
 	cfg, err := ParseURL("redis://" + st.SentinelAddrs()[0] + "/0?master_name=" + st.Name +
 		"&addr=" + st.SentinelAddrs()[1] + "&addr=" + st.SentinelAddrs()[2])
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ev := newEvents()
 	r := newTestRedis(t, cfg, Options{OpTimeout: topoOpTimeout, DialTimeout: 500 * time.Millisecond, OnStateChange: ev.record})
 	ctx := context.Background()
@@ -78,24 +79,18 @@ func TestSentinelFailoverResumes(t *testing.T) {
 
 	for _, fault := range []string{"SENTINEL FAILOVER", "kill -9"} {
 		old, err := st.MasterAddr(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		switch fault {
 		case "SENTINEL FAILOVER":
 			err = st.Failover(ctx)
 		default:
 			st.Node(old).Kill()
 		}
-		if err != nil {
-			t.Fatalf("%s: %v", fault, err)
-		}
+		require.NoError(t, err, "%s", fault)
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		newMaster, known, err := st.WaitNewMaster(wctx, old)
 		cancel()
-		if err != nil {
-			t.Fatalf("%s: %v", fault, err)
-		}
+		require.NoError(t, err, "%s", fault)
 		// Every operation meanwhile ends within its deadline (plus
 		// scheduling slack), and caching resumes with no restart.
 		var slowest time.Duration
@@ -107,12 +102,8 @@ func TestSentinelFailoverResumes(t *testing.T) {
 		})
 		t.Logf("%s: %s -> %s; cache operations again %v after Sentinel knew the new master; slowest operation %v",
 			fault, old, newMaster, back.Sub(known).Round(time.Millisecond), slowest.Round(time.Millisecond))
-		if slowest > 2*(2*topoOpTimeout)+time.Second {
-			t.Errorf("%s: an operation took %v", fault, slowest)
-		}
-		if s := r.Stats(); s.Addr != cfg.String() {
-			t.Errorf("Stats().Addr = %q, want %q", s.Addr, cfg.String())
-		}
+		assert.LessOrEqual(t, slowest, 2*(2*topoOpTimeout)+time.Second, "%s: the slowest operation", fault)
+		assert.Equal(t, cfg.String(), r.Stats().Addr, "Stats().Addr")
 		if fault == "kill -9" {
 			_ = st.Node(old).Restart(ctx)
 		}
@@ -127,9 +118,7 @@ func TestClusterNodeIsolation(t *testing.T) {
 		t.Run(fault, func(t *testing.T) {
 			c := redistest.StartCluster(t, redisproc.ClusterOptions{})
 			cfg, err := ParseClusterURL("redis://" + c.Addrs()[0] + "?addr=" + c.Addrs()[1])
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			ev := newEvents()
 			r := newTestRedis(t, cfg, Options{OpTimeout: topoOpTimeout, DialTimeout: 500 * time.Millisecond, OnStateChange: ev.record})
 			ctx := context.Background()
@@ -146,15 +135,11 @@ func TestClusterNodeIsolation(t *testing.T) {
 				return nil
 			})
 			victim, err := c.MasterFor(ctx, redisproc.Slot(keys[0]), "")
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			var onVictim, elsewhere []string
 			for _, k := range keys {
 				m, err := c.MasterFor(ctx, redisproc.Slot(k), "")
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				if m == victim {
 					onVictim = append(onVictim, k)
 				} else {
@@ -164,8 +149,8 @@ func TestClusterNodeIsolation(t *testing.T) {
 			node := c.Node(victim)
 			if fault == "kill -9" {
 				node.Kill()
-			} else if err := node.Pause(); err != nil {
-				t.Fatal(err)
+			} else {
+				require.NoError(t, node.Pause())
 			}
 			t.Cleanup(func() { _ = node.Resume() })
 
@@ -198,16 +183,12 @@ func TestClusterNodeIsolation(t *testing.T) {
 				_ = cacheOp(ctx, r, onVictim[0])
 				time.Sleep(5 * time.Millisecond)
 			}
-			if at.IsZero() {
-				t.Fatal("the replica was not promoted")
-			}
-			if okOps == 0 || float64(failedOps) > 0.05*float64(okOps+failedOps) {
-				t.Errorf("keys on healthy masters: %d ok, %d failed while %s was down", okOps, failedOps, victim)
-			}
+			require.False(t, at.IsZero(), "the replica was not promoted")
+			assert.NotZero(t, okOps, "keys on healthy masters: %d ok, %d failed while %s was down", okOps, failedOps, victim)
+			assert.LessOrEqual(t, float64(failedOps), 0.05*float64(okOps+failedOps), "keys on healthy masters: %d ok, %d failed while %s was down", okOps, failedOps, victim)
 			// The victim's breaker is open, or gone with the node's slots.
-			if st, ok := r.Stats().Nodes[victim]; ok && st == StateClosed {
-				t.Errorf("the victim's breaker is %v after the promotion, want open or dropped", st)
-			}
+			st, ok := r.Stats().Nodes[victim]
+			assert.False(t, ok && st == StateClosed, "the victim's breaker is %v after the promotion, want open or dropped", st)
 			back := untilOK(t, 10*time.Second, func() error {
 				for _, k := range onVictim {
 					if err := cacheOp(ctx, r, k); err != nil {
@@ -218,9 +199,7 @@ func TestClusterNodeIsolation(t *testing.T) {
 			})
 			t.Logf("%s of %s: healthy shards %d ok / %d failed; failed shard cached again %v after the promotion was seen",
 				fault, victim, okOps, failedOps, back.Sub(at).Round(time.Millisecond))
-			if !slices.ContainsFunc(ev.drain(), func(c StateChange) bool { return c.Node == victim && c.To == StateOpen }) {
-				t.Errorf("no event of %s's breaker opening", victim)
-			}
+			assert.True(t, slices.ContainsFunc(ev.drain(), func(c StateChange) bool { return c.Node == victim && c.To == StateOpen }), "no event of %s's breaker opening", victim)
 		})
 	}
 }
@@ -234,9 +213,7 @@ func TestHeartbeatOnCluster(t *testing.T) {
 	c := redistest.StartCluster(t, redisproc.ClusterOptions{})
 	r := newTestRedis(t, Config{Topology: TopologyCluster, Addrs: c.Addrs()[:1]}, Options{OpTimeout: time.Second})
 	hb, err := NewHeartbeat(r, HeartbeatOptions{ID: "w1", Interval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() { _ = hb.Close() }()
 	ctx := context.Background()
 	untilOK(t, 10*time.Second, func() error {

@@ -11,6 +11,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestParseTopologyURLs(t *testing.T) {
@@ -64,29 +67,20 @@ func TestParseTopologyURLs(t *testing.T) {
 				env[k] = v
 			}
 			got, err := configFrom(mapLookup(env))
-			if err != nil {
-				t.Fatalf("configFrom: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("config = %#v, want %#v", got, tc.want)
-			}
-			if got.Password != tc.want.Password || got.SentinelPassword != tc.want.SentinelPassword {
-				t.Errorf("passwords differ")
-			}
+			require.NoError(t, err, "configFrom")
+			assert.True(t, reflect.DeepEqual(got, tc.want), "config = %#v, want %#v", got, tc.want)
+			// Not assert.Equal: it would print the passwords.
+			assert.True(t, got.Password == tc.want.Password && got.SentinelPassword == tc.want.SentinelPassword, "passwords differ")
 			// The shown form parses back to the same place.
 			back, err := configFrom(mapLookup(map[string]string{tc.env: got.String()}))
-			if err != nil {
-				t.Fatalf("%s=%s does not parse: %v", tc.env, got.String(), err)
-			}
+			require.NoError(t, err, "%s=%s does not parse", tc.env, got.String())
 			want := got
 			for _, p := range []*string{&want.Password, &want.SentinelPassword} {
 				if *p != "" {
 					*p = redacted
 				}
 			}
-			if !reflect.DeepEqual(back, want) {
-				t.Errorf("String %q parses to %#v, want %#v", got.String(), back, want)
-			}
+			assert.True(t, reflect.DeepEqual(back, want), "String %q parses to %#v, want %#v", got.String(), back, want)
 		})
 	}
 }
@@ -102,9 +96,7 @@ func TestTopologyString(t *testing.T) {
 			"rediss://app:***@n1:7000?addr=n2:7001"},
 		{Config{Topology: TopologyCluster, Addr: "n1:7000"}, "redis://n1:7000"},
 	} {
-		if got := tc.cfg.String(); got != tc.want {
-			t.Errorf("String() = %q, want %q", got, tc.want)
-		}
+		assert.Equal(t, tc.want, tc.cfg.String(), "String() of %#v", tc.cfg)
 	}
 }
 
@@ -131,9 +123,9 @@ func TestTopologyConfigMalformed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := configFrom(mapLookup(tc.env))
 			var ce *ConfigError
-			if !errors.As(err, &ce) || ce.Var != tc.wantVar || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want a ConfigError on %s saying %q", err, tc.wantVar, tc.want)
-			}
+			require.ErrorAs(t, err, &ce, "error %v, want a ConfigError on %s saying %q", err, tc.wantVar, tc.want)
+			require.Equal(t, tc.wantVar, ce.Var, "error %v, want a ConfigError on %s saying %q", err, tc.wantVar, tc.want)
+			require.Contains(t, err.Error(), tc.want, "error %v, want a ConfigError on %s saying %q", err, tc.wantVar, tc.want)
 			assertNoSecret(t, "error", err.Error(), testPassword)
 		})
 	}
@@ -177,9 +169,7 @@ func TestTopologyPasswordsNeverShown(t *testing.T) {
 					Dialer: func(context.Context, string, string) (net.Conn, error) {
 						return nil, errors.New("no network in this test")
 					}})
-				if err != nil {
-					t.Fatalf("NewRedis: %v", err)
-				}
+				require.NoError(t, err, "NewRedis")
 				assertNoSecret(t, "Redis.String()", r.String(), tp.pw)
 				if _, err := r.Ping(context.Background()); err != nil {
 					assertNoSecret(t, "Ping error", err.Error(), tp.pw)
@@ -216,16 +206,13 @@ func FuzzParseTopologyURL(f *testing.F) {
 			}
 			if err != nil {
 				var ce *ConfigError
-				if !errors.As(err, &ce) {
-					t.Fatalf("error %T, want *ConfigError", err)
-				}
+				require.ErrorAs(t, err, &ce, "error %T, want *ConfigError", err)
 				for _, m := range secretParam.FindAllStringSubmatchIndex(raw, -1) {
 					pw := raw[m[3]:m[1]]
 					// The parts, not the quoted whole: a quoted control byte
 					// spells digits that are in no password.
-					if len(pw) >= 6 && strings.Count(raw, pw) == 1 && (strings.Contains(ce.Value, pw) || strings.Contains(ce.Err.Error(), pw)) {
-						t.Fatalf("error %q shows the password parameter of %q", err, raw)
-					}
+					require.False(t, len(pw) >= 6 && strings.Count(raw, pw) == 1 && (strings.Contains(ce.Value, pw) || strings.Contains(ce.Err.Error(), pw)),
+						"error %q shows the password parameter of %q", err, raw)
 				}
 				continue
 			}
@@ -233,13 +220,10 @@ func FuzzParseTopologyURL(f *testing.F) {
 				continue
 			}
 			for _, pw := range []string{cfg.Password, cfg.SentinelPassword} {
-				if len(pw) >= 6 && strings.Contains(cfg.String(), pw) {
-					t.Fatalf("String %q shows a password", cfg.String())
-				}
+				require.False(t, len(pw) >= 6 && strings.Contains(cfg.String(), pw), "String %q shows a password", cfg.String())
 			}
-			if _, err := parse(cfg.String()); err != nil {
-				t.Fatalf("String %q of %q does not parse: %v", cfg.String(), raw, err)
-			}
+			_, err = parse(cfg.String())
+			require.NoError(t, err, "String %q of %q does not parse", cfg.String(), raw)
 		}
 	})
 }
@@ -257,13 +241,11 @@ func TestTopologyInvalidOption(t *testing.T) {
 		{Config{Topology: Topology(99), Addrs: []string{"n1:7000"}}, "Config.Topology"},
 	} {
 		r, err := NewRedis(tc.cfg, Options{})
-		if err == nil {
+		if !assert.Error(t, err, "NewRedis(%#v)", tc.cfg) {
 			_ = r.Close()
-			t.Errorf("NewRedis(%#v) = nil error, want one", tc.cfg)
 			continue
 		}
-		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tc.name) {
-			t.Errorf("NewRedis(%#v) = %v, want ErrInvalidOption naming %s", tc.cfg, err, tc.name)
-		}
+		assert.ErrorIs(t, err, ErrInvalidOption, "NewRedis(%#v) = %v, want ErrInvalidOption naming %s", tc.cfg, err, tc.name)
+		assert.Contains(t, err.Error(), tc.name, "NewRedis(%#v) = %v, want ErrInvalidOption naming %s", tc.cfg, err, tc.name)
 	}
 }

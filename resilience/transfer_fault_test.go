@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/steadfast-go/steadfast/internal/faultproxy"
 	"github.com/steadfast-go/steadfast/internal/redistest"
@@ -28,9 +30,7 @@ func TestFaultSlowLinkLargeValues(t *testing.T) {
 	}
 	srv := redistest.Start(t, redistest.Options{})
 	proxy, err := faultproxy.New(srv.Addr(), faultproxy.Options{Rate: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() { _ = proxy.Close() }()
 
 	const large, writers = 1 << 20, 2
@@ -39,13 +39,9 @@ func TestFaultSlowLinkLargeValues(t *testing.T) {
 	defer func() { _ = direct.Close() }()
 	ctx := ctxFor(t, time.Minute)
 	for i := range writers {
-		if err := direct.Set(ctx, fmt.Sprint("big:", i), value, 0).Err(); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, direct.Set(ctx, fmt.Sprint("big:", i), value, 0).Err())
 	}
-	if err := direct.Set(ctx, "small", "v", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, direct.Set(ctx, "small", "v", 0).Err())
 
 	var opened atomic.Int64
 	r := newTestRedis(t, Config{Addr: proxy.Addr()}, Options{Logger: discard, OpTimeout: DefaultOpTimeout,
@@ -55,9 +51,7 @@ func TestFaultSlowLinkLargeValues(t *testing.T) {
 				t.Logf("breaker opened after: %s", c.LastError)
 			}
 		}})
-	if err := r.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, r.WaitReady(ctx))
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -102,13 +96,7 @@ func TestFaultSlowLinkLargeValues(t *testing.T) {
 	// Before MinTransferRate it opened 11 to 12 times in 3 s. On a loaded
 	// 2-core machine one opening from a dial or handshake that missed its
 	// deadline can still happen; size-caused timeouts never count.
-	if n := opened.Load(); n > 1 {
-		t.Errorf("breaker opened %d times on a slow link, want at most once", n)
-	}
-	if hits < 4*(hits+misses)/5 {
-		t.Errorf("small key: %d hits of %d Gets, want at least 80%%", hits, hits+misses)
-	}
-	if setErrs.Load() > sets.Load()/4 {
-		t.Errorf("%d of %d Sets of %d bytes failed, want few: their deadline grows with the size", setErrs.Load(), sets.Load(), large)
-	}
+	assert.LessOrEqual(t, opened.Load(), int64(1), "breaker openings on a slow link, want at most one")
+	assert.GreaterOrEqual(t, hits, 4*(hits+misses)/5, "small key: hits of %d Gets, want at least 80%%", hits+misses)
+	assert.LessOrEqual(t, setErrs.Load(), sets.Load()/4, "failed Sets of %d (of %d bytes), want few: their deadline grows with the size", sets.Load(), large)
 }

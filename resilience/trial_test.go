@@ -11,6 +11,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestTrafficTrialClosesBreaker: with the prober backed off (an hour
@@ -23,13 +25,10 @@ func TestTrafficTrialClosesBreaker(t *testing.T) {
 	r := newTestRedis(t, Config{Addr: mr.Addr()}, Options{FailureThreshold: 1, MaxAttempts: 1,
 		ProbeInterval: hour, ProbeMaxInterval: hour, BreakerDelay: hour, OnStateChange: ev.record})
 	ctx := ctxFor(t, waitLimit)
-	if err := r.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, r.WaitReady(ctx))
 	mr.Close()
-	if _, err := r.Get(ctx, "k"); err == nil {
-		t.Fatal("Get with Redis down succeeded")
-	}
+	_, err := r.Get(ctx, "k")
+	require.Error(t, err, "Get with Redis down")
 	ev.waitFor(t, StateOpen, waitLimit)
 
 	// While down: requests are rejected at once, bar at most one trial
@@ -43,19 +42,11 @@ func TestTrafficTrialClosesBreaker(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	trials := r.Stats().Trials
-	if maxTrials := uint64(elapsed/TrialInterval) + 1; trials > maxTrials {
-		t.Errorf("%d trials in %v, want at most %d (one per %v)", trials, elapsed, maxTrials, TrialInterval)
-	}
-	if unavailable < 200-int(trials) {
-		t.Errorf("%d of 200 rejected at once, with %d trials", unavailable, trials)
-	}
-	if r.State() != StateOpen {
-		t.Fatalf("state %v after failed trials, want open", r.State())
-	}
+	assert.LessOrEqual(t, trials, uint64(elapsed/TrialInterval)+1, "trials in %v, want at most one per %v", elapsed, TrialInterval)
+	assert.GreaterOrEqual(t, unavailable, 200-int(trials), "of 200 rejected at once, with %d trials", trials)
+	require.Equal(t, StateOpen, r.State(), "state after failed trials")
 
-	if err := mr.Restart(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, mr.Restart())
 	// No probe will come for an hour: only traffic can close it.
 	deadline := time.Now().Add(waitLimit)
 	for {
@@ -63,39 +54,27 @@ func TestTrafficTrialClosesBreaker(t *testing.T) {
 		if errors.Is(err, ErrNotFound) {
 			break // a real Redis answer: the trial (or an operation after it)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no cache operation within %v of Redis answering; last error %v", waitLimit, err)
-		}
+		require.False(t, time.Now().After(deadline), "no cache operation within %v of Redis answering; last error %v", waitLimit, err)
 		time.Sleep(time.Millisecond)
 	}
 	ev.waitFor(t, StateClosed, waitLimit)
-	if st := r.Stats(); st.Trials == trials || st.Probes > 1 {
-		t.Errorf("trials %d (before %d), probes %d: want a new trial and no probe but the first", st.Trials, trials, st.Probes)
-	}
-	if err := r.Set(ctx, "k", []byte("v"), 0); err != nil {
-		t.Errorf("Set after the trial closed the breaker: %v", err)
-	}
+	st := r.Stats()
+	assert.NotEqual(t, trials, st.Trials, "trials, want a new trial")
+	assert.LessOrEqual(t, st.Probes, uint64(1), "probes, want none but the first")
+	assert.NoError(t, r.Set(ctx, "k", []byte("v"), 0), "Set after the trial closed the breaker")
 }
 
 // TestTrialOneAtATime: concurrent requests never run two trials at once.
 func TestTrialOneAtATime(t *testing.T) {
 	r := &Redis{opts: Options{Now: time.Now}}
 	g := &guard{r: r}
-	if !g.claimTrial() {
-		t.Fatal("first claim refused")
-	}
+	require.True(t, g.claimTrial(), "first claim refused")
 	g.trialAt.Store(0) // as if the interval had passed
-	if g.claimTrial() {
-		t.Fatal("second claim granted while a trial runs")
-	}
+	require.False(t, g.claimTrial(), "second claim granted while a trial runs")
 	g.trialing.Store(false)
-	if !g.claimTrial() {
-		t.Fatal("claim refused after the trial ended and the interval passed")
-	}
+	require.True(t, g.claimTrial(), "claim refused after the trial ended and the interval passed")
 	g.trialing.Store(false)
-	if g.claimTrial() {
-		t.Fatal("claim granted within TrialInterval of the last")
-	}
+	require.False(t, g.claimTrial(), "claim granted within TrialInterval of the last")
 }
 
 // TestTrialPoolTimeoutKeepsBreakerOpen: a trial that gets no connection
@@ -127,9 +106,7 @@ func TestTrialPoolTimeoutKeepsBreakerOpen(t *testing.T) {
 	r, err := Wrap(client, Options{Logger: discard, FailureThreshold: 1, MaxAttempts: 1,
 		OpTimeout: 200 * time.Millisecond, DialTimeout: 200 * time.Millisecond,
 		ProbeInterval: hour, ProbeMaxInterval: hour, BreakerDelay: hour, OnStateChange: ev.record})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	ev.waitFor(t, StateOpen, waitLimit) // the first probe was refused
 
@@ -142,28 +119,23 @@ func TestTrialPoolTimeoutKeepsBreakerOpen(t *testing.T) {
 	select {
 	case <-dialing:
 	case <-time.After(waitLimit):
-		t.Fatal("the pool never dialed")
+		require.FailNow(t, "the pool never dialed")
 	}
 
 	ctx := ctxFor(t, waitLimit)
 	deadline := time.Now().Add(waitLimit)
 	for r.Stats().Trials == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no trial ran")
-		}
+		require.False(t, time.Now().After(deadline), "no trial ran")
 		_, err = r.Get(ctx, "k")
 		if !errors.Is(err, ErrUnavailable) {
 			break // the trial's own answer
 		}
 		time.Sleep(TrialInterval / 5)
 	}
-	if !errors.Is(err, redis.ErrPoolTimeout) {
-		t.Fatalf("trial Get = %v, want the pool timeout", err)
-	}
-	if st := r.Stats(); st.State != StateOpen || !st.LastSuccess.IsZero() {
-		t.Errorf("after a trial that reached no Redis: state %v, last success %v; want open, never", st.State, st.LastSuccess)
-	}
-	if _, err := r.Get(ctx, "k"); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("Get right after the trial = %v, want ErrUnavailable (breaker open)", err)
-	}
+	require.ErrorIs(t, err, redis.ErrPoolTimeout, "trial Get = %v, want the pool timeout", err)
+	st := r.Stats()
+	assert.Equal(t, StateOpen, st.State, "state after a trial that reached no Redis")
+	assert.True(t, st.LastSuccess.IsZero(), "after a trial that reached no Redis: last success %v, want never", st.LastSuccess)
+	_, err = r.Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrUnavailable, "Get right after the trial, want ErrUnavailable (breaker open)")
 }
