@@ -36,6 +36,9 @@ type guard struct {
 	// gone is closed when a node guard is dropped (the node serves no
 	// slot any more); nil for the whole Redis's guard.
 	gone chan struct{}
+	// gen numbers a node guard among those of its cluster (see
+	// clusterGuards.pruneTo); zero for the whole Redis's guard.
+	gen uint64
 	// probe pings what the guard guards, on a connection of its own.
 	probe func(ctx context.Context) error
 
