@@ -153,7 +153,19 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 	} else {
 		c = r.client.Load().c
 	}
-	err := fn(opCtx, c)
+	waitCtx, cancelWait := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(execGrace))
+	defer cancelWait()
+	err := r.bounded(waitCtx, func() error { return fn(opCtx, c) })
+	if errors.Is(err, errAbandoned) {
+		// The client may still be in use: no swap, and no return of
+		// the spare, which the prober replaces soon.
+		took := time.Since(start)
+		r.st.record(took, err)
+		r.observe(op, took, err)
+		r.st.noteError(r.opts.Now(), err)
+		r.st.failures.Add(1)
+		return fmt.Errorf("redis %s: %w", op, err)
+	}
 	took := time.Since(start)
 	r.st.record(took, err)
 	r.observe(op, took, err)
@@ -189,6 +201,37 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 		return fmt.Errorf("redis %s: %w", op, cerr)
 	}
 	return fmt.Errorf("redis %s: %w", op, err)
+}
+
+// errAbandoned is the error of an operation still running at its
+// deadline plus execGrace: the caller stops waiting for it. It is a
+// deadline that passed, so a failure.
+var errAbandoned = fmt.Errorf("still running at its deadline, not waited for: %w", context.DeadlineExceeded)
+
+// bounded runs op in a goroutine of its own and waits for it until limit
+// ends, then returns errAbandoned without it: whatever go-redis does past
+// the deadline (a dial that asks the sentinels for the master under a
+// lock that ignores contexts, a connection pool busy closing the
+// connections of an old master, a goroutine the loaded machine did not
+// run in time), the caller is not held. op runs on to its own end, and
+// the breaker still judges Redis by it. It must not write what the
+// caller reads after an error. Budget: one goroutine and one channel per
+// operation (see BenchmarkGet).
+func (r *Redis) bounded(limit context.Context, op func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- op() }()
+	select {
+	case err := <-done:
+		return err
+	case <-limit.Done():
+	}
+	select {
+	case err := <-done: // it ended just now: its own answer
+		return err
+	default:
+	}
+	r.st.abandoned.Add(1)
+	return errAbandoned
 }
 
 // answered reports whether err, from a trial operation that is no

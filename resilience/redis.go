@@ -337,10 +337,13 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 			val = v
 			return err
 		})
-		if errors.Is(err, redis.Nil) {
+		switch {
+		case errors.Is(err, redis.Nil):
 			return nil, ErrNotFound
+		case err != nil:
+			return nil, err // val is not read: an abandoned operation may still set it
 		}
-		return val, err
+		return val, nil
 	}
 	err = r.run(ctx, g, trial, "get", true, r.opTimeout(int(known)), func(ctx context.Context, c redis.UniversalClient) error {
 		// STRLEN rides along in the same round trip: if the deadline
@@ -369,10 +372,13 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 		}
 		return err
 	})
-	if errors.Is(err, redis.Nil) {
+	switch {
+	case errors.Is(err, redis.Nil):
 		return nil, ErrNotFound
+	case err != nil:
+		return nil, err // val is not read: an abandoned operation may still set it
 	}
-	return val, err
+	return val, nil
 }
 
 // Set stores val at key for ttl (zero: no expiry). Setting the same value
@@ -399,6 +405,9 @@ func (r *Redis) opTimeout(n int) time.Duration {
 	}
 	return r.opts.OpTimeout + time.Duration(float64(n)/float64(r.opts.MinTransferRate)*float64(time.Second))
 }
+
+// opDo names the operations of [Redis.Do] and [Redis.DoIdempotent].
+const opDo = "do"
 
 // execGrace is how long after an operation's deadline failsafe-go's
 // executor still waits for the operation's own result.
@@ -460,20 +469,28 @@ func (r *Redis) Ping(ctx context.Context) (time.Duration, error) {
 		rtt = time.Since(start)
 		return err
 	})
-	return rtt, err
+	if err != nil {
+		return 0, err // rtt is not read: an abandoned ping may still set it
+	}
+	return rtt, nil
 }
 
 // Do runs fn (a pipeline, a script, any command) through the guard, with
 // the operation deadline and the breaker, but never retried: fn may not be
 // idempotent. Use [Redis.DoIdempotent] when it is.
+//
+// Unlike Get, Set, Del and Ping, which return at their deadline (plus
+// 25 ms) even when go-redis still holds the operation, Do waits for fn to
+// return, since fn may write what the caller reads: fn's ctx carries the
+// deadline, which go-redis honours on the socket and in the pool.
 func (r *Redis) Do(ctx context.Context, fn func(ctx context.Context, c redis.UniversalClient) error) error {
-	return r.do(ctx, "do", false, fn)
+	return r.do(ctx, opDo, false, fn)
 }
 
 // DoIdempotent is [Redis.Do] for a fn that is safe to run twice; it is
 // retried within the deadline like [Redis.Get].
 func (r *Redis) DoIdempotent(ctx context.Context, fn func(ctx context.Context, c redis.UniversalClient) error) error {
-	return r.do(ctx, "do", true, fn)
+	return r.do(ctx, opDo, true, fn)
 }
 
 // do is the guard every operation goes through: reject, then run.
@@ -556,7 +573,7 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 		exec = g.retry
 	}
 	ref := r.client.Load()
-	err := exec.WithContext(execCtx).Run(func() error {
+	attempt := func() error {
 		err := fn(opCtx, ref.c)
 		if IsFailure(err) {
 			// Noted per attempt, before the breaker sees it, so that the
@@ -564,7 +581,15 @@ func (r *Redis) run(ctx context.Context, g *guard, trial bool, op string, idempo
 			r.st.noteError(r.opts.Now(), err)
 		}
 		return err
-	})
+	}
+	var err error
+	if op == opDo {
+		// The caller's fn may write what the caller reads: Do waits for
+		// it, as long as go-redis holds it.
+		err = exec.WithContext(execCtx).Run(attempt)
+	} else {
+		err = r.bounded(execCtx, func() error { return exec.WithContext(execCtx).Run(attempt) })
+	}
 	took := time.Since(start)
 	r.st.record(took, err)
 	r.observe(op, took, err)
