@@ -134,7 +134,6 @@ func (g *guard) claimTrial() bool {
 // Redis answers, that client is swapped in and the breaker closes: the
 // request that ran the trial was a cache operation, and so are the next.
 func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.Duration, fn func(context.Context, redis.UniversalClient) error) error {
-	defer g.trialing.Store(false)
 	r.st.trials.Add(1)
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -147,25 +146,33 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 	// block the request (go-redis may resolve the address as it builds).
 	var c redis.UniversalClient
 	spare := g.spare.Swap(nil)
-	fresh := spare != nil
-	if fresh {
+	if spare != nil {
 		c = spare.c
 	} else {
 		c = r.client.Load().c
 	}
 	waitCtx, cancelWait := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(execGrace))
 	defer cancelWait()
-	err := r.bounded(waitCtx, func() error { return fn(opCtx, c) })
+	// The trial is judged where it runs: held past its deadline by
+	// go-redis (a fresh client asking the sentinels for the master, say),
+	// the caller stops waiting, but a late answer still closes the
+	// breaker and swaps the client in, and a late failure still gives
+	// the spare back.
+	err := r.bounded(waitCtx, func() error {
+		defer g.trialing.Store(false)
+		err := fn(opCtx, c)
+		return r.judgeTrial(ctx, g, op, start, spare, err)
+	})
 	if errors.Is(err, errAbandoned) {
-		// The client may still be in use: no swap, and no return of
-		// the spare, which the prober replaces soon.
-		took := time.Since(start)
-		r.st.record(took, err)
-		r.observe(op, took, err)
-		r.st.noteError(r.opts.Now(), err)
-		r.st.failures.Add(1)
 		return fmt.Errorf("redis %s: %w", op, err)
 	}
+	return err
+}
+
+// judgeTrial records a trial's outcome err and acts on it: Redis
+// answered, so the breaker closes (and the spare it ran on, if any, is
+// swapped in); Redis failed, or said nothing, so the spare goes back.
+func (r *Redis) judgeTrial(ctx context.Context, g *guard, op string, start time.Time, spare *clientRef, err error) error {
 	took := time.Since(start)
 	r.st.record(took, err)
 	r.observe(op, took, err)
@@ -182,8 +189,8 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 			// nothing about it.
 			return err
 		}
-		if fresh {
-			if old := r.swapClient(c); old != nil {
+		if spare != nil {
+			if old := r.swapClient(spare.c); old != nil {
 				r.retire(old)
 			}
 		}
