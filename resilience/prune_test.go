@@ -96,13 +96,21 @@ func TestClusterPrunesBreakerOfNodeThatLeft(t *testing.T) {
 	}
 	assert.Len(t, after, len(masters), "one breaker per master: %v", r.Stats().Nodes)
 
-	ts, err := r.DescribeTopology(ctx)
-	require.NoError(t, err)
-	for _, n := range ts.Nodes {
-		if n.Addr == victim {
-			assert.Equal(t, "replica", n.Role, "the demoted master's role")
+	// What /health shows: the node as a replica, with no breaker (every
+	// node's CLUSTER NODES learns of the demotion by gossip).
+	var ts TopologyStatus
+	assert.Eventually(t, func() bool {
+		ts, err = r.DescribeTopology(ctx)
+		if err != nil {
+			return false
 		}
-	}
+		for _, n := range ts.Nodes {
+			if n.Addr == victim {
+				return n.Role == "replica"
+			}
+		}
+		return false
+	}, 10*time.Second, 50*time.Millisecond, "the demoted master's role in the topology: %+v (%v)", ts.Nodes, err)
 	assert.NotEmpty(t, logs.Lines("no master any more", victim), "the drop is logged:\n%s", logs.String())
 	require.NoError(t, allOK(), "caching works on every shard after the prune")
 }
