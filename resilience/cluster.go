@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,12 +20,23 @@ import (
 // is open its prober pings the node and, after every failed ping, asks the
 // cluster for the slot map: once a replica has taken over the node's
 // slots, the guard is dropped and the keys find the new master's guard.
+//
+// A node can also stop being a master with its breaker closed (a manual
+// failover demotes it, a resharding empties it, it is removed): then a
+// key leads to a master with no guard yet, and making that guard starts a
+// prune, which drops the guard of every node that no longer masters a
+// slot. [Redis.Ping] prunes too, with the masters it pinged. So the map
+// holds, beyond the current masters, only guards made since the last
+// prune: its size is bounded by the cluster's, not by its history.
 type clusterGuards struct {
 	r  *Redis
 	co *redis.ClusterOptions // credentials, TLS and dialer for probes
 
 	mu    sync.RWMutex
 	nodes map[string]*guard
+	gen   uint64 // guards made so far: a guard's gen is its number
+
+	pruning atomic.Bool // a prune runs
 }
 
 func newClusterGuards(r *Redis, co *redis.ClusterOptions) *clusterGuards {
@@ -78,17 +91,69 @@ func (cg *clusterGuards) get(addr string) *guard {
 		return probe(ctx)
 	})
 	g.gone = make(chan struct{})
+	cg.gen++
+	g.gen = cg.gen
 	cg.nodes[addr] = g
 	r.bgMu.Lock()
 	if !r.closed.Load() {
-		r.wg.Add(1)
+		r.wg.Add(2)
 		go func() {
 			defer r.wg.Done()
 			r.guardLoop(g)
 		}()
+		// A new master may have taken over from one that keeps its
+		// guard: prune, in the background (a request made this guard).
+		go func() {
+			defer r.wg.Done()
+			cg.prune()
+		}()
 	}
 	r.bgMu.Unlock()
 	return g
+}
+
+// prune asks the cluster for its masters and drops the guards of nodes
+// that are not among them; one prune at a time (a second one asked for
+// meanwhile would see the same masters).
+func (cg *clusterGuards) prune() {
+	if !cg.pruning.CompareAndSwap(false, true) {
+		return
+	}
+	defer cg.pruning.Store(false)
+	cc, ok := cg.r.Client().(*redis.ClusterClient)
+	if !ok {
+		return
+	}
+	cg.mu.RLock()
+	gen := cg.gen
+	cg.mu.RUnlock()
+	ctx, cancel := cg.r.probeContext()
+	defer cancel()
+	masters, err := masterAddrs(ctx, cc)
+	if err != nil || len(masters) == 0 {
+		return // no word from the cluster: keep every guard
+	}
+	cg.pruneTo(masters, gen)
+}
+
+// pruneTo drops the guards, made no later than guard number gen, of the
+// nodes that are not in masters. A guard made after gen is kept: masters
+// may be older than the key that led to it.
+func (cg *clusterGuards) pruneTo(masters []string, gen uint64) {
+	var left []*guard
+	cg.mu.Lock()
+	for addr, g := range cg.nodes {
+		if g.gen <= gen && !slices.Contains(masters, addr) {
+			delete(cg.nodes, addr)
+			left = append(left, g)
+		}
+	}
+	cg.mu.Unlock()
+	for _, g := range left {
+		close(g.gone)
+		cg.r.log.Info("redis cluster node is no master any more: its breaker is dropped",
+			slog.String(logKeyRedis, cg.r.name), slog.String(logKeyNode, g.node))
+	}
 }
 
 // replaced reports whether g's node no longer masters any slot (a replica
@@ -121,10 +186,14 @@ func (cg *clusterGuards) replaced(g *guard) bool {
 		}
 	}
 	cg.mu.Lock()
-	if cg.nodes[g.node] == g {
+	mine := cg.nodes[g.node] == g
+	if mine {
 		delete(cg.nodes, g.node)
 	}
 	cg.mu.Unlock()
+	if !mine {
+		return true // a prune dropped it meanwhile
+	}
 	close(g.gone)
 	cg.r.log.Info("redis cluster node serves no slot any more: its keys moved to another master",
 		slog.String(logKeyRedis, cg.r.name), slog.String(logKeyNode, g.node))
@@ -157,10 +226,17 @@ func (cg *clusterGuards) ping(ctx context.Context) (time.Duration, error) {
 		slowest  time.Duration
 		answered int
 		errs     []error
+		masters  []string
 	)
+	cg.mu.RLock()
+	gen := cg.gen
+	cg.mu.RUnlock()
 	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		addr := c.Options().Addr
 		g := cg.get(addr)
+		mu.Lock()
+		masters = append(masters, addr)
+		mu.Unlock()
 		var rtt time.Duration
 		err := r.rejectOnly(g)
 		if err == nil {
@@ -181,6 +257,9 @@ func (cg *clusterGuards) ping(ctx context.Context) (time.Duration, error) {
 		slowest = max(slowest, rtt)
 		return nil
 	})
+	if err == nil && len(masters) > 0 {
+		cg.pruneTo(masters, gen)
+	}
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("redis ping: %w", err)

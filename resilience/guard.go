@@ -36,6 +36,9 @@ type guard struct {
 	// gone is closed when a node guard is dropped (the node serves no
 	// slot any more); nil for the whole Redis's guard.
 	gone chan struct{}
+	// gen numbers a node guard among those of its cluster (see
+	// clusterGuards.pruneTo); zero for the whole Redis's guard.
+	gen uint64
 	// probe pings what the guard guards, on a connection of its own.
 	probe func(ctx context.Context) error
 
@@ -131,7 +134,6 @@ func (g *guard) claimTrial() bool {
 // Redis answers, that client is swapped in and the breaker closes: the
 // request that ran the trial was a cache operation, and so are the next.
 func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.Duration, fn func(context.Context, redis.UniversalClient) error) error {
-	defer g.trialing.Store(false)
 	r.st.trials.Add(1)
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -144,13 +146,33 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 	// block the request (go-redis may resolve the address as it builds).
 	var c redis.UniversalClient
 	spare := g.spare.Swap(nil)
-	fresh := spare != nil
-	if fresh {
+	if spare != nil {
 		c = spare.c
 	} else {
 		c = r.client.Load().c
 	}
-	err := fn(opCtx, c)
+	waitCtx, cancelWait := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(execGrace))
+	defer cancelWait()
+	// The trial is judged where it runs: held past its deadline by
+	// go-redis (a fresh client asking the sentinels for the master, say),
+	// the caller stops waiting, but a late answer still closes the
+	// breaker and swaps the client in, and a late failure still gives
+	// the spare back.
+	err := r.bounded(waitCtx, func() error {
+		defer g.trialing.Store(false)
+		err := fn(opCtx, c)
+		return r.judgeTrial(ctx, g, op, start, spare, err)
+	})
+	if errors.Is(err, errAbandoned) {
+		return fmt.Errorf("redis %s: %w", op, err)
+	}
+	return err
+}
+
+// judgeTrial records a trial's outcome err and acts on it: Redis
+// answered, so the breaker closes (and the spare it ran on, if any, is
+// swapped in); Redis failed, or said nothing, so the spare goes back.
+func (r *Redis) judgeTrial(ctx context.Context, g *guard, op string, start time.Time, spare *clientRef, err error) error {
 	took := time.Since(start)
 	r.st.record(took, err)
 	r.observe(op, took, err)
@@ -167,8 +189,8 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 			// nothing about it.
 			return err
 		}
-		if fresh {
-			if old := r.swapClient(c); old != nil {
+		if spare != nil {
+			if old := r.swapClient(spare.c); old != nil {
 				r.retire(old)
 			}
 		}
@@ -186,6 +208,37 @@ func (r *Redis) runTrial(ctx context.Context, g *guard, op string, timeout time.
 		return fmt.Errorf("redis %s: %w", op, cerr)
 	}
 	return fmt.Errorf("redis %s: %w", op, err)
+}
+
+// errAbandoned is the error of an operation still running at its
+// deadline plus execGrace: the caller stops waiting for it. It is a
+// deadline that passed, so a failure.
+var errAbandoned = fmt.Errorf("still running at its deadline, not waited for: %w", context.DeadlineExceeded)
+
+// bounded runs op in a goroutine of its own and waits for it until limit
+// ends, then returns errAbandoned without it: whatever go-redis does past
+// the deadline (a dial that asks the sentinels for the master under a
+// lock that ignores contexts, a connection pool busy closing the
+// connections of an old master, a goroutine the loaded machine did not
+// run in time), the caller is not held. op runs on to its own end, and
+// the breaker still judges Redis by it. It must not write what the
+// caller reads after an error. Budget: one goroutine and one channel per
+// operation (see BenchmarkGet).
+func (r *Redis) bounded(limit context.Context, op func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- op() }()
+	select {
+	case err := <-done:
+		return err
+	case <-limit.Done():
+	}
+	select {
+	case err := <-done: // it ended just now: its own answer
+		return err
+	default:
+	}
+	r.st.abandoned.Add(1)
+	return errAbandoned
 }
 
 // answered reports whether err, from a trial operation that is no

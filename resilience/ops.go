@@ -49,10 +49,13 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 			val = v
 			return err
 		})
-		if errors.Is(err, redis.Nil) {
+		switch {
+		case errors.Is(err, redis.Nil):
 			return nil, ErrNotFound
+		case err != nil:
+			return nil, err // val is not read: an abandoned operation may still set it
 		}
-		return val, err
+		return val, nil
 	}
 	err = r.run(ctx, g, trial, operation{name: "get", idempotent: true, timeout: r.opTimeout(int(known))}, func(ctx context.Context, c redis.UniversalClient) error {
 		// STRLEN rides along in the same round trip: if the deadline
@@ -81,10 +84,13 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 		}
 		return err
 	})
-	if errors.Is(err, redis.Nil) {
+	switch {
+	case errors.Is(err, redis.Nil):
 		return nil, ErrNotFound
+	case err != nil:
+		return nil, err // val is not read: an abandoned operation may still set it
 	}
-	return val, err
+	return val, nil
 }
 
 // Set stores val at key for ttl (zero: no expiry). Setting the same value
@@ -161,18 +167,31 @@ func (r *Redis) Ping(ctx context.Context) (time.Duration, error) {
 		rtt = time.Since(start)
 		return err
 	})
-	return rtt, err
+	if err != nil {
+		return 0, err // rtt is not read: an abandoned ping may still set it
+	}
+	return rtt, nil
 }
 
 // Do runs fn (a pipeline, a script, any command) through the guard, with
 // the operation deadline and the breaker, but never retried: fn may not be
 // idempotent. Use [Redis.DoIdempotent] when it is.
+//
+// Unlike Get, Set, Del and Ping, which return at their deadline (plus
+// 25 ms) even when go-redis still holds the operation (standalone and
+// Sentinel; not yet in a cluster), Do
+// waits for fn to return, since fn may write what the caller reads: fn's
+// ctx carries the deadline, which go-redis honours on the socket and in
+// the pool.
 func (r *Redis) Do(ctx context.Context, fn func(ctx context.Context, c redis.UniversalClient) error) error {
-	return r.do(ctx, "do", false, fn)
+	return r.do(ctx, opDo, false, fn)
 }
+
+// opDo names the operations of [Redis.Do] and [Redis.DoIdempotent].
+const opDo = "do"
 
 // DoIdempotent is [Redis.Do] for a fn that is safe to run twice; it is
 // retried within the deadline like [Redis.Get].
 func (r *Redis) DoIdempotent(ctx context.Context, fn func(ctx context.Context, c redis.UniversalClient) error) error {
-	return r.do(ctx, "do", true, fn)
+	return r.do(ctx, opDo, true, fn)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 
 	"math/rand/v2"
 	"time"
@@ -262,7 +263,11 @@ func probeFailover(fo *redis.FailoverOptions, o Options) func(ctx context.Contex
 		}
 		base := &redis.Options{Addr: addr, Username: fo.Username, Password: fo.Password, DB: fo.DB,
 			TLSConfig: fo.TLSConfig, Dialer: fo.Dialer}
-		return probeWith(base, o)(ctx)
+		err = probeWith(base, o)(ctx)
+		if redis.IsAuthError(err) {
+			return fmt.Errorf("redis master %s refused the data nodes' credentials (%s's username= and password=, or %s): %w", addr, EnvURL, EnvPassword, err)
+		}
+		return err
 	}
 }
 
@@ -300,6 +305,9 @@ func askMaster(ctx context.Context, fo *redis.FailoverOptions, o Options) (strin
 			return a.addr, nil
 		}
 		errs = append(errs, a.err)
+	}
+	if slices.ContainsFunc(errs, redis.IsAuthError) {
+		return "", fmt.Errorf("redis sentinel: the sentinels refused their credentials (%s's user-info, or sentinel_username= and sentinel_password=): %w", EnvURL, errors.Join(errs...))
 	}
 	return "", fmt.Errorf("redis sentinel: no sentinel named the master: %w", errors.Join(errs...))
 }

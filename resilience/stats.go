@@ -8,6 +8,7 @@ import (
 // counters are updated on every operation with atomics only.
 type counters struct {
 	ops, failures, rejected, retries, probes, trials atomic.Uint64
+	abandoned                                        atomic.Uint64
 	latencyNanos                                     atomic.Int64
 	maxLatencyNanos                                  atomic.Int64
 	lastSuccess                                      atomic.Int64 // unix nanos, 0 = never
@@ -67,6 +68,10 @@ type Stats struct {
 	// operations traffic ran while a breaker was open, to find out sooner
 	// than the prober that Redis is back.
 	Ops, Failures, Rejected, Retries, Probes, Trials uint64
+	// Abandoned counts the operations the caller stopped waiting for
+	// because they were still running at their deadline (plus a grace of
+	// 25 ms): go-redis held them past it. Each is also in Failures.
+	Abandoned uint64
 	// Opens, HalfOpens and Closes count the breaker's changes into each
 	// state; in a cluster, those of every node's breaker as well.
 	Opens, HalfOpens, Closes uint64
@@ -102,6 +107,8 @@ func (r *Redis) Stats() Stats {
 		Retries:  r.st.retries.Load(),
 		Probes:   r.st.probes.Load(),
 		Trials:   r.st.trials.Load(),
+
+		Abandoned: r.st.abandoned.Load(),
 
 		Opens:     r.trans.opens.Load(),
 		HalfOpens: r.trans.halfOpens.Load(),

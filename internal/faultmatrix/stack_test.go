@@ -60,13 +60,24 @@ func newStack(t *testing.T, addr, password, prefix string, log *slog.Logger, nea
 // newStackFor is newStack for any configuration: Sentinel, Cluster.
 func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.Logger, near bool) *stack {
 	t.Helper()
+	return newStackWith(t, cfg, prefix, log, near, nil)
+}
+
+// newStackWith is newStackFor that, with rt, times every cached
+// request's Redis operations into rt.
+func newStackWith(t *testing.T, cfg resilience.Config, prefix string, log *slog.Logger, near bool, rt *redisTimer) *stack {
+	t.Helper()
 	opts := resilience.Options{Logger: log, OpTimeout: opTimeout}
 	if near {
 		opts.NearCache = &resilience.NearCacheOptions{}
 	}
 	rdb, err := resilience.NewRedis(cfg, opts)
 	require.NoError(t, err, "NewRedis")
-	cache, err := middleware.NewCache(rdb, middleware.CacheOptions{KeyPrefix: prefix, Logger: log})
+	var store middleware.Store = rdb
+	if rt != nil {
+		store = timedStore{rdb}
+	}
+	cache, err := middleware.NewCache(store, middleware.CacheOptions{KeyPrefix: prefix, Logger: log})
 	if err != nil {
 		_ = rdb.Close()
 		require.NoError(t, err, "NewCache")
@@ -104,7 +115,11 @@ func newStackFor(t *testing.T, cfg resilience.Config, prefix string, log *slog.L
 	}
 	mux := http.NewServeMux()
 	// All methods: the cache sees the POSTs that invalidate.
-	mux.Handle("/items/", s.mon.wrap(cache.Policy(s.policy)(s.origin)))
+	cached := cache.Policy(s.policy)(s.origin)
+	if rt != nil {
+		cached = rt.wrap(cached)
+	}
+	mux.Handle("/items/", s.mon.wrap(cached))
 	mux.Handle(controlPrefix+"/", s.mon.wrap(s.origin))
 	mux.Handle("/health", health)
 	mux.Handle("/health/", health)

@@ -25,6 +25,14 @@ type SentinelOptions struct {
 	DownAfter time.Duration
 	// FailoverTimeout is failover-timeout; zero means 2 s.
 	FailoverTimeout time.Duration
+	// Password, if set, is the data servers' password: they require it,
+	// a replica gives it to its master (masterauth), and the sentinels
+	// give it to both (sentinel auth-pass). Empty means none.
+	Password string
+	// SentinelPassword, if set, is the sentinels' own password: they
+	// require it and give it to each other (sentinel sentinel-pass).
+	// Empty means none.
+	SentinelPassword string
 }
 
 // Sentinel is a master, a replica and three sentinels on 127.0.0.1. The
@@ -59,12 +67,16 @@ func StartSentinel(ctx context.Context, opts SentinelOptions) (*Sentinel, error)
 	st := &Sentinel{Name: opts.MasterName}
 	// Replicas sync at once, not after the default 5 s wait.
 	dataArgs := []string{"--repl-diskless-sync-delay", "0"}
-	master, err := Start(ctx, Options{Binary: opts.Binary, Args: dataArgs})
+	if opts.Password != "" {
+		// Every data server may become a replica after a failover.
+		dataArgs = append(dataArgs, "--masterauth", opts.Password)
+	}
+	master, err := Start(ctx, Options{Binary: opts.Binary, Args: dataArgs, Password: opts.Password})
 	if err != nil {
 		return nil, err
 	}
 	st.Data = append(st.Data, master)
-	replica, err := Start(ctx, Options{Binary: opts.Binary, Args: append(dataArgs, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port()))})
+	replica, err := Start(ctx, Options{Binary: opts.Binary, Args: append(dataArgs, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port())), Password: opts.Password})
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
@@ -79,8 +91,14 @@ func StartSentinel(ctx context.Context, opts SentinelOptions) (*Sentinel, error)
 		"sentinel failover-timeout %[1]s %[4]d\n"+
 		"sentinel parallel-syncs %[1]s 1\n",
 		opts.MasterName, master.Port(), opts.DownAfter.Milliseconds(), opts.FailoverTimeout.Milliseconds())
+	if opts.Password != "" {
+		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", opts.MasterName, opts.Password)
+	}
+	if opts.SentinelPassword != "" {
+		conf += fmt.Sprintf("sentinel sentinel-pass %s\n", opts.SentinelPassword)
+	}
 	for range 3 {
-		s, err := Start(ctx, Options{Binary: sbin, Config: conf})
+		s, err := Start(ctx, Options{Binary: sbin, Config: conf, Password: opts.SentinelPassword})
 		if err != nil {
 			return nil, errors.Join(err, st.Close())
 		}
