@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // clientOptions turns cfg into go-redis options that fail fast.
@@ -31,6 +32,10 @@ func clientOptions(cfg Config, o Options) *redis.Options {
 		PoolTimeout:     poolTimeout(o.OpTimeout),
 		PoolSize:        o.PoolSize,
 		DisableIdentity: true, // no CLIENT SETINFO round trip on every new connection
+		// No maintenance notifications (a Redis Enterprise feature): no
+		// extra command in each connection's handshake, and no cleanup
+		// goroutine that outlives Close.
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
 	if cfg.TLS {
 		host, _, _ := net.SplitHostPort(cfg.Addr)
@@ -79,6 +84,9 @@ func topologyOptions(cfg Config, o Options) *redis.UniversalOptions {
 		PoolSize:              base.PoolSize,
 		DisableIdentity:       base.DisableIdentity,
 		Dialer:                base.Dialer,
+		// go-redis passes it on to cluster clients; failover clients
+		// have it off.
+		MaintNotificationsConfig: base.MaintNotificationsConfig,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -19,5 +20,21 @@ func TestClientOptions(t *testing.T) {
 	assert.Equal(t, 2, ro.DB, "go-redis DB")
 	if assert.NotNil(t, ro.TLSConfig, "TLS config, want one for server name cache") {
 		assert.Equal(t, "cache", ro.TLSConfig.ServerName, "TLS config's server name")
+	}
+}
+
+// TestNoMaintenanceNotifications: the clients NewRedis builds, of every
+// topology, have maintenance notifications off: go-redis turns them on by
+// default for RESP3, with a cleanup goroutine that outlived Close and
+// tripped the leak checks of the packages that use these clients.
+func TestNoMaintenanceNotifications(t *testing.T) {
+	o, _ := Options{}.withDefaults()
+	for name, mn := range map[string]*maintnotifications.Config{
+		"standalone": clientOptions(Config{Addr: "cache:6379"}, o).MaintNotificationsConfig,
+		"cluster":    clusterOptions(Config{Topology: TopologyCluster, Addrs: []string{"a:7000"}}, o).MaintNotificationsConfig,
+	} {
+		if assert.NotNil(t, mn, name) {
+			assert.Equal(t, maintnotifications.ModeDisabled, mn.Mode, name)
+		}
 	}
 }
