@@ -34,7 +34,10 @@ func TestFaultKilled(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	dials := new(dialCounter)
 	ev := newEvents()
-	r := newTestRedis(t, Config{Addr: srv.Addr()}, Options{Logger: discard, Dialer: dials.dial,
+	// The clock stands still, so that no request runs as a trial (one
+	// may every TrialInterval) until the test moves it on.
+	clock := newFakeClock(fixedNow)
+	r := newTestRedis(t, Config{Addr: srv.Addr()}, Options{Logger: discard, Dialer: dials.dial, Now: clock.Now,
 		FailureThreshold: 3, MaxAttempts: 1, ProbeInterval: hour, ProbeMaxInterval: hour, OnStateChange: ev.record})
 	ctx := ctxFor(t, waitLimit)
 	require.NoError(t, r.WaitReady(ctx))
@@ -67,6 +70,17 @@ func TestFaultKilled(t *testing.T) {
 	assert.EqualValues(t, 51, after.Rejected-before.Rejected, "growth of Stats().Rejected")
 	assert.Equal(t, before.Ops, after.Ops, "Stats().Ops, want it unchanged (no call made)")
 	assert.EqualValues(t, 3, after.Failures, "Stats().Failures")
+
+	// A TrialInterval later, one request (and only one) runs as a trial:
+	// Redis is still down, so it fails from Redis and the breaker stays
+	// open.
+	clock.advance(TrialInterval)
+	_, err := r.Get(ctx, "k")
+	require.True(t, IsFailure(err), "the trial's Get with Redis killed = %v, want a failure from Redis itself", err)
+	_, err = r.Get(ctx, "k")
+	require.Equal(t, ErrUnavailable, err, "a Get right after the trial")
+	assert.EqualValues(t, 1, r.Stats().Trials-after.Trials, "trials after one TrialInterval")
+	assert.Equal(t, StateOpen, r.State())
 }
 
 func TestFaultHung(t *testing.T) {

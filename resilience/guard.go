@@ -111,9 +111,10 @@ func (g *guard) State() State { return stateOf(g.cb.State()) }
 
 // claimTrial reports whether the caller may run a trial operation while
 // the breaker is open: at most one at a time, and at most one every
-// [TrialInterval]. Budget: an atomic load when it says no.
+// [TrialInterval], by the clock [Options].Now. Budget: an atomic load when
+// it says no.
 func (g *guard) claimTrial() bool {
-	now := time.Now().UnixNano()
+	now := g.r.opts.Now().UnixNano()
 	last := g.trialAt.Load()
 	if now-last < int64(TrialInterval) {
 		return false
@@ -318,7 +319,7 @@ func (g *guard) onStateChanged(ev circuitbreaker.StateChangedEvent) {
 	}
 	switch to {
 	case StateOpen:
-		g.trialAt.Store(time.Now().UnixNano())
+		g.trialAt.Store(now.UnixNano())
 		change.LastError = r.st.lastErr()
 		if g.node == "" {
 			r.nearPause()

@@ -218,7 +218,10 @@ func TestRedisDownForSpansHalfOpen(t *testing.T) {
 // TestBreakerOpenDoesNotAllocate: with the breaker open an operation costs
 // no network call and no allocation (the budget in reject's comment).
 func TestBreakerOpenDoesNotAllocate(t *testing.T) {
-	r := newTestRedis(t, Config{Addr: "127.0.0.1:1"}, Options{Logger: discard, ProbeInterval: hour, ProbeMaxInterval: hour})
+	// The clock stands still: no operation runs as a trial (one may
+	// every TrialInterval), however long the runs take.
+	clock := newFakeClock(fixedNow)
+	r := newTestRedis(t, Config{Addr: "127.0.0.1:1"}, Options{Logger: discard, Now: clock.Now, ProbeInterval: hour, ProbeMaxInterval: hour})
 	r.cb.Open()
 	ctx := context.Background()
 	val := []byte("v")

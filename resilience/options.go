@@ -105,7 +105,8 @@ type Options struct {
 	// happened, from the goroutine that caused it. It must not block.
 	OnStateChange func(StateChange)
 
-	// Now tells the time for stats and events. Nil means time.Now.
+	// Now tells the time for stats, events and the spacing of trial
+	// operations (see [TrialInterval]). Nil means time.Now.
 	Now func() time.Time
 
 	// NearCache, if set, serves Get hits from process memory, kept

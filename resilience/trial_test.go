@@ -103,7 +103,10 @@ func TestTrialPoolTimeoutKeepsBreakerOpen(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	t.Cleanup(func() { close(release) }) // before the client closes
 	ev := newEvents()
-	r, err := Wrap(client, Options{Logger: discard, FailureThreshold: 1, MaxAttempts: 1,
+	// Trials come when the test moves this clock on, one TrialInterval at
+	// a time: never on their own, however slow the machine.
+	clock := newFakeClock(fixedNow)
+	r, err := Wrap(client, Options{Logger: discard, FailureThreshold: 1, MaxAttempts: 1, Now: clock.Now,
 		OpTimeout: 200 * time.Millisecond, DialTimeout: 200 * time.Millisecond,
 		ProbeInterval: hour, ProbeMaxInterval: hour, BreakerDelay: hour, OnStateChange: ev.record})
 	require.NoError(t, err)
@@ -130,7 +133,7 @@ func TestTrialPoolTimeoutKeepsBreakerOpen(t *testing.T) {
 		if !errors.Is(err, ErrUnavailable) {
 			break // the trial's own answer
 		}
-		time.Sleep(TrialInterval / 5)
+		clock.advance(TrialInterval)
 	}
 	require.ErrorIs(t, err, redis.ErrPoolTimeout, "trial Get = %v, want the pool timeout", err)
 	st := r.Stats()
