@@ -27,11 +27,6 @@ const RedisBreakerName = "redis"
 // option").
 var ErrInvalidOption = errors.New("invalid option")
 
-// ErrInvalidSources is the former name of [ErrInvalidOption].
-//
-// Deprecated: use ErrInvalidOption, which it equals.
-var ErrInvalidSources = ErrInvalidOption
-
 // Sources are the parts of a program to measure. Every field is optional:
 // what is nil or empty is not measured.
 type Sources struct {
