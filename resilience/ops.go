@@ -39,25 +39,34 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	var val []byte
 	known := r.large.size(key)
+	op := operation{name: "get", idempotent: true, timeout: r.opTimeout(int(known))}
 	if r.near != nil && r.near.serving.Load() {
 		// A plain GET: go-redis caches single commands, not pipelines,
 		// so this is what fills the near cache. The STRLEN below does not
 		// ride along: a large value that times out here counts as a
 		// failure, not ErrSlowTransfer, unless its size was noted before.
-		err := r.run(ctx, g, trial, operation{name: "get", idempotent: true, timeout: r.opTimeout(int(known))}, func(ctx context.Context, c redis.UniversalClient) error {
+		err = r.run(ctx, g, trial, op, func(ctx context.Context, c redis.UniversalClient) error {
 			v, err := c.Get(ctx, key).Bytes()
 			val = v
 			return err
 		})
-		switch {
-		case errors.Is(err, redis.Nil):
-			return nil, ErrNotFound
-		case err != nil:
-			return nil, err // val is not read: an abandoned operation may still set it
-		}
-		return val, nil
+	} else {
+		err = r.run(ctx, g, trial, op, r.getSized(key, known, &val))
 	}
-	err = r.run(ctx, g, trial, operation{name: "get", idempotent: true, timeout: r.opTimeout(int(known))}, func(ctx context.Context, c redis.UniversalClient) error {
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, err // val is not read: an abandoned operation may still set it
+	}
+	return val, nil
+}
+
+// getSized is Get's operation without the near cache: GET with STRLEN
+// riding along, so that a large value arriving past the deadline is told
+// from a Redis that did not answer. It stores the value in *val.
+func (r *Redis) getSized(key string, known int64, val *[]byte) func(context.Context, redis.UniversalClient) error {
+	return func(ctx context.Context, c redis.UniversalClient) error {
 		// STRLEN rides along in the same round trip: if the deadline
 		// passes while a large value is arriving, Redis did answer, and
 		// the timeout is the value's size, not a failure.
@@ -78,19 +87,13 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 			}
 			return err
 		}
-		val, err = get.Bytes()
-		if known != 0 && int64(len(val)) != known {
-			r.large.note(key, int64(len(val)))
+		v, err := get.Bytes()
+		*val = v
+		if known != 0 && int64(len(v)) != known {
+			r.large.note(key, int64(len(v)))
 		}
 		return err
-	})
-	switch {
-	case errors.Is(err, redis.Nil):
-		return nil, ErrNotFound
-	case err != nil:
-		return nil, err // val is not read: an abandoned operation may still set it
 	}
-	return val, nil
 }
 
 // Set stores val at key for ttl (zero: no expiry). Setting the same value
