@@ -75,6 +75,10 @@ type Options struct {
 //
 // Each run costs two round trips through the guard: one read of the
 // set (at most 500 members) and one pipeline reading each member's state.
+// rdb may be standalone, Sentinel or Cluster: in a cluster each state key
+// has a hash slot of its own ({host:pid:id}), and the pipeline goes to
+// every master that holds some (asynq.RedisClusterClientOpt writes them
+// so; see the README for its client's reload interval after a failover).
 // Servers returns an error wrapping [healthhandler.ErrInvalidOption] when
 // rdb is nil or an option is invalid; [healthhandler.Handler.Add] checks
 // the rest (Interval and Timeout).

@@ -73,6 +73,14 @@ type Options struct {
 	// KeyPrefix is the broker's global_keyprefix transport option, if the
 	// Celery app sets one. Empty means none.
 	KeyPrefix string
+	// FanoutPrefix is what kombu puts between KeyPrefix and an exchange's
+	// name to name a pub/sub channel. Empty means kombu's "/{db}." with
+	// rdb's database number in place of {db}, as kombu forms it for a
+	// "redis://" broker, and for a "sentinel://" one since kombu 5.4.0.
+	// Workers on a "sentinel://" broker with an older kombu (Debian 12
+	// ships 5.2.4) leave "{db}" as is: give them
+	// [LegacySentinelFanoutPrefix].
+	FanoutPrefix string
 	// Logger receives one line when the listener loses Redis and one when
 	// it listens again, never one per event. Nil means slog.Default().
 	Logger *slog.Logger
@@ -114,7 +122,10 @@ type Options struct {
 // need different names to share a Handler.
 //
 // rdb must use the broker's Redis database: the channels' names hold the
-// database number. The app must keep kombu's default fanout_prefix and
+// database number. It may be a Sentinel (failover) client, as the broker
+// may be "sentinel://"; not a Cluster client: kombu, Celery's Redis
+// transport, has no Redis Cluster support, so no broker is a cluster. The
+// app must keep kombu's default fanout_prefix and
 // fanout_patterns transport options (true since Celery 4).
 //
 // A Events is safe for concurrent use. Close stops its listener.
@@ -159,8 +170,8 @@ type celeryWorker struct {
 // owns until [Events.Close]. It returns at once and does not wait
 // for Redis: the check fails with the reason until the subscription
 // stands. It returns an error naming the field, wrapping
-// [healthhandler.ErrInvalidOption], when rdb is nil or an option is
-// invalid.
+// [healthhandler.ErrInvalidOption], when rdb is nil, is a Redis Cluster
+// client (see [Events]) or an option is invalid.
 func NewEvents(rdb *resilience.Redis, opts Options) (*Events, error) {
 	return newEvents(rdb, opts, nil)
 }
@@ -168,6 +179,9 @@ func NewEvents(rdb *resilience.Redis, opts Options) (*Events, error) {
 func newEvents(rdb *resilience.Redis, opts Options, notify func()) (*Events, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("celery: NewEvents of a nil client: %w", healthhandler.ErrInvalidOption)
+	}
+	if err := notCluster("NewEvents", rdb); err != nil {
+		return nil, err
 	}
 	if opts.Min < 0 || opts.Interval < 0 || opts.Timeout < 0 || opts.HeartbeatInterval < 0 {
 		return nil, fmt.Errorf("celery: Options.Min (%d), Interval (%v), Timeout (%v) and HeartbeatInterval (%v) must not be negative: %w",
@@ -194,17 +208,39 @@ func newEvents(rdb *resilience.Redis, opts Options, notify func()) (*Events, err
 	}
 	// kombu's channel for an event: [prefix]/{db}.{exchange}/{routing key},
 	// where the routing key is the event type with dots: worker.heartbeat.
-	e.pattern = escapeGlob(kombuFanoutPrefix(opts.KeyPrefix, rdb.Client())+opts.EventExchange+"/worker.") + "*"
+	e.pattern = escapeGlob(kombuFanoutPrefix(opts.KeyPrefix, opts.FanoutPrefix, rdb.Client())+opts.EventExchange+"/worker.") + "*"
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go e.listen(ctx)
 	return e, nil
 }
 
+// notCluster refuses a Redis Cluster client: kombu's Redis transport
+// speaks to one Redis (or to the master Sentinel names), so no Celery
+// broker is a cluster, and a check on one would count no workers forever
+// as if they were gone.
+func notCluster(fn string, rdb *resilience.Redis) error {
+	if _, ok := rdb.Client().(*redis.ClusterClient); ok || rdb.Topology() == resilience.TopologyCluster {
+		return fmt.Errorf("celery: %s of a Redis Cluster client: Celery's Redis transport (kombu) has no Cluster support, so the broker is one Redis or a Sentinel master; give its client: %w",
+			fn, healthhandler.ErrInvalidOption)
+	}
+	return nil
+}
+
+// LegacySentinelFanoutPrefix is the fanout prefix of kombu's Sentinel
+// transport before kombu 5.4.0, which did not put the database number in
+// place of "{db}" (kombu pull request 1986): give it as
+// [Options.FanoutPrefix] and [PingOptions.FanoutPrefix] when the workers'
+// broker is "sentinel://" and their kombu is older.
+const LegacySentinelFanoutPrefix = "/{db}."
+
 // kombuFanoutPrefix is what kombu's Redis transport puts before an
 // exchange's name to make a pub/sub channel: its global key prefix, then
-// "/{db}.".
-func kombuFanoutPrefix(keyPrefix string, c redis.UniversalClient) string {
+// fanout, or "/{db}." with c's database number when fanout is empty.
+func kombuFanoutPrefix(keyPrefix, fanout string, c redis.UniversalClient) string {
+	if fanout != "" {
+		return keyPrefix + fanout
+	}
 	db := 0
 	if rc, ok := c.(*redis.Client); ok {
 		db = rc.Options().DB

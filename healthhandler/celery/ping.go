@@ -83,6 +83,14 @@ type PingOptions struct {
 	// KeyPrefix is the broker's global_keyprefix transport option, if the
 	// Celery app sets one. Empty means none.
 	KeyPrefix string
+	// FanoutPrefix is what kombu puts between KeyPrefix and an exchange's
+	// name to name a pub/sub channel. Empty means kombu's "/{db}." with
+	// rdb's database number in place of {db}, as kombu forms it for a
+	// "redis://" broker, and for a "sentinel://" one since kombu 5.4.0.
+	// Workers on a "sentinel://" broker with an older kombu (Debian 12
+	// ships 5.2.4) leave "{db}" as is: give them
+	// [LegacySentinelFanoutPrefix].
+	FanoutPrefix string
 }
 
 // Ping returns a check that counts the Celery workers answering a
@@ -108,9 +116,10 @@ type PingOptions struct {
 // the next run). It takes up to Window per run, holding one pooled
 // connection meanwhile, and wakes every worker once per Interval.
 //
-// rdb must use the broker's Redis database. Ping returns an error naming
-// the field, wrapping [healthhandler.ErrInvalidOption], when rdb is nil or
-// an option is invalid.
+// rdb must use the broker's Redis database; it may be a Sentinel
+// (failover) client, not a Cluster client (see [Events]). Ping returns an
+// error naming the field, wrapping [healthhandler.ErrInvalidOption], when
+// rdb is nil, is a Redis Cluster client or an option is invalid.
 func Ping(rdb *resilience.Redis, opts PingOptions) (healthhandler.Check, error) {
 	opts.Name = cmp.Or(opts.Name, "celery")
 	opts.Window = cmp.Or(opts.Window, DefaultPingWindow)
@@ -125,6 +134,9 @@ func Ping(rdb *resilience.Redis, opts PingOptions) (healthhandler.Check, error) 
 	case timeout <= opts.Window:
 		return healthhandler.Check{}, fmt.Errorf("celery: PingOptions.Timeout (%v) must be longer than Window (%v): %w",
 			timeout, opts.Window, healthhandler.ErrInvalidOption)
+	}
+	if err := notCluster("Ping", rdb); err != nil {
+		return healthhandler.Check{}, err
 	}
 	p := &celeryPinger{rdb: rdb, opts: opts}
 	return healthhandler.Check{
@@ -179,7 +191,7 @@ func (p *celeryPinger) ping(ctx context.Context) (celeryPingResult, error) {
 	for _, step := range kombuPrioritySteps {
 		q.lists = append(q.lists, p.opts.KeyPrefix+queue+kombuSep+step)
 	}
-	channel := kombuFanoutPrefix(p.opts.KeyPrefix, client) + p.opts.ControlExchange + ".pidbox"
+	channel := kombuFanoutPrefix(p.opts.KeyPrefix, p.opts.FanoutPrefix, client) + p.opts.ControlExchange + ".pidbox"
 	start := time.Now()
 	msg, err := encodeCeleryPing(p.opts.ControlExchange+".pidbox", replyExchange, oid, ticket, newUUID(), start.Add(p.opts.Window))
 	if err != nil {
@@ -205,11 +217,7 @@ func (p *celeryPinger) ping(ctx context.Context) (celeryPingResult, error) {
 		return res, fmt.Errorf("celery ping: publish: %w", err)
 	}
 	// Every worker subscribes to the control channel once, so the number
-	// of receivers is how many answers can come. (A Cluster node counts
-	// only its own subscribers: there, wait for the whole window.)
-	if _, ok := client.(*redis.ClusterClient); ok {
-		receivers = -1
-	}
+	// of receivers is how many answers can come.
 
 	chunk := celeryPollChunk
 	if rc, ok := client.(*redis.Client); ok {
@@ -219,7 +227,7 @@ func (p *celeryPinger) ping(ctx context.Context) (celeryPingResult, error) {
 	}
 	seen := map[string]bool{}
 	deadline := start.Add(p.opts.Window)
-	for receivers != 0 && (receivers < 0 || int64(len(seen)) < receivers) {
+	for int64(len(seen)) < receivers {
 		wait := min(time.Until(deadline), chunk)
 		if wait < time.Millisecond {
 			break
