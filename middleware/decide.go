@@ -295,7 +295,7 @@ func (ru *run) store(e *entry) {
 		// before the entry landed (its GET waited for a connection, say)
 		// is answered from the flight instead of running the handler
 		// again.
-		j.done = func() { c.flights.land(key, f, c.linger) }
+		j.done = func(stored bool) { c.flights.land(key, f, c.linger, stored) }
 	}
 	c.w.enqueue(j)
 }

@@ -67,9 +67,13 @@ type flight struct {
 	panicVal any
 	failed   bool // the handler failed (5xx or a recovered panic)
 
-	// landed is when the entry was in the store (or the write gave up);
-	// zero before. Guarded by the flights' mutex.
-	landed time.Time
+	// landed is when the entry was in the store; zero before, and for
+	// good when the write failed or was dropped: a lookup that misses
+	// then has not missed an entry that was there and went (a restart, a
+	// flush), only one that never landed. settled is set when the write
+	// ended either way. Both are guarded by the flights' mutex.
+	landed  time.Time
+	settled bool
 
 	// refs counts the leader's client and the waiters still interested;
 	// the work is cancelled when it drops to zero before done.
@@ -111,11 +115,14 @@ func (g *flights) join(key string, lead bool, usable func(*flight) bool) (f *fli
 	return f, true
 }
 
-// land records that f's entry is in the store (or will not be), and
-// forgets f after flightLinger.
-func (g *flights) land(key string, f *flight, linger time.Duration) {
+// land records that the write of f's entry ended, stored or not, and
+// forgets f after linger.
+func (g *flights) land(key string, f *flight, linger time.Duration, stored bool) {
 	g.mu.Lock()
-	f.landed = time.Now()
+	if stored {
+		f.landed = time.Now()
+	}
+	f.settled = true
 	g.mu.Unlock()
 	// The timer holds no goroutine until it fires.
 	time.AfterFunc(linger, func() { g.forget(key, f) })

@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -285,6 +286,40 @@ func TestCacheAnswersLookupThatMissedTheLanding(t *testing.T) {
 	assert.Equal(t, "run 1", rr.Body.String(), "the handler ran again for a lookup that missed the landing")
 	assert.Equal(t, "steadfast; fwd=uri-miss; collapsed", rr.Header().Get("Cache-Status"))
 	assert.EqualValues(t, 1, o.runs.Load(), "handler runs")
+}
+
+func TestCacheAnswersFromRunWhoseStoreFailed(t *testing.T) {
+	// A burst that overwhelms the store: the first run's entry could not
+	// be stored, and a lookup that began after that and missed is
+	// answered from the run (within flightLinger) instead of running the
+	// handler again. When the entry was stored, a later lookup that
+	// misses means it is gone, and the handler runs again.
+	for _, tc := range []struct {
+		name     string
+		setErr   error
+		wantBody string
+		wantRuns int64
+	}{
+		{"store failed", errors.New("fake set: pool timeout"), "run 1", 1},
+		{"stored, then gone", nil, "run 2", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := &fakeStore{SetFunc: func(context.Context, string, []byte, time.Duration) error { return tc.setErr }}
+			cache, err := middleware.NewCache(store, middleware.CacheOptions{Logger: quiet})
+			require.NoError(t, err)
+			defer cache.Close()
+			o := &origin{}
+			p := cachepolicy.Policy{TTL: time.Minute}
+			h := cache.Policy(p)(o)
+			require.Equal(t, "run 1", do(h, "GET", "/x").Body.String())
+			require.Eventually(t, func() bool { return middleware.FlightSettled(cache, key("/x", p)) },
+				5*time.Second, time.Millisecond, "the first run's write never ended")
+
+			rr := do(h, "GET", "/x") // its lookup began after the write ended, and missed
+			assert.Equal(t, tc.wantBody, rr.Body.String())
+			assert.Equal(t, tc.wantRuns, o.runs.Load(), "handler runs")
+		})
+	}
 }
 
 func TestCacheAnswersFromResponseNotYetStored(t *testing.T) {

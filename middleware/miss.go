@@ -50,8 +50,9 @@ func (c *Cache) fill(m *miss) {
 	// there (it missed the entry by a hair): a lookup that began later and
 	// missed means the entry is gone (a restart, a flush), so the handler
 	// runs and stores it again. When the store could not answer (bypass),
-	// a response a flight made within flightLinger is better than running
-	// the handler once more: nothing would be stored anyway.
+	// or could not take the flight's entry, a response a flight made within
+	// flightLinger is better than running the handler once more: a burst
+	// of requests that overwhelms the store runs the handler once.
 	now := c.now()
 	if c.hfm.has(key, now) {
 		// The key's last response could not be shared: no queue.

@@ -52,9 +52,11 @@ type writeJob struct {
 	size int64
 	// gen is the invalidation generation when the run that made e began.
 	gen uint64
-	// done, if set, is called exactly once when the job was carried out,
-	// failed or was dropped.
-	done func()
+	// done, if set, is called exactly once when the job was carried out
+	// (stored true), failed or was dropped (stored false). A job dropped
+	// because its key was invalidated counts as carried out: the store
+	// holds what the invalidation left there.
+	done func(stored bool)
 }
 
 // writer is the bounded background queue that takes entries off the
@@ -135,7 +137,7 @@ func (w *writer) enqueue(j writeJob) bool {
 	}
 	w.stats.dropped.Add(1)
 	if j.done != nil {
-		j.done()
+		j.done(false)
 	}
 	return false
 }
@@ -154,11 +156,13 @@ func (w *writer) run() {
 
 // write carries out one job and returns the encoding buffer for reuse.
 func (w *writer) write(j writeJob, buf []byte) []byte {
+	stored := true
 	if j.done != nil {
-		defer j.done()
+		defer func() { j.done(stored) }()
 	}
 	if w.ctx.Err() != nil { // Close gave up draining
 		w.stats.dropped.Add(1)
+		stored = false
 		return buf
 	}
 	if w.invalidated(j.key, j.gen) {
@@ -179,6 +183,7 @@ func (w *writer) write(j writeJob, buf []byte) []byte {
 		// Redis being down is logged by the store's own state changes;
 		// here it is only counted.
 		w.stats.storeErrors.Add(1)
+		stored = false
 		return buf
 	}
 	if w.invalidated(j.key, j.gen) {
