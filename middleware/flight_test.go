@@ -322,6 +322,30 @@ func TestCacheAnswersFromRunWhoseStoreFailed(t *testing.T) {
 	}
 }
 
+func TestCacheRunWhoseStoreFailedNotServedAfterInvalidation(t *testing.T) {
+	// A run whose entry the store did not take answers later misses for
+	// a while; a successful PUT in that while ends it: the next GET runs
+	// the handler rather than getting the response from before the PUT.
+	store := &fakeStore{SetFunc: func(context.Context, string, []byte, time.Duration) error {
+		return errors.New("fake set: pool timeout")
+	}}
+	cache, err := middleware.NewCache(store, middleware.CacheOptions{Logger: quiet})
+	require.NoError(t, err)
+	defer cache.Close()
+	o := &origin{}
+	p := cachepolicy.Policy{TTL: time.Minute}
+	h := cache.Policy(p)(o)
+	require.Equal(t, "run 1", do(h, "GET", "/x").Body.String())
+	require.Eventually(t, func() bool { return middleware.FlightSettled(cache, key("/x", p)) },
+		5*time.Second, time.Millisecond, "the first run's write never ended")
+	require.Equal(t, "run 1", do(h, "GET", "/x").Body.String(), "answered from the run within flightLinger")
+
+	require.Equal(t, "run 2", do(h, "PUT", "/x").Body.String())
+	rr := do(h, "GET", "/x")
+	assert.Equal(t, "run 3", rr.Body.String(), "a GET after the PUT got the response from before it")
+	assert.EqualValues(t, 3, o.runs.Load(), "handler runs")
+}
+
 func TestCacheAnswersFromResponseNotYetStored(t *testing.T) {
 	// Between the end of the handler and the entry landing in the store,
 	// requests for the key are answered from the finished run.
